@@ -1,0 +1,62 @@
+"""One exception hierarchy: everything ledgerbus raises derives from LedgerbusError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LedgerbusError(Exception):
+    """Base class of every error raised by ledgerbus."""
+
+
+class ConfigError(LedgerbusError):
+    """A setting is missing or has a value ledgerbus cannot use."""
+
+
+class ServerError(LedgerbusError):
+    """The NATS server could not be started, reached or configured."""
+
+
+class InvalidMessage(LedgerbusError):
+    """An envelope or payload failed to decode or validate.
+
+    `code` is one of the ErrorCode values (INVALID_MESSAGE, PAYLOAD_TOO_LARGE, ...);
+    `path` names the offending field when it is known, so the error can be acted on.
+    """
+
+    def __init__(self, reason: str, *, code: str = "INVALID_MESSAGE", path: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.path = path
+        self.details = details or {}
+
+
+class UnknownCapability(InvalidMessage):
+    """No registered capability has this name."""
+
+    def __init__(self, capability: str) -> None:
+        super().__init__(f"unknown capability {capability!r}", code="UNKNOWN_CAPABILITY",
+                         path="$.capability")
+        self.capability = capability
+
+
+class RemoteError(LedgerbusError):
+    """An agent answered with an ERROR envelope."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.details = details or {}
+
+
+class TaskTimeout(LedgerbusError):
+    """No answer arrived before the task's deadline."""
+
+
+class StoreError(LedgerbusError):
+    """The event store could not be read or written."""

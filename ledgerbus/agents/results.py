@@ -1,0 +1,63 @@
+"""Durable results by idempotency key (JetStream KV), so a redelivered or retried task that already
+completed gets its recorded answer back instead of running the handler again.
+
+Durable beyond JetStream's duplicate window: the KV bucket keeps entries for `max_age` (default 7 days).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+
+from ledgerbus.bus.connection import Bus
+
+BUCKET = "LB_RESULTS"
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """The answer recorded for an idempotency key: the RESPONSE payload and the envelope that carried it."""
+
+    payload: dict[str, Any]
+    response_id: str
+    task_id: str
+    attempt: int
+
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(Recorded)
+
+
+def _kv_key(agent: str, key: str) -> str:
+    # KV keys allow a narrow alphabet; idempotency keys are arbitrary strings.
+    return f"{agent}.{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+
+class ResultStore:
+    def __init__(self, bus: Bus, *, max_age: float = 7 * 24 * 3600) -> None:
+        self.bus = bus
+        self.max_age = max_age
+        self._kv: Any = None
+
+    async def _bucket(self) -> Any:
+        if self._kv is None:
+            name = BUCKET if self.bus.subjects.prefix == "lb" else f"{BUCKET}_{self.bus.subjects.prefix.upper()}"
+            try:
+                self._kv = await self.bus.js.key_value(name)
+            except (BucketNotFoundError, NotFoundError):
+                self._kv = await self.bus.js.create_key_value(bucket=name, history=1, ttl=self.max_age)
+        return self._kv
+
+    async def get(self, agent: str, key: str) -> Recorded | None:
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(_kv_key(agent, key))
+        except (KeyNotFoundError, NotFoundError):
+            return None
+        return _dec.decode(entry.value) if entry.value else None
+
+    async def put(self, agent: str, key: str, rec: Recorded) -> None:
+        kv = await self._bucket()
+        await kv.put(_kv_key(agent, key), _enc.encode(rec))

@@ -1,0 +1,253 @@
+"""The agent runtime: pulls its type's requests, confirms receipt, runs the handler, answers.
+
+Order for each request — the receipt comes before the work, the JetStream ack after the answer:
+  decode + validate → ACK (in the ledger) → handler (heartbeats keep the message ours) →
+  result recorded by idempotency key → RESPONSE (in the ledger) → JetStream ack.
+Every failure becomes an ERROR envelope; nothing a request contains can stop the agent serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+
+from ledgerbus.agents.context import Context
+from ledgerbus.agents.results import Recorded, ResultStore
+from ledgerbus.agents.sdk import Agent, AgentError, Registration
+from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.streams import ConsumerSettings
+from ledgerbus.errors import InvalidMessage
+from ledgerbus.ids import now_ms, uuid7
+from ledgerbus.schemas.codec import salvage_ids
+from ledgerbus.schemas.codes import Action, ErrorCode
+from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, is_address, is_token
+
+log = logging.getLogger("ledgerbus.agent")
+
+
+class AgentRuntime:
+    """Runs one instance of an agent type. Instances of a type share one durable consumer."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        bus: Bus,
+        *,
+        instance: str | None = None,
+        concurrency: int = 16,
+        consumer: ConsumerSettings | None = None,
+        idempotent: bool = True,
+        fetch_timeout: float = 1.0,
+    ) -> None:
+        self.agent = agent
+        self.bus = bus
+        self.instance = instance or f"{agent.name}-{socket.gethostname()}-{os.getpid()}-{uuid7()[-6:]}"
+        self.concurrency = concurrency
+        self.consumer = consumer or ConsumerSettings()
+        self.results = ResultStore(bus) if idempotent else None
+        self.fetch_timeout = fetch_timeout
+        self.handled = 0
+        self.inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stopping = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._sub: Any = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> "AgentRuntime":
+        self._sub = await self.bus.agent_consumer(self.agent.name, self.consumer)
+        if self.results is not None:
+            await self.results._bucket()
+        self._loop_task = asyncio.create_task(self._pull_loop(), name=f"agent-{self.instance}")
+        return self
+
+    async def stop(self, *, drain: bool = True, timeout: float = 30.0) -> None:
+        """Stop pulling; with `drain`, let in-flight tasks finish (up to `timeout`) before returning."""
+        self._stopping.set()
+        if self._loop_task is not None:
+            # The loop only ever waits in fetch or for a slot: cancelling it stops pulling at once. A message
+            # caught mid-fetch is redelivered to another instance after AckWait.
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except asyncio.CancelledError:
+                pass
+        if self.inflight:
+            if drain:
+                await asyncio.wait(list(self.inflight), timeout=timeout)
+            for t in list(self.inflight):
+                t.cancel()
+
+    async def __aenter__(self) -> "AgentRuntime":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _pull_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            # Fetch as many as there are free slots, so one slow handler never blocks the others.
+            free = 1
+            while free < self.concurrency and not self._slots.locked():
+                await self._slots.acquire()
+                free += 1
+            try:
+                msgs = await self._sub.fetch(free, timeout=self.fetch_timeout)
+            except nats.errors.TimeoutError:
+                msgs = []
+            except (nats.errors.ConnectionClosedError, asyncio.CancelledError):
+                for _ in range(free):
+                    self._slots.release()
+                return
+            except Exception as exc:  # reconnecting: keep trying
+                log.warning("%s: fetch failed: %s", self.instance, exc)
+                msgs = []
+                await asyncio.sleep(0.2)
+            for _ in range(free - len(msgs)):
+                self._slots.release()
+            for msg in msgs:
+                task = asyncio.create_task(self._guarded(msg))
+                self.inflight.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self._slots.release()
+
+    async def _guarded(self, msg: Msg) -> None:
+        try:
+            await self.handle(msg)
+        except Exception:  # the last line of isolation: log, never let it reach the loop
+            log.exception("%s: unexpected failure handling %s", self.instance, msg.subject)
+
+    # -- one request ------------------------------------------------------------------------
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            req = self.bus.codec.decode(msg.data)
+        except InvalidMessage as exc:
+            await self._reject_raw(msg, exc)
+            return
+        reg = self.agent.handlers.get(req.capability)
+        if req.action is not Action.REQUEST or req.recipient != self.agent.name:
+            await self._error(req, msg, ErrorCode.INVALID_MESSAGE, f"{self.agent.name} takes REQUESTs addressed to it, not {req.action.value} for {req.recipient}")
+            return
+        if reg is None:
+            await self._error(
+                req, msg, ErrorCode.UNKNOWN_CAPABILITY,
+                f"agent {self.agent.name!r} has no capability {req.capability!r}; it offers {', '.join(self.agent.capabilities)}",
+            )
+            return
+        if req.deadline is not None and now_ms() > req.deadline:
+            await self._error(req, msg, ErrorCode.DEADLINE_EXCEEDED, f"deadline passed {now_ms() - req.deadline} ms before the request was taken")
+            return
+        try:
+            value = reg.capability.validate_input(req.payload)
+        except InvalidMessage as exc:
+            await self._error(req, msg, exc.code, exc.reason, details={"path": exc.path})
+            return
+        if self.results is not None:
+            rec = await self.results.get(self.agent.name, req.key)
+            if rec is not None:
+                # Already done under this idempotency key: answer again, do not run the handler again.
+                await self.bus.publish(answer(req, Action.RESPONSE, payload=rec.payload))
+                await msg.ack()
+                return
+        await self.bus.publish(answer(req, Action.ACK, payload={"instance": self.instance}))
+        await self._run(req, msg, reg, value)
+
+    async def _run(self, req: Envelope, msg: Msg, reg: Registration, value: Any) -> None:
+        async def progress(payload: dict[str, Any]) -> None:
+            await self.bus.publish(answer(req, Action.PROGRESS, payload=payload))
+            await msg.in_progress()
+
+        ctx = Context(req, agent=self.agent.name, instance=self.instance, progress=progress)
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            out = await (reg.handler(value, ctx) if reg.takes_context else reg.handler(value))
+        except AgentError as exc:
+            await self._error(req, msg, exc.code, exc.message, retryable=exc.retryable, details=exc.details)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._error(
+                req, msg, ErrorCode.HANDLER_ERROR, f"{type(exc).__name__}: {exc}",
+                retryable=getattr(exc, "retryable", False),
+            )
+            return
+        finally:
+            heartbeat.cancel()
+        try:
+            payload = reg.capability.output.dump(reg.capability.validate_output(reg.capability.output.dump(out)))
+        except InvalidMessage as exc:
+            await self._error(req, msg, ErrorCode.INVALID_OUTPUT, f"handler returned an invalid result: {exc.reason}", details={"path": exc.path})
+            return
+        resp = answer(req, Action.RESPONSE, payload=payload)
+        if self.results is not None:
+            await self.results.put(self.agent.name, req.key, Recorded(payload, resp.id, req.task_id, req.attempt))
+        await self.bus.publish(resp)
+        await msg.ack()
+        self.handled += 1
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        interval = max(self.consumer.ack_wait / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await msg.in_progress()
+            except Exception:
+                return
+
+    async def _error(
+        self,
+        req: Envelope,
+        msg: Msg,
+        code: ErrorCode | str,
+        message: str,
+        *,
+        retryable: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        code = code.value if isinstance(code, ErrorCode) else code
+        err = ErrorInfo(code=code, message=message, retryable=retryable, details={k: v for k, v in (details or {}).items() if v is not None})
+        sender = self.agent.name
+        await self.bus.publish(answer(req, Action.ERROR, sender=sender, error=err))
+        # The orchestrator decides about retries; JetStream redelivery is only for crashed instances.
+        await msg.ack()
+
+    async def _reject_raw(self, msg: Msg, exc: InvalidMessage) -> None:
+        """An undecodable request: record an ERROR addressed back to whoever we can tell sent it."""
+        ids = salvage_ids(msg.data, max_bytes=self.bus.codec.max_bytes)
+        parts = msg.subject.split(".")
+        conv = ids.get("conversationId") or (parts[3] if len(parts) == 4 and is_token(parts[3]) else "unknown")
+        to = ids.get("replyTo") or ids.get("sender") or (msg.headers or {}).get("Lb-Sender", "")
+        if not is_address(to):
+            to = "unknown"
+        cap = ids.get("capability", "unknown")
+        eid = uuid7()
+        env = Envelope(
+            id=eid,
+            conversation_id=conv,
+            task_id=ids.get("taskId") or eid,
+            causation_id=ids.get("id"),
+            sender=self.agent.name,
+            recipient=to,
+            action=Action.ERROR,
+            capability=cap,
+            timestamp=now_ms(),
+            error=ErrorInfo(code=exc.code, message=exc.reason, details={k: v for k, v in {"path": exc.path, **exc.details}.items() if v is not None}),
+        )
+        try:
+            await self.bus.publish(env)
+        except Exception as pub_exc:
+            log.warning("%s: could not record the rejection: %s", self.instance, pub_exc)
+        await msg.term()  # never redeliver what can never decode

@@ -1,0 +1,93 @@
+"""The agent SDK: an agent type declares capabilities with typed handlers.
+
+    agent = Agent("research")
+
+    @agent.capability("research.search")
+    async def search(query: ResearchQuery, ctx: Context) -> ResearchNotes:
+        await ctx.progress(stage="searching")
+        return ResearchNotes(...)
+
+Input and output types come from the handler's annotations (msgspec Structs or pydantic models).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ledgerbus.errors import ConfigError, LedgerbusError
+from ledgerbus.schemas.capability import Capability, CapabilityRegistry, registry as default_registry
+from ledgerbus.schemas.envelope import is_address
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class AgentError(LedgerbusError):
+    """Raise from a handler to answer with an ERROR of your choosing.
+
+    `retryable=True` tells the orchestrator the failure may go away (a flaky dependency);
+    the default is not to retry, because retrying a deterministic failure only burns budget.
+    """
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, details: dict[str, Any] | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.details = details or {}
+
+
+@dataclass
+class Registration:
+    capability: Capability
+    handler: Handler
+    takes_context: bool
+
+
+class Agent:
+    """An agent type: a name (its address on the bus) and its capabilities."""
+
+    def __init__(self, name: str, *, description: str = "", registry: CapabilityRegistry | None = None) -> None:
+        if not is_address(name):
+            raise ConfigError(f"agent name {name!r} must match [a-z0-9_-]{{1,64}}")
+        self.name = name
+        self.description = description
+        self.registry = registry or default_registry
+        self.handlers: dict[str, Registration] = {}
+
+    def capability(
+        self,
+        name: str,
+        *,
+        input: Any = None,
+        output: Any = None,
+        version: int = 1,
+        description: str = "",
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated coroutine as this agent's handler for capability `name`."""
+
+        def decorate(fn: Handler) -> Handler:
+            if not inspect.iscoroutinefunction(fn):
+                raise ConfigError(f"handler for {name!r} must be an async function")
+            hints = typing.get_type_hints(fn)
+            params = list(inspect.signature(fn).parameters)
+            in_type = input or (hints.get(params[0]) if params else None) or dict
+            out_type = output or hints.get("return") or dict
+            cap = self.registry.register(
+                name, in_type, out_type, version=version,
+                description=description or (inspect.getdoc(fn) or "").split("\n")[0],
+            )
+            self.handlers[name] = Registration(cap, fn, takes_context=len(params) >= 2)
+            return fn
+
+        return decorate
+
+    @property
+    def capabilities(self) -> list[str]:
+        return sorted(self.handlers)
+
+    def __repr__(self) -> str:
+        return f"Agent({self.name!r}, capabilities={self.capabilities})"

@@ -1,0 +1,194 @@
+"""The Bus: one NATS connection, the ledger stream, and envelope publish/subscribe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError, NotFoundError
+
+from ledgerbus.bus import headers as H
+from ledgerbus.bus.server import EmbeddedServer
+from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
+from ledgerbus.bus.subjects import Subjects
+from ledgerbus.errors import ServerError
+from ledgerbus.schemas.codec import Codec
+from ledgerbus.schemas.envelope import Envelope
+
+log = logging.getLogger("ledgerbus.bus")
+
+URL_ENV = "LEDGERBUS_NATS_URL"
+PREFIX_ENV = "LEDGERBUS_PREFIX"
+
+
+def envelope_headers(env: Envelope) -> dict[str, str]:
+    h = {H.MSG_ID: env.id, H.SENDER: env.sender, H.TASK: env.task_id}
+    if env.traceparent:
+        h[H.TRACEPARENT] = env.traceparent
+    return h
+
+
+class Bus:
+    """A connection to NATS with the ledger's conventions.
+
+    Use `await Bus.connect()`: with no URL (and no LEDGERBUS_NATS_URL) it starts, or reuses, an
+    embedded nats-server for the data directory and stops it on `close()` if it started it.
+    """
+
+    def __init__(self, nc: NATS, *, subjects: Subjects, codec: Codec, server: EmbeddedServer | None = None) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.subjects = subjects
+        self.codec = codec
+        self.server = server
+        self._ledger_ready = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str | None = None,
+        *,
+        prefix: str | None = None,
+        name: str = "ledgerbus",
+        data_dir: str | os.PathLike[str] | None = None,
+        codec: Codec | None = None,
+        ledger: LedgerConfig | None = None,
+        connect_timeout: float = 5.0,
+        user_credentials: str | None = None,
+        nkeys_seed: str | None = None,
+        tls: Any = None,
+    ) -> "Bus":
+        server: EmbeddedServer | None = None
+        url = url or os.environ.get(URL_ENV)
+        if not url:
+            server = await asyncio.to_thread(EmbeddedServer.for_dir(data_dir).start)
+            url = server.url
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats: %s", exc)
+
+        async def on_disconnect() -> None:
+            log.info("nats: disconnected; reconnecting")
+
+        kwargs: dict[str, Any] = {}
+        if user_credentials:
+            kwargs["user_credentials"] = user_credentials
+        if nkeys_seed:
+            kwargs["nkeys_seed"] = nkeys_seed
+        if tls is not None:
+            kwargs["tls"] = tls
+        try:
+            nc = await nats.connect(
+                url,
+                name=name,
+                connect_timeout=connect_timeout,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                **kwargs,
+            )
+        except Exception as exc:  # nats raises several unrelated types for "can't connect"
+            if server is not None:
+                server.stop()
+            raise ServerError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from None
+        bus = cls(
+            nc,
+            subjects=Subjects(prefix or os.environ.get(PREFIX_ENV) or "lb"),
+            codec=codec or Codec(),
+            server=server,
+        )
+        await bus.ensure_ledger(ledger or LedgerConfig())
+        return bus
+
+    @property
+    def url(self) -> str:
+        return str(self.nc.connected_url.geturl()) if self.nc.connected_url else ""
+
+    async def ensure_ledger(self, config: LedgerConfig) -> api.StreamInfo:
+        """Create the LEDGER stream, or bring an existing one to `config` (idempotent)."""
+        cfg = config.stream_config(self.subjects)
+        try:
+            info = await self.js.stream_info(self.subjects.stream)
+        except NotFoundError:
+            info = await self.js.add_stream(cfg)
+        else:
+            cur = info.config
+            if (cur.max_age or 0, cur.max_bytes or -1, cur.duplicate_window) != (
+                cfg.max_age,
+                cfg.max_bytes,
+                cfg.duplicate_window,
+            ):
+                info = await self.js.update_stream(cfg)
+        self._ledger_ready = True
+        return info
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(self, env: Envelope, *, timeout: float = 5.0) -> api.PubAck:
+        """Append `env` to the ledger and deliver it; returns once JetStream has stored it."""
+        return await self.js.publish(
+            self.subjects.of(env),
+            self.codec.encode(env),
+            timeout=timeout,
+            headers=envelope_headers(env),
+        )
+
+    async def publish_async(self, env: Envelope) -> asyncio.Future[api.PubAck]:
+        """Pipelined append: returns a future for the PubAck without waiting for it."""
+        return await self.js.publish_async(
+            self.subjects.of(env), self.codec.encode(env), headers=envelope_headers(env)
+        )
+
+    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> api.PubAck:
+        """Append raw bytes (tests and tools that speak the wire format directly)."""
+        return await self.js.publish(subject, data, headers=headers)
+
+    # -- subscribing ------------------------------------------------------------------------
+
+    async def subscribe_inbox(self, address: str, cb: Callable[[Msg], Awaitable[None]], *, queue: str = "") -> Any:
+        """Live answers addressed to `address` (core NATS: the ledger keeps the durable copy)."""
+        return await self.nc.subscribe(self.subjects.inbox(address), queue=queue, cb=cb)
+
+    async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Any:
+        """The durable pull consumer shared by every instance of `agent_type` (created if missing)."""
+        settings = settings or ConsumerSettings()
+        cfg = settings.consumer_config(self.subjects, agent_type)
+        try:
+            await self.js.add_consumer(self.subjects.stream, cfg)
+        except BadRequestError:
+            # Exists with other settings (e.g. a previous release): the newest instance's settings win.
+            await self.js.delete_consumer(self.subjects.stream, consumer_name(agent_type))
+            await self.js.add_consumer(self.subjects.stream, cfg)
+        return await self.js.pull_subscribe_bind(consumer_name(agent_type), stream=self.subjects.stream)
+
+    async def close(self) -> None:
+        # flush + close rather than drain: components stop their own consumers first, and drain would
+        # wait out its full timeout on pull subscriptions that have a fetch outstanding.
+        try:
+            if self.nc.is_connected:
+                await self.nc.flush(timeout=2)
+        except Exception as exc:  # closing must not raise on an already broken connection
+            log.debug("flush before close failed: %s", exc)
+        try:
+            await self.nc.close()
+        except Exception:
+            pass
+        if self.server is not None:
+            await asyncio.to_thread(self.server.stop)
+            self.server = None
+
+    async def __aenter__(self) -> "Bus":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

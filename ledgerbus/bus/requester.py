@@ -1,0 +1,136 @@
+"""Requester: publishes REQUESTs and routes their answers back, with one inbox subscription per process.
+
+Answers travel on core NATS to the requester's address (`lb.<address>.*.>`) for low latency; the
+ledger holds the durable copy, which is what recovery and replay read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from ledgerbus.bus.connection import Bus
+from ledgerbus.errors import InvalidMessage, RemoteError, TaskTimeout
+from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
+from ledgerbus.schemas.codes import Action
+from ledgerbus.schemas.envelope import Envelope, new_request
+
+log = logging.getLogger("ledgerbus.requester")
+
+FINAL = (Action.RESPONSE, Action.ERROR)
+
+
+class Requester:
+    def __init__(
+        self,
+        bus: Bus,
+        address: str,
+        *,
+        registry: CapabilityRegistry | None = None,
+        queue_group: str = "",
+    ) -> None:
+        self.bus = bus
+        self.address = address
+        self.registry = registry or default_registry
+        self.queue_group = queue_group
+        self._watchers: dict[str, list[asyncio.Queue[Envelope]]] = {}
+        self._listeners: list[Callable[[Envelope], None]] = []
+        self._sub: Any = None
+
+    async def start(self) -> "Requester":
+        if self._sub is None:
+            self._sub = await self.bus.subscribe_inbox(self.address, self._on_msg, queue=self.queue_group)
+        return self
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                pass
+            self._sub = None
+
+    def add_listener(self, fn: Callable[[Envelope], None]) -> None:
+        """Called with every answer that arrives (the orchestrator folds them as they come)."""
+        self._listeners.append(fn)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        try:
+            env = self.bus.codec.decode(msg.data)
+        except InvalidMessage as exc:
+            # Already in the ledger (the stream captured it); nothing can be correlated, so say so once.
+            log.warning("undecodable answer on %s: %s", msg.subject, exc.reason)
+            return
+        for fn in self._listeners:
+            fn(env)
+        for q in self._watchers.get(env.task_id, ()):
+            q.put_nowait(env)
+
+    def watch(self, task_id: str) -> asyncio.Queue[Envelope]:
+        q: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._watchers.setdefault(task_id, []).append(q)
+        return q
+
+    def unwatch(self, task_id: str, q: asyncio.Queue[Envelope]) -> None:
+        qs = self._watchers.get(task_id)
+        if qs and q in qs:
+            qs.remove(q)
+            if not qs:
+                del self._watchers[task_id]
+
+    def build(self, recipient: str, capability: str, payload: Any, **kw: Any) -> Envelope:
+        """A REQUEST from this requester, its payload validated against the capability when it is known."""
+        cap = self.registry.find(capability)
+        data = payload
+        if cap is not None:
+            data = cap.input.dump(cap.validate_input(cap.input.dump(payload)))
+        elif not isinstance(payload, dict):
+            data = default_registry.get(capability).input.dump(payload)  # raises UnknownCapability
+        return new_request(sender=self.address, recipient=recipient, capability=capability, payload=data, **kw)
+
+    async def stream(self, env: Envelope, *, timeout: float = 30.0) -> AsyncIterator[Envelope]:
+        """Publish `env` and yield every answer (ACK, PROGRESS…) until the RESPONSE or ERROR."""
+        q = self.watch(env.task_id)
+        try:
+            await self.bus.publish(env)
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TaskTimeout(f"no answer to {env.capability} from {env.recipient} within {timeout}s")
+                try:
+                    ans = await asyncio.wait_for(q.get(), left)
+                except asyncio.TimeoutError:
+                    continue
+                if ans.causation_id is not None and ans.attempt != env.attempt:
+                    continue
+                yield ans
+                if ans.action in FINAL:
+                    return
+        finally:
+            self.unwatch(env.task_id, q)
+
+    async def request(
+        self,
+        recipient: str,
+        capability: str,
+        payload: Any,
+        *,
+        timeout: float = 30.0,
+        **kw: Any,
+    ) -> Envelope:
+        """Send a REQUEST and return the RESPONSE envelope; an ERROR raises RemoteError."""
+        env = self.build(recipient, capability, payload, **kw)
+        async for ans in self.stream(env, timeout=timeout):
+            if ans.action is Action.RESPONSE:
+                return ans
+            if ans.action is Action.ERROR:
+                err = ans.error
+                raise RemoteError(err.code if err else "INTERNAL", err.message if err else "",
+                                  retryable=bool(err and err.retryable), details=err.details if err else {})
+        raise TaskTimeout("answer stream ended without a RESPONSE")  # pragma: no cover

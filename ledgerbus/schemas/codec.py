@@ -1,0 +1,129 @@
+"""Envelope codec: one reusable msgspec encoder/decoder, with size and depth limits checked first.
+
+Limits are checked on the raw bytes before a full parse so a hostile message (a 2 MB string, a
+100,000-deep array) costs a length check or one scan, never a deep recursion or a big allocation.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from ledgerbus.errors import InvalidMessage
+from ledgerbus.schemas.codes import ErrorCode
+import re as _re
+
+from ledgerbus.schemas.envelope import ADDRESS_PATTERN, CAPABILITY_PATTERN, TOKEN_PATTERN, Envelope
+
+DEFAULT_MAX_BYTES = 512 * 1024  # below NATS's default max_payload (1 MiB) so an ERROR about it still fits
+DEFAULT_MAX_DEPTH = 32
+
+_special = re.compile(rb'["\[\]{}\\]')
+_path_re = re.compile(r" - at `(\$[^`]*)`")
+
+
+def nesting_depth_exceeds(data: bytes, max_depth: int) -> bool:
+    """True when JSON `data` nests arrays/objects deeper than `max_depth` (brackets in strings don't count)."""
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return False
+    depth = 0
+    in_string = False
+    skip_until = -1
+    for m in _special.finditer(data):
+        pos = m.start()
+        if pos <= skip_until:
+            continue
+        ch = m.group()
+        if in_string:
+            if ch == b"\\":
+                skip_until = pos + 1  # the escaped character is not syntax
+            elif ch == b'"':
+                in_string = False
+        elif ch == b'"':
+            in_string = True
+        elif ch in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif ch in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def error_path(exc: msgspec.ValidationError) -> str | None:
+    m = _path_re.search(str(exc))
+    return m.group(1) if m else None
+
+
+class Codec:
+    """Encodes envelopes to JSON bytes and decodes them back, refusing what breaks the limits."""
+
+    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(Envelope)
+
+    def encode(self, envelope: Envelope) -> bytes:
+        return self._encoder.encode(envelope)
+
+    def check_limits(self, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            raise InvalidMessage(
+                f"message is {len(data)} bytes; the limit is {self.max_bytes}",
+                code=ErrorCode.PAYLOAD_TOO_LARGE.value,
+                details={"size": len(data), "limit": self.max_bytes},
+            )
+        if nesting_depth_exceeds(data, self.max_depth):
+            raise InvalidMessage(
+                f"message nests deeper than {self.max_depth} levels",
+                code=ErrorCode.PAYLOAD_TOO_DEEP.value,
+                details={"limit": self.max_depth},
+            )
+
+    def decode(self, data: bytes) -> Envelope:
+        """Decode and validate an envelope; raise InvalidMessage naming the field and the rule."""
+        self.check_limits(data)
+        try:
+            return self._decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise InvalidMessage(f"invalid envelope: {exc}", path=error_path(exc)) from None
+        except msgspec.DecodeError as exc:
+            raise InvalidMessage(f"malformed JSON: {exc}") from None
+
+
+def salvage_ids(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, str]:
+    """Best-effort ids from a message that failed to decode, so its ERROR can be addressed and correlated.
+
+    Only values that are valid subject tokens are kept: a broken message must not be able to steer
+    where its error goes beyond naming a well-formed address.
+    """
+    if len(data) > max_bytes:
+        return {}
+    try:
+        obj: Any = msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    out: dict[str, str] = {}
+    for key, pattern in _SALVAGE.items():
+        value = obj.get(key)
+        if isinstance(value, str) and pattern.match(value):
+            out[key] = value
+    return out
+
+
+_token = _re.compile(TOKEN_PATTERN)
+_address = _re.compile(ADDRESS_PATTERN)
+_SALVAGE = {
+    "id": _token,
+    "conversationId": _token,
+    "taskId": _token,
+    "sender": _address,
+    "replyTo": _address,
+    "recipient": _address,
+    "capability": _re.compile(CAPABILITY_PATTERN),
+}

@@ -1,0 +1,137 @@
+"""The envelope: the one message shape every agent speaks (DESIGN.md, "The envelope")."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+from ledgerbus.ids import now_ms, uuid7
+from ledgerbus.schemas.codes import Action
+
+SCHEMA_VERSION = 1
+
+#: Agent addresses and conversation ids become NATS subject tokens, so they must not contain
+#: dots, wildcards or whitespace.
+ADDRESS_PATTERN = r"^[a-z0-9_-]{1,64}$"
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+CAPABILITY_PATTERN = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$"
+
+Address = Annotated[str, msgspec.Meta(pattern=ADDRESS_PATTERN, description="agent address")]
+Token = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN)]
+CapabilityName = Annotated[str, msgspec.Meta(pattern=CAPABILITY_PATTERN, max_length=128)]
+
+_address_re = re.compile(ADDRESS_PATTERN)
+_token_re = re.compile(TOKEN_PATTERN)
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What went wrong, with a code a program can branch on and a message a person can act on."""
+
+    code: str
+    message: str
+    retryable: bool = False
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Envelope(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """A ledgerbus message: sender, recipient, action, payload and the ids that tie a conversation together."""
+
+    id: Token
+    conversation_id: Token
+    task_id: Token
+    sender: Address
+    recipient: Address
+    action: Action
+    capability: CapabilityName
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    causation_id: Token | None = None
+    reply_to: Address | None = None
+    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
+    deadline: int | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    timestamp: int = 0
+    error: ErrorInfo | None = None
+    traceparent: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def answer_to(self) -> str:
+        """Where answers to this envelope go."""
+        return self.reply_to or self.sender
+
+    @property
+    def key(self) -> str:
+        """The idempotency key, defaulting to the task id as DESIGN.md says."""
+        return self.idempotency_key or self.task_id
+
+
+def new_request(
+    *,
+    sender: str,
+    recipient: str,
+    capability: str,
+    payload: dict[str, Any],
+    conversation_id: str | None = None,
+    task_id: str | None = None,
+    attempt: int = 1,
+    deadline: int | None = None,
+    idempotency_key: str | None = None,
+    reply_to: str | None = None,
+    causation_id: str | None = None,
+) -> Envelope:
+    eid = uuid7()
+    task = task_id or eid
+    return Envelope(
+        id=eid,
+        conversation_id=conversation_id or eid,
+        task_id=task,
+        causation_id=causation_id,
+        sender=sender,
+        recipient=recipient,
+        reply_to=reply_to,
+        action=Action.REQUEST,
+        capability=capability,
+        payload=payload,
+        attempt=attempt,
+        deadline=deadline,
+        idempotency_key=idempotency_key or task,
+        timestamp=now_ms(),
+    )
+
+
+def answer(
+    request: Envelope,
+    action: Action,
+    *,
+    sender: str | None = None,
+    payload: dict[str, Any] | None = None,
+    error: ErrorInfo | None = None,
+) -> Envelope:
+    """An envelope answering `request` (ACK/PROGRESS/RESPONSE/ERROR), addressed to its reply address."""
+    return Envelope(
+        id=uuid7(),
+        conversation_id=request.conversation_id,
+        task_id=request.task_id,
+        causation_id=request.id,
+        sender=sender or request.recipient,
+        recipient=request.answer_to,
+        action=action,
+        capability=request.capability,
+        payload=payload or {},
+        attempt=request.attempt,
+        deadline=request.deadline,
+        idempotency_key=request.key,
+        timestamp=now_ms(),
+        error=error,
+        traceparent=request.traceparent,
+    )
+
+
+def is_address(value: str) -> bool:
+    return bool(_address_re.match(value))
+
+
+def is_token(value: str) -> bool:
+    return bool(_token_re.match(value))

@@ -18,6 +18,7 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from ledgerbus.agents.context import Context
+from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, describe
 from ledgerbus.agents.results import Recorded, ResultStore
 from ledgerbus.agents.sdk import Agent, AgentError, Registration
 from ledgerbus.bus.connection import Bus
@@ -44,6 +45,7 @@ class AgentRuntime:
         consumer: ConsumerSettings | None = None,
         idempotent: bool = True,
         fetch_timeout: float = 1.0,
+        announce: bool = True,
     ) -> None:
         self.agent = agent
         self.bus = bus
@@ -58,6 +60,8 @@ class AgentRuntime:
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._sub: Any = None
+        self._announcer: Announcer | None = None
+        self.announce = announce
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -65,6 +69,12 @@ class AgentRuntime:
         self._sub = await self.bus.agent_consumer(self.agent.name, self.consumer)
         if self.results is not None:
             await self.results._bucket()
+        if self.announce:
+            ts = now_ms()
+            info = InstanceInfo(agent=self.agent.name, instance=self.instance, capabilities=describe(self.agent),
+                                started_at=ts, seen_at=ts, concurrency=self.concurrency)
+            self._announcer = Announcer(Directory(self.bus), info, stats=lambda: (self.handled, len(self.inflight)))
+            await self._announcer.start()
         self._loop_task = asyncio.create_task(self._pull_loop(), name=f"agent-{self.instance}")
         return self
 
@@ -79,6 +89,12 @@ class AgentRuntime:
                 await self._loop_task
             except asyncio.CancelledError:
                 pass
+        if self._announcer is not None:
+            try:
+                await self._announcer.stop()
+            except Exception:
+                pass
+            self._announcer = None
         if self.inflight:
             if drain:
                 await asyncio.wait(list(self.inflight), timeout=timeout)

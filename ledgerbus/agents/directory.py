@@ -1,0 +1,151 @@
+"""The agent directory: a JetStream KV bucket where live instances announce their type and capabilities.
+
+Each instance writes `<type>.<instance>` every `ttl/3` seconds; the bucket's TTL removes an instance
+that stopped announcing, so "live" means "heard from within the TTL". Capabilities carry their JSON
+Schemas, so a router (or a person with `ledgerbus agents`) can see what each type accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+
+from ledgerbus.agents.sdk import Agent
+from ledgerbus.bus.connection import Bus
+from ledgerbus.ids import now_ms
+
+log = logging.getLogger("ledgerbus.directory")
+
+BUCKET = "LB_AGENTS"
+DEFAULT_TTL = 10.0
+
+
+class CapabilityInfo(msgspec.Struct, kw_only=True, rename="camel"):
+    name: str
+    version: int = 1
+    description: str = ""
+    input_schema: dict[str, Any] = msgspec.field(default_factory=dict)
+    output_schema: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class InstanceInfo(msgspec.Struct, kw_only=True, rename="camel"):
+    agent: str
+    instance: str
+    capabilities: list[CapabilityInfo]
+    started_at: int
+    seen_at: int
+    handled: int = 0
+    inflight: int = 0
+    concurrency: int = 1
+
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(InstanceInfo)
+
+
+def describe(agent: Agent) -> list[CapabilityInfo]:
+    return [
+        CapabilityInfo(
+            name=r.capability.name,
+            version=r.capability.version,
+            description=r.capability.description,
+            input_schema=r.capability.input.json_schema(),
+            output_schema=r.capability.output.json_schema(),
+        )
+        for r in agent.handlers.values()
+    ]
+
+
+class Directory:
+    def __init__(self, bus: Bus, *, ttl: float = DEFAULT_TTL) -> None:
+        self.bus = bus
+        self.ttl = ttl
+        self._kv: Any = None
+
+    async def bucket(self) -> Any:
+        if self._kv is None:
+            name = BUCKET if self.bus.subjects.prefix == "lb" else f"{BUCKET}_{self.bus.subjects.prefix.upper()}"
+            try:
+                self._kv = await self.bus.js.key_value(name)
+            except (BucketNotFoundError, NotFoundError):
+                try:
+                    self._kv = await self.bus.js.create_key_value(bucket=name, history=1, ttl=self.ttl)
+                except Exception:  # created concurrently by another instance
+                    self._kv = await self.bus.js.key_value(name)
+        return self._kv
+
+    async def announce(self, info: InstanceInfo) -> None:
+        kv = await self.bucket()
+        info.seen_at = now_ms()
+        await kv.put(f"{info.agent}.{info.instance}", _enc.encode(info))
+
+    async def withdraw(self, agent: str, instance: str) -> None:
+        kv = await self.bucket()
+        try:
+            await kv.purge(f"{agent}.{instance}")
+        except Exception as exc:
+            log.debug("withdraw failed: %s", exc)
+
+    async def instances(self) -> list[InstanceInfo]:
+        kv = await self.bucket()
+        try:
+            keys = await kv.keys()
+        except (NotFoundError, KeyNotFoundError):
+            return []
+        except Exception as exc:  # nats-py raises NoKeysError (a NotFoundError subclass in some versions)
+            if "no keys" in str(exc).lower():
+                return []
+            raise
+        out: list[InstanceInfo] = []
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+            except (KeyNotFoundError, NotFoundError):
+                continue
+            if entry.value:
+                out.append(_dec.decode(entry.value))
+        horizon = now_ms() - int(self.ttl * 1000)
+        return sorted((i for i in out if i.seen_at >= horizon), key=lambda i: (i.agent, i.instance))
+
+    async def live_types(self) -> dict[str, list[InstanceInfo]]:
+        by_type: dict[str, list[InstanceInfo]] = {}
+        for inst in await self.instances():
+            by_type.setdefault(inst.agent, []).append(inst)
+        return by_type
+
+
+class Announcer:
+    """Keeps one instance's directory entry fresh while it runs."""
+
+    def __init__(self, directory: Directory, info: InstanceInfo, stats: Any = None) -> None:
+        self.directory = directory
+        self.info = info
+        self.stats = stats
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.directory.announce(self.info)
+        self._task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.directory.ttl / 3)
+            if self.stats is not None:
+                self.info.handled, self.info.inflight = self.stats()
+            try:
+                await self.directory.announce(self.info)
+            except Exception as exc:  # a reconnect: the next beat will do
+                log.debug("announce failed: %s", exc)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.directory.withdraw(self.info.agent, self.info.instance)

@@ -1,0 +1,16 @@
+"""The `editor` agent: checks and improves a draft and reports what it changed."""
+
+from __future__ import annotations
+
+from ledgerbus.agents.context import Context
+from ledgerbus.agents.examples.editing import edit as edit_draft
+from ledgerbus.agents.examples.payloads import EditedArticle, EditRequest
+from ledgerbus.agents.sdk import Agent
+
+agent = Agent("editor", description="Fixes structure, repeated words and length of a draft, listing each change.")
+
+
+@agent.capability("editor.edit")
+async def edit(req: EditRequest, ctx: Context) -> EditedArticle:
+    """The edited article and the list of changes made."""
+    return edit_draft(req)

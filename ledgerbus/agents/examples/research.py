@@ -1,0 +1,16 @@
+"""The `research` agent: searches the bundled corpus for a topic and returns notes with sources."""
+
+from __future__ import annotations
+
+from ledgerbus.agents.context import Context
+from ledgerbus.agents.examples.corpus import search as search_corpus
+from ledgerbus.agents.examples.payloads import ResearchNotes, ResearchQuery
+from ledgerbus.agents.sdk import Agent
+
+agent = Agent("research", description="Finds notes with sources on a topic in a bundled corpus (offline).")
+
+
+@agent.capability("research.search")
+async def search(query: ResearchQuery, ctx: Context) -> ResearchNotes:
+    """Notes on a topic, best first, each with the document it came from."""
+    return ResearchNotes(topic=query.topic, notes=search_corpus(query.topic, query.max_notes))

@@ -1,0 +1,53 @@
+"""Shared CLI plumbing: options, the console, and turning errors into one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError, ServerError, StoreError
+
+T = TypeVar("T")
+
+# Piped output (CI logs, `| less`) gets a wide fixed width instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True)
+
+DEFAULT_LEDGER = os.path.join(".ledgerbus", "ledger.db")
+
+UrlOption = typer.Option(None, "--url", envvar="LEDGERBUS_NATS_URL",
+                         help="NATS server URL; unset: the embedded server for --data-dir")
+DataDirOption = typer.Option(".ledgerbus", "--data-dir", envvar="LEDGERBUS_DATA_DIR",
+                             help="where the embedded server keeps its store")
+JsonOption = typer.Option(False, "--json", help="machine-readable JSON output")
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; ledgerbus errors become one line and an exit code, not a traceback."""
+    try:
+        return asyncio.run(coro)
+    except ServerError as exc:
+        fail(str(exc), 2)
+    except (InvalidMessage, ConfigError, StoreError) as exc:
+        fail(str(exc), 2 if isinstance(exc, StoreError) else 1)
+    except LedgerbusError as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,66 @@
+"""`ledgerbus schemas`: export, check and show the JSON Schemas of the envelope and capabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ledgerbus.cli.common import console, fail
+
+app = typer.Typer(help="JSON Schemas of the envelope and every capability (the language-neutral contract).",
+                  no_args_is_help=True)
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    import ledgerbus.agents.examples  # noqa: F401  (registers the built-in capabilities)
+    from ledgerbus.schemas.capability import registry
+
+    return registry
+
+
+@app.command()
+def export(out: Path = typer.Option(Path("schemas"), "--out", "-o", help="folder to write into")) -> None:
+    """Write envelope.schema.json and <capability>.{input,output}.schema.json.
+
+    Example: ledgerbus schemas export --out schemas
+    """
+    from ledgerbus.schemas import export as ex
+
+    for path in ex.write(_registry(), out):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def check(directory: Path = typer.Option(Path("schemas"), "--dir", "-d", help="folder holding the schemas")) -> None:
+    """Exit 1 if the files differ from what the code generates.
+
+    Example: ledgerbus schemas check
+    """
+    from ledgerbus.schemas import export as ex
+
+    problems = ex.check(_registry(), directory)
+    for p in problems:
+        console.print(p)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{directory}: in sync")
+
+
+@app.command()
+def show(capability: str = typer.Argument(..., help="capability name, or 'envelope'")) -> None:
+    """Print the input and output schema of a capability.
+
+    Example: ledgerbus schemas show research.search
+    """
+    from ledgerbus.schemas import export as ex
+
+    docs = ex.build(_registry())
+    if capability == "envelope":
+        console.print_json(data=docs["envelope.schema.json"])
+        return
+    found = {k: v for k, v in docs.items() if k.startswith(capability + ".") and k.count(".") == capability.count(".") + 3}
+    if not found:
+        names = sorted({k.rsplit(".", 3)[0] for k in docs if k != "envelope.schema.json"})
+        fail(f"unknown capability {capability!r}; known: {', '.join(names)}")
+    console.print_json(data=found)

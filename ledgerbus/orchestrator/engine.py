@@ -1,0 +1,446 @@
+"""The orchestrator: runs a plan's steps as tasks on agents and survives their failure.
+
+Every decision is an envelope in the ledger (an ERROR from `orchestrator` with its code, or a
+RESPONSE flagged FALLBACK_USED), and the state it acts on is the fold of the envelopes it has seen,
+so a replay of the ledger explains every step it took. One agent failing only ever affects its own
+tasks: each step runs in its own asyncio task behind its own breaker and rate-limit bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledgerbus.agents.directory import Directory
+from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.requester import Requester
+from ledgerbus.errors import InvalidMessage, LedgerbusError
+from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskStatus, apply, fold
+from ledgerbus.ids import now_ms, uuid7
+from ledgerbus.orchestrator.aggregate import Outcome
+from ledgerbus.orchestrator.breaker import BreakerRegistry, BreakerState
+from ledgerbus.orchestrator.outcome import ConversationOutcome, StepReport
+from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, SingleStepDecomposer, Step
+from ledgerbus.orchestrator.policy import FallbackCapability, FallbackValue, PolicySet, TaskPolicy
+from ledgerbus.orchestrator.ratelimit import RateLimiter
+from ledgerbus.orchestrator.router import Router
+from ledgerbus.orchestrator.stalls import check_task, next_check_ms
+from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
+from ledgerbus.schemas.codes import RETRYABLE_CODES, Action, ErrorCode
+from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, new_request
+
+log = logging.getLogger("ledgerbus.orchestrator")
+
+#: Failures that say something about the agent's health (and so count against its breaker).
+#: Bad input is the requester's fault and must not open anyone's breaker.
+_AGENT_FAULTS = frozenset(
+    {
+        ErrorCode.NO_RECEIPT.value,
+        ErrorCode.STALLED.value,
+        ErrorCode.TIMED_OUT.value,
+        ErrorCode.HANDLER_ERROR.value,
+        ErrorCode.INTERNAL.value,
+        ErrorCode.INVALID_OUTPUT.value,
+    }
+)
+
+
+@dataclass
+class ConversationResult:
+    """What `Orchestrator.run` returns: never an exception for an agent's failure."""
+
+    conversation_id: str
+    status: ConversationStatus
+    result: dict[str, Any] | None
+    outcome: ConversationOutcome
+    state: ConversationState
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ConversationStatus.DONE
+
+
+@dataclass
+class _StepResult:
+    step: Step
+    task_id: str
+    ok: bool
+    payload: dict[str, Any] | None = None
+    agent: str | None = None
+    fallback: bool = False
+    error: ErrorInfo | None = None
+    attempts: int = 0
+
+
+@dataclass
+class _Run:
+    """One conversation in flight: its folded state and a wake-up per task."""
+
+    state: ConversationState
+    root: Envelope
+    wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+    emitted: set[str] = field(default_factory=set)  # our own envelopes, folded already when sent
+
+    def wake(self, task_id: str) -> None:
+        ev = self.wakeups.get(task_id)
+        if ev is not None:
+            ev.set()
+
+
+def step_task_id(conversation_id: str, step_id: str) -> str:
+    """Deterministic, so a recovering orchestrator finds the tasks its predecessor started."""
+    return f"{conversation_id}_{step_id}"
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        name: str = "orchestrator",
+        decomposer: Decomposer | None = None,
+        policies: PolicySet | None = None,
+        router: Router | None = None,
+        registry: CapabilityRegistry | None = None,
+        rng: random.Random | None = None,
+        use_directory: bool = True,
+    ) -> None:
+        self.bus = bus
+        self.name = name
+        self.decomposer = decomposer or SingleStepDecomposer()
+        self.policies = policies or PolicySet()
+        self.registry = registry or default_registry
+        self.router = router or Router(directory=Directory(bus) if use_directory else None)
+        self.rng = rng or random.Random()
+        self.requester = Requester(bus, name, registry=self.registry)
+        self.breakers = BreakerRegistry(
+            default=self.policies.breaker,
+            per_type=self.policies.per_agent_breaker,
+            on_transition=self._on_breaker,
+        )
+        rate = self.policies.rate
+        self.limiter = RateLimiter(
+            global_rate=rate.global_rate,
+            global_burst=rate.global_burst,
+            per_key=rate.per_agent,
+            default_rate=rate.agent_rate,
+            default_burst=rate.agent_burst,
+        )
+        self.runs: dict[str, _Run] = {}
+        self.sent_requests = 0  # REQUESTs to agents, first attempts and retries alike
+        self.breaker_log: list[tuple[str, BreakerState, BreakerState]] = []
+
+    async def start(self) -> "Orchestrator":
+        self.requester.add_listener(self._on_answer)
+        await self.requester.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.requester.stop()
+
+    async def __aenter__(self) -> "Orchestrator":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the live fold ------------------------------------------------------------------------
+
+    def _on_answer(self, env: Envelope) -> None:
+        run = self.runs.get(env.conversation_id)
+        if run is None or env.id in run.emitted:
+            return
+        apply(run.state, env)
+        run.wake(env.task_id)
+
+    def _on_breaker(self, agent: str, old: BreakerState, new: BreakerState) -> None:
+        log.info("breaker %s: %s -> %s", agent, old.value, new.value)
+        self.breaker_log.append((agent, old, new))
+
+    async def _emit(self, run: _Run, env: Envelope) -> None:
+        # Fold before publishing: an answer can arrive before our PubAck does.
+        run.emitted.add(env.id)
+        apply(run.state, env)
+        await self.bus.publish(env)
+
+    async def _decision(self, run: _Run, request: Envelope, code: ErrorCode, message: str, *,
+                        retryable: bool = False, details: dict[str, Any] | None = None) -> None:
+        """Record a decision as an ERROR from the orchestrator about `request`'s task."""
+        err = ErrorInfo(code=code.value, message=message, retryable=retryable, details=details or {})
+        env = answer(request, Action.ERROR, sender=self.name, error=err)
+        env.recipient = self.name
+        await self._emit(run, env)
+
+    # -- conversations ------------------------------------------------------------------------
+
+    async def run(
+        self,
+        capability: str,
+        payload: Any,
+        *,
+        requester: str = "client",
+        conversation_id: str | None = None,
+    ) -> ConversationResult:
+        """Run one conversation to its end: DONE, DEGRADED or FAILED — never an exception for agent failures."""
+        cap = self.registry.find(capability)
+        data = cap.input.dump(cap.validate_input(cap.input.dump(payload))) if cap else payload
+        root = new_request(
+            sender=requester, recipient=self.name, capability=capability, payload=data,
+            conversation_id=conversation_id,
+        )
+        run = _Run(ConversationState(conversation_id=root.conversation_id), root)
+        self.runs[root.conversation_id] = run
+        try:
+            await self._emit(run, root)
+            await self._emit(run, answer(root, Action.ACK, payload={"instance": self.name}))
+            return await self._execute(run)
+        finally:
+            self.runs.pop(root.conversation_id, None)
+
+    async def resume(self, events: Iterable[Envelope]) -> ConversationResult | None:
+        """Finish a conversation a previous orchestrator left open, from its envelopes in ledger order.
+
+        Finished tasks keep their recorded results; unfinished ones are re-issued with their original
+        task ids and idempotency keys (an agent that already did the work answers from its record),
+        through the same rate limiter as everything else.
+        """
+        events = list(events)
+        if not events:
+            return None
+        state = fold(events)
+        root = next((e for e in events if e.action is Action.REQUEST and e.task_id == state.root_task_id), None)
+        if root is None or root.recipient != self.name or state.status is not ConversationStatus.RUNNING:
+            return None
+        run = _Run(state, root)
+        self.runs[root.conversation_id] = run
+        try:
+            return await self._execute(run)
+        finally:
+            self.runs.pop(root.conversation_id, None)
+
+    async def _execute(self, run: _Run) -> ConversationResult:
+        root = run.root
+        try:
+            plan = self.decomposer.plan(root.capability, root.payload)
+        except LedgerbusError as exc:
+            return await self._finish(run, None, [], Outcome.FAILED, [f"could not plan {root.capability}: {exc}"])
+        results: dict[str, _StepResult] = {}
+        running: dict[str, asyncio.Task[_StepResult]] = {}
+        ctx_results: dict[str, Any] = {}
+
+        # Steps the ledger already shows as done (a resumed conversation) are not run again.
+        for step in plan.order():
+            t = run.state.tasks.get(step_task_id(root.conversation_id, step.id))
+            if t is not None and t.status is TaskStatus.DONE:
+                results[step.id] = _StepResult(step, t.task_id, True, t.result, t.agent, t.fallback, t.error, t.attempts)
+                ctx_results[step.id] = t.result
+
+        while True:
+            done = {k for k, r in results.items() if r.ok}
+            failed = {k for k, r in results.items() if not r.ok}
+            if plan.finished(done, failed) and not running:
+                break
+            for step in plan.ready(done, set(running), failed):
+                ctx = PlanContext(root.payload, dict(ctx_results))
+                running[step.id] = asyncio.create_task(self._run_step(run, plan, step, ctx))
+            if not running:
+                break  # everything left is blocked by a failed dependency
+            finished, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                res = task.result()
+                results[res.step.id] = res
+                running.pop(res.step.id)
+                if res.ok:
+                    ctx_results[res.step.id] = res.payload
+
+        done = {k for k, r in results.items() if r.ok}
+        failed = {k for k, r in results.items() if not r.ok}
+        fallbacks = {k for k, r in results.items() if r.ok and r.fallback}
+        outcome = plan.outcome(done, failed, fallbacks)
+        # A required step failed but others produced something: hand back what exists, say what is missing.
+        if outcome is Outcome.FAILED and done:
+            outcome = Outcome.DEGRADED
+        reports = [self._report(plan, s, results.get(s.id), root) for s in plan.order()]
+        reasons = [self._reason(r) for r in reports if r.status != "DONE" or r.fallback]
+        final = None
+        if outcome is not Outcome.FAILED:
+            assemble = getattr(self.decomposer, "assemble", None)
+            ctx = PlanContext(root.payload, dict(ctx_results))
+            final = assemble(root.capability, ctx, failed) if assemble else dict(ctx_results)
+        return await self._finish(run, final, reports, outcome, reasons)
+
+    @staticmethod
+    def _report(plan: Plan, step: Step, res: _StepResult | None, root: Envelope) -> StepReport:
+        if res is None:
+            return StepReport(step=step.id, task_id=step_task_id(root.conversation_id, step.id),
+                              capability=step.capability, status="SKIPPED",
+                              error=ErrorInfo(code=ErrorCode.DEPENDENCY_FAILED.value,
+                                              message=f"not run: a step it depends on ({', '.join(step.depends_on)}) failed"))
+        return StepReport(step=step.id, task_id=res.task_id, capability=step.capability, agent=res.agent,
+                          status="DONE" if res.ok else "FAILED", attempts=res.attempts,
+                          fallback=res.fallback, error=res.error)
+
+    @staticmethod
+    def _reason(r: StepReport) -> str:
+        why = f"{r.error.code}: {r.error.message}" if r.error else "no reason recorded"
+        if r.fallback:
+            return f"step {r.step} ({r.capability}) used its fallback after {why}"
+        if r.status == "SKIPPED":
+            return f"step {r.step} ({r.capability}) skipped: {why}"
+        return f"step {r.step} ({r.capability}) failed after {r.attempts} attempt(s): {why}"
+
+    async def _finish(self, run: _Run, final: dict[str, Any] | None, reports: list[StepReport],
+                      outcome: Outcome, reasons: list[str]) -> ConversationResult:
+        root = run.root
+        payload = ConversationOutcome(status=outcome.value, result=final, steps=reports, reasons=reasons)
+        body: dict[str, Any] = _to_builtins(payload)
+        if outcome is Outcome.FAILED:
+            env = answer(root, Action.ERROR, error=ErrorInfo(
+                code=ErrorCode.DEPENDENCY_FAILED.value, message="; ".join(reasons) or "the conversation failed",
+                details={"outcome": body}))
+        else:
+            err = None
+            if outcome is Outcome.DEGRADED:
+                err = ErrorInfo(code="DEGRADED", message="; ".join(reasons), details={})
+            env = answer(root, Action.RESPONSE, payload=body, error=err)
+        await self._emit(run, env)
+        return ConversationResult(root.conversation_id, run.state.status, final, payload, run.state)
+
+    # -- one step -----------------------------------------------------------------------------
+
+    async def _run_step(self, run: _Run, plan: Plan, step: Step, ctx: PlanContext) -> _StepResult:
+        task_id = step_task_id(run.root.conversation_id, step.id)
+        try:
+            payload = plan.build_input(step, ctx)
+        except LedgerbusError as exc:
+            return _StepResult(step, task_id, False, error=ErrorInfo(code=ErrorCode.DEPENDENCY_FAILED.value, message=str(exc)))
+        try:
+            return await self._task(run, step, task_id, step.capability, payload)
+        except Exception as exc:  # isolation: a bug in one step's plumbing fails that step, not the conversation
+            log.exception("step %s failed in the orchestrator", step.id)
+            return _StepResult(step, task_id, False, error=ErrorInfo(code=ErrorCode.INTERNAL.value, message=f"{type(exc).__name__}: {exc}"))
+
+    async def _task(self, run: _Run, step: Step, task_id: str, capability: str, payload: dict[str, Any],
+                    *, fallback_depth: int = 0) -> _StepResult:
+        existing = run.state.tasks.get(task_id)
+        attempt = (existing.attempt + 1) if existing is not None and existing.attempt else 1
+        last_error: ErrorInfo | None = None
+        agent: str | None = None
+        prev_request: Envelope | None = None
+        policy = self.policies.for_task(capability)
+        while True:
+            agent, skipped = await self.router.route(capability, self.breakers)
+            policy = self.policies.for_task(capability, agent)
+            request = new_request(
+                sender=self.name, recipient=agent or (skipped[0] if skipped else capability.split(".")[0]),
+                capability=capability, payload=payload, conversation_id=run.root.conversation_id,
+                task_id=task_id, attempt=attempt, idempotency_key=task_id, causation_id=run.root.id,
+            )
+            if agent is None:
+                last_error = ErrorInfo(code=ErrorCode.BREAKER_OPEN.value,
+                                       message=f"circuit breaker open for {', '.join(skipped)}; request not sent",
+                                       details={"agents": skipped})
+                await self._decision(run, prev_request or request, ErrorCode.BREAKER_OPEN, last_error.message,
+                                     details={"agents": skipped, "retryAfter": max(self.breakers.get(a).retry_after() for a in skipped)})
+                break
+            try:
+                cap = self.registry.find(capability)
+                if cap is not None:
+                    cap.validate_input(payload)
+            except InvalidMessage as exc:
+                self.breakers.get(agent).release()
+                last_error = ErrorInfo(code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})
+                await self._decision(run, request, ErrorCode.INVALID_MESSAGE, exc.reason)
+                break
+            waited = await self.limiter.acquire(agent)
+            if waited > 0.05:
+                await self._decision(run, request, ErrorCode.RATE_LIMITED,
+                                     f"waited {waited:.2f}s for the rate limit of {agent}", details={"waited": waited})
+            prev_request = request
+            last_error = await self._attempt(run, request, policy)
+            if last_error is None:
+                self.breakers.get(agent).record_success()
+                t = run.state.tasks[task_id]
+                return _StepResult(step, task_id, True, t.result, agent, False, None, t.attempts)
+            if last_error.code in _AGENT_FAULTS:
+                self.breakers.get(agent).record_failure()
+            else:
+                self.breakers.get(agent).release()
+            retryable = last_error.retryable or last_error.code in RETRYABLE_CODES
+            if not policy.retry.should_retry(attempt, retryable):
+                break
+            delay = policy.retry.next_delay(attempt, self.rng)
+            await self._decision(run, request, ErrorCode.RETRY_SCHEDULED,
+                                 f"attempt {attempt} failed ({last_error.code}); attempt {attempt + 1} in {delay:.3f}s",
+                                 details={"delay": round(delay, 4), "nextAttempt": attempt + 1, "cause": last_error.code})
+            await asyncio.sleep(delay)
+            attempt += 1
+
+        attempts = run.state.tasks[task_id].attempts if task_id in run.state.tasks else 0
+        fb = policy.fallback
+        if isinstance(fb, FallbackValue):
+            base = prev_request or new_request(sender=self.name, recipient=self.name, capability=capability,
+                                               payload=payload, conversation_id=run.root.conversation_id,
+                                               task_id=task_id, idempotency_key=task_id)
+            env = answer(base, Action.RESPONSE, sender=self.name, payload=fb.as_payload(), error=ErrorInfo(
+                code=ErrorCode.FALLBACK_USED.value,
+                message=f"fallback value used after {last_error.code if last_error else 'failure'}",
+                details={"cause": _to_builtins(last_error) if last_error else None}))
+            env.recipient = self.name
+            await self._emit(run, env)
+            return _StepResult(step, task_id, True, fb.as_payload(), agent, True, last_error, attempts)
+        if isinstance(fb, FallbackCapability) and fallback_depth < 3:
+            res = await self._task(run, step, f"{task_id}_fb{fallback_depth + 1}", fb.capability, payload,
+                                   fallback_depth=fallback_depth + 1)
+            res.fallback = res.ok
+            res.error = res.error or last_error
+            return res
+        return _StepResult(step, task_id, False, None, agent, False, last_error, attempts)
+
+    async def _attempt(self, run: _Run, request: Envelope, policy: TaskPolicy) -> ErrorInfo | None:
+        """Send one attempt and watch it: None on RESPONSE, else the reason it failed."""
+        task_id = request.task_id
+        wake = run.wakeups.setdefault(task_id, asyncio.Event())
+        wake.clear()
+        await self._emit(run, request)
+        self.sent_requests += 1
+        while True:
+            task = run.state.tasks[task_id]
+            if task.status is TaskStatus.DONE:
+                return None
+            if task.status is TaskStatus.FAILED and task.attempt == request.attempt and task.error is not None:
+                return task.error
+            code = check_task(task, now_ms(), policy)
+            if code is not None:
+                silent = now_ms() - (task.last_activity_at or task.sent_at or now_ms())
+                msg = {
+                    ErrorCode.NO_RECEIPT.value: f"no ACK from {request.recipient} within {policy.receipt_timeout}s",
+                    ErrorCode.STALLED.value: f"{request.recipient} ACKed, then silent for {silent / 1000:.1f}s (stall window {policy.stall_after}s)",
+                    ErrorCode.TIMED_OUT.value: f"no answer from {request.recipient} within {policy.timeout}s",
+                    ErrorCode.DEADLINE_EXCEEDED.value: "the task's deadline passed",
+                }[code]
+                err = ErrorInfo(code=code, message=msg, retryable=code in RETRYABLE_CODES,
+                                details={"agent": request.recipient, "attempt": request.attempt})
+                await self._decision(run, request, ErrorCode(code), msg, retryable=err.retryable, details=err.details)
+                return err
+            due = next_check_ms(task, policy)
+            timeout = max((due - now_ms()) / 1000, 0.001) if due is not None else 1.0
+            try:
+                await asyncio.wait_for(wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            wake.clear()
+
+
+def _to_builtins(value: Any) -> Any:
+    import msgspec
+
+    return msgspec.to_builtins(value)
+
+
+def new_conversation_id() -> str:
+    return uuid7()

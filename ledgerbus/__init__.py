@@ -1,0 +1,118 @@
+"""ledgerbus: an event-sourced message bus for teams of AI agents.
+
+The public API is what this module exports. Names resolve lazily (PEP 562), so importing
+`ledgerbus` — or its pytest plugin — costs nothing until something is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # errors
+    "LedgerbusError": "ledgerbus.errors",
+    "ConfigError": "ledgerbus.errors",
+    "ServerError": "ledgerbus.errors",
+    "InvalidMessage": "ledgerbus.errors",
+    "UnknownCapability": "ledgerbus.errors",
+    "RemoteError": "ledgerbus.errors",
+    "TaskTimeout": "ledgerbus.errors",
+    "StoreError": "ledgerbus.errors",
+    # wire contract
+    "Envelope": "ledgerbus.schemas.envelope",
+    "ErrorInfo": "ledgerbus.schemas.envelope",
+    "new_request": "ledgerbus.schemas.envelope",
+    "Action": "ledgerbus.schemas.codes",
+    "ErrorCode": "ledgerbus.schemas.codes",
+    "Codec": "ledgerbus.schemas.codec",
+    "Capability": "ledgerbus.schemas.capability",
+    "CapabilityRegistry": "ledgerbus.schemas.capability",
+    "registry": "ledgerbus.schemas.capability",
+    # bus
+    "Bus": "ledgerbus.bus.connection",
+    "Requester": "ledgerbus.bus.requester",
+    "EmbeddedServer": "ledgerbus.bus.server",
+    "ServerConfig": "ledgerbus.bus.server",
+    "LedgerConfig": "ledgerbus.bus.streams",
+    "ConsumerSettings": "ledgerbus.bus.streams",
+    # event store
+    "EventStore": "ledgerbus.eventstore.base",
+    "EventFilter": "ledgerbus.eventstore.base",
+    "StoredEvent": "ledgerbus.eventstore.base",
+    "SQLiteEventStore": "ledgerbus.eventstore.sqlite",
+    "Recorder": "ledgerbus.eventstore.recorder",
+    "fold": "ledgerbus.eventstore.fold",
+    "apply": "ledgerbus.eventstore.fold",
+    "ConversationState": "ledgerbus.eventstore.fold",
+    "ConversationStatus": "ledgerbus.eventstore.fold",
+    "TaskState": "ledgerbus.eventstore.fold",
+    "TaskStatus": "ledgerbus.eventstore.fold",
+    # agents
+    "Agent": "ledgerbus.agents.sdk",
+    "AgentError": "ledgerbus.agents.sdk",
+    "Context": "ledgerbus.agents.context",
+    "AgentRuntime": "ledgerbus.agents.runtime",
+    "Directory": "ledgerbus.agents.directory",
+    # orchestrator
+    "Orchestrator": "ledgerbus.orchestrator.engine",
+    "ConversationResult": "ledgerbus.orchestrator.engine",
+    "Plan": "ledgerbus.orchestrator.plan",
+    "Step": "ledgerbus.orchestrator.plan",
+    "PlanContext": "ledgerbus.orchestrator.plan",
+    "Decomposer": "ledgerbus.orchestrator.plan",
+    "PolicySet": "ledgerbus.orchestrator.policy",
+    "TaskPolicy": "ledgerbus.orchestrator.policy",
+    "BreakerPolicy": "ledgerbus.orchestrator.policy",
+    "RateLimitPolicy": "ledgerbus.orchestrator.policy",
+    "FallbackValue": "ledgerbus.orchestrator.policy",
+    "FallbackCapability": "ledgerbus.orchestrator.policy",
+    "RetryPolicy": "ledgerbus.orchestrator.backoff",
+    "Backoff": "ledgerbus.orchestrator.backoff",
+    "Router": "ledgerbus.orchestrator.router",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ledgerbus' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # static type checkers see the real names
+    from ledgerbus.agents.context import Context
+    from ledgerbus.agents.directory import Directory
+    from ledgerbus.agents.runtime import AgentRuntime
+    from ledgerbus.agents.sdk import Agent, AgentError
+    from ledgerbus.bus.connection import Bus
+    from ledgerbus.bus.requester import Requester
+    from ledgerbus.bus.server import EmbeddedServer, ServerConfig
+    from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig
+    from ledgerbus.errors import (ConfigError, InvalidMessage, LedgerbusError, RemoteError, ServerError,
+                                  StoreError, TaskTimeout, UnknownCapability)
+    from ledgerbus.eventstore.base import EventFilter, EventStore, StoredEvent
+    from ledgerbus.eventstore.fold import (ConversationState, ConversationStatus, TaskState, TaskStatus, apply,
+                                           fold)
+    from ledgerbus.eventstore.recorder import Recorder
+    from ledgerbus.eventstore.sqlite import SQLiteEventStore
+    from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
+    from ledgerbus.orchestrator.engine import ConversationResult, Orchestrator
+    from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, Step
+    from ledgerbus.orchestrator.policy import (BreakerPolicy, FallbackCapability, FallbackValue, PolicySet,
+                                               RateLimitPolicy, TaskPolicy)
+    from ledgerbus.orchestrator.router import Router
+    from ledgerbus.schemas.capability import Capability, CapabilityRegistry, registry
+    from ledgerbus.schemas.codec import Codec
+    from ledgerbus.schemas.codes import Action, ErrorCode
+    from ledgerbus.schemas.envelope import Envelope, ErrorInfo, new_request

@@ -51,29 +51,62 @@ class Recorder:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledgerbus-recorder")
 
     async def _consumer(self) -> object:
+        """(Re)create the durable consumer at the checkpoint + 1.
+
+        The SQLite checkpoint is the truth, not the consumer's ack floor: a fetch cancelled at shutdown
+        leaves a pull request on the server that can swallow the next message, and AckAll would then
+        acknowledge past it. Repositioning on every start makes that harmless.
+        """
         stream = self.bus.subjects.stream
         js = self.bus.js
-        start = self.recorded_seq + 1
         try:
-            info = await js.consumer_info(stream, self.durable)
-            # A consumer ahead of this file (a new or restored SQLite file) would skip events: rewind it.
-            if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) > self.recorded_seq:
-                await js.delete_consumer(stream, self.durable)
-                raise NotFoundError
+            await js.delete_consumer(stream, self.durable)
         except NotFoundError:
-            await js.add_consumer(
-                stream,
-                api.ConsumerConfig(
-                    durable_name=self.durable,
-                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=start,
-                    ack_policy=api.AckPolicy.ALL,
-                    ack_wait=30,
-                    max_ack_pending=-1,
-                    filter_subject=self.bus.subjects.all(),
-                ),
-            )
+            pass
+        await js.add_consumer(
+            stream,
+            api.ConsumerConfig(
+                durable_name=self.durable,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.recorded_seq + 1,
+                ack_policy=api.AckPolicy.ALL,
+                ack_wait=30,
+                max_ack_pending=-1,
+                filter_subject=self.bus.subjects.all(),
+            ),
+        )
         return await js.pull_subscribe_bind(self.durable, stream=stream)
+
+    async def _fill(self, first: int, last: int, events: list[StoredEvent], rejects: list[Rejected]) -> None:
+        """Fetch sequences the consumer skipped directly from the stream; only what is truly gone is a gap."""
+        missing_from: int | None = None
+        for seq in range(first, last + 1):
+            try:
+                raw = await self.bus.js.get_msg(self.bus.subjects.stream, seq)
+            except NotFoundError:
+                raw = None
+            except Exception as exc:
+                log.warning("could not fetch stream sequence %d: %s", seq, exc)
+                raw = None
+            if raw is None or raw.data is None:
+                missing_from = seq if missing_from is None else missing_from
+                continue
+            if missing_from is not None:
+                self._gap(missing_from, seq - 1)
+                missing_from = None
+            self._decode(seq, raw.subject or "", raw.data, events, rejects)
+        if missing_from is not None:
+            self._gap(missing_from, last)
+
+    def _gap(self, first: int, last: int) -> None:
+        self.gaps.append((first, last))
+        log.warning("ledger gap: stream sequences %d..%d are not in the stream (removed by retention?)", first, last)
+
+    def _decode(self, seq: int, subject: str, data: bytes, events: list[StoredEvent], rejects: list[Rejected]) -> None:
+        try:
+            events.append(StoredEvent(seq, self.bus.codec.decode(data), data))
+        except InvalidMessage as exc:
+            rejects.append(Rejected(seq, subject, data, exc.code, exc.reason))
 
     async def start(self) -> "Recorder":
         loop = asyncio.get_running_loop()
@@ -84,7 +117,6 @@ class Recorder:
 
     async def _run(self, sub: object) -> None:
         loop = asyncio.get_running_loop()
-        decode = self.bus.codec.decode
         while not self._stopping.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)  # type: ignore[attr-defined]
@@ -104,13 +136,9 @@ class Recorder:
                 if seq <= last:
                     continue  # redelivered after a crash between commit and ack
                 if seq != last + 1:
-                    self.gaps.append((last + 1, seq - 1))
-                    log.warning("ledger gap: stream sequences %d..%d are missing", last + 1, seq - 1)
+                    await self._fill(last + 1, seq - 1, events, rejects)
                 last = seq
-                try:
-                    events.append(StoredEvent(seq, decode(msg.data), msg.data))
-                except InvalidMessage as exc:
-                    rejects.append(Rejected(seq, msg.subject, msg.data, exc.code, exc.reason))
+                self._decode(seq, msg.subject, msg.data, events, rejects)
             if last > self.recorded_seq:
                 await loop.run_in_executor(
                     self._writer, lambda: self.store.append(events, rejects=rejects, checkpoint=last)

@@ -22,6 +22,7 @@ DEFAULT_MAX_DEPTH = 32
 
 _special = re.compile(rb'["\[\]{}\\]')
 _path_re = re.compile(r" - at `(\$[^`]*)`")
+_field_re = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
 
 
 def nesting_depth_exceeds(data: bytes, max_depth: int) -> bool:
@@ -53,8 +54,14 @@ def nesting_depth_exceeds(data: bytes, max_depth: int) -> bool:
 
 
 def error_path(exc: msgspec.ValidationError) -> str | None:
-    m = _path_re.search(str(exc))
-    return m.group(1) if m else None
+    text = str(exc)
+    m = _path_re.search(text)
+    base = m.group(1) if m else None
+    # msgspec puts a missing or unknown field's name in the message, not in the path: name it in the path too.
+    f = _field_re.search(text)
+    if f:
+        return f"{base or '$'}.{f.group(1)}"
+    return base
 
 
 class Codec:

@@ -1,0 +1,271 @@
+"""The envelope codec: round trips, limits checked on raw bytes before parsing, errors that name the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledgerbus.errors import InvalidMessage, LedgerbusError
+from ledgerbus.schemas.codec import DEFAULT_MAX_BYTES, Codec, nesting_depth_exceeds, salvage_ids
+from ledgerbus.schemas.codes import Action
+from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, new_request
+
+# -- strategies ---------------------------------------------------------------------------------
+
+tokens = st.from_regex(r"\A[A-Za-z0-9_-]{1,40}\Z")
+addresses = st.from_regex(r"\A[a-z0-9_-]{1,20}\Z")
+capabilities = st.from_regex(r"\A[a-z0-9_-]{1,10}(\.[a-z0-9_-]{1,10}){0,2}\Z")
+# Strings that stress the depth scanner: brackets, quotes and backslashes inside string values.
+tricky_text = st.text(alphabet=st.sampled_from(list('[]{}"\\ab\n/\u00e9\u2028')), max_size=30) | st.text(max_size=20)
+scalars = (
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | tricky_text
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(tricky_text, inner, max_size=4),
+    max_leaves=20,
+)
+payloads = st.dictionaries(tricky_text, json_values, max_size=5)
+errors = st.none() | st.builds(
+    ErrorInfo, code=st.sampled_from(["HANDLER_ERROR", "STALLED", "MY_OWN"]), message=tricky_text,
+    retryable=st.booleans(), details=st.dictionaries(tricky_text, json_values, max_size=3),
+)
+
+
+@st.composite
+def envelopes(draw: st.DrawFn) -> Envelope:
+    return Envelope(
+        id=draw(tokens), conversation_id=draw(tokens), task_id=draw(tokens),
+        sender=draw(addresses), recipient=draw(addresses), action=draw(st.sampled_from(list(Action))),
+        capability=draw(capabilities), payload=draw(payloads),
+        causation_id=draw(st.none() | tokens), reply_to=draw(st.none() | addresses),
+        attempt=draw(st.integers(1, 1000)), deadline=draw(st.none() | st.integers(0, 2**53)),
+        idempotency_key=draw(st.none() | st.text(min_size=1, max_size=50)),
+        timestamp=draw(st.integers(0, 2**53)), error=draw(errors),
+        traceparent=draw(st.none() | st.just("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
+    )
+
+
+def depth(value: Any) -> int:
+    """Reference nesting depth of a parsed JSON value (a scalar is 0, `[]` is 1)."""
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth(v) for v in value.values()), default=0)
+    return 0
+
+
+codec = Codec()
+
+
+def valid_dict() -> dict[str, Any]:
+    env = new_request(sender="client", recipient="research", capability="research.search", payload={"topic": "x"})
+    return msgspec.to_builtins(env)
+
+
+def decode_error(obj: Any) -> InvalidMessage:
+    data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    with pytest.raises(InvalidMessage) as info:
+        codec.decode(data)
+    assert isinstance(info.value, LedgerbusError)
+    return info.value
+
+
+# -- round trips --------------------------------------------------------------------------------
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(envelopes())
+def test_round_trip(env: Envelope) -> None:
+    data = codec.encode(env)
+    assert codec.decode(data) == env
+    # The wire form is camelCase JSON that any JSON library reads.
+    wire = json.loads(data)
+    assert "conversationId" in wire and "conversation_id" not in wire
+    assert wire["payload"] == json.loads(json.dumps(env.payload))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(envelopes())
+def test_answers_round_trip_and_point_at_their_request(req: Envelope) -> None:
+    for action in (Action.ACK, Action.PROGRESS, Action.RESPONSE, Action.ERROR):
+        ans = answer(req, action, payload={"n": 1},
+                     error=ErrorInfo(code="X", message="m") if action is Action.ERROR else None)
+        back = codec.decode(codec.encode(ans))
+        assert back == ans
+        assert (back.causation_id, back.task_id, back.recipient) == (req.id, req.task_id, req.answer_to)
+
+
+def test_defaults_fill_optional_fields() -> None:
+    env = codec.decode(json.dumps({
+        "id": "a", "conversationId": "c", "taskId": "t", "sender": "s", "recipient": "r",
+        "action": "REQUEST", "capability": "x.y",
+    }).encode())
+    assert (env.payload, env.attempt, env.error, env.schema_version) == ({}, 1, None, 1)
+    assert env.key == "t"  # the idempotency key defaults to the task id
+    assert env.answer_to == "s"
+
+
+# -- validation errors name the field and the rule ----------------------------------------------
+
+@pytest.mark.parametrize(
+    ("change", "path", "words"),
+    [
+        ({"attempt": 0}, "$.attempt", ">= 1"),
+        ({"attempt": "1"}, "$.attempt", "int"),
+        ({"sender": "Evil.>"}, "$.sender", "regex"),
+        ({"recipient": ""}, "$.recipient", "regex"),
+        ({"conversationId": "a.b"}, "$.conversationId", "regex"),
+        ({"capability": "Research Search"}, "$.capability", "regex"),
+        ({"action": "DELETE"}, "$.action", "DELETE"),
+        ({"payload": [1, 2]}, "$.payload", "object"),
+        ({"idempotencyKey": ""}, "$.idempotencyKey", "length"),
+        ({"error": {"code": "X"}}, "$.error.message", "missing required field"),
+        ({"error": {"code": "X", "message": "m", "extra": 1}}, "$.error.extra", "unknown field"),
+        ({"shadow": True}, "$.shadow", "unknown field"),
+    ],
+)
+def test_invalid_field_is_named(change: dict[str, Any], path: str, words: str) -> None:
+    exc = decode_error({**valid_dict(), **change})
+    assert exc.code == "INVALID_MESSAGE"
+    assert exc.path == path
+    assert words in exc.reason
+    assert path in exc.reason or path.rsplit(".", 1)[1] in exc.reason
+
+
+@pytest.mark.parametrize("missing", ["id", "conversationId", "taskId", "sender", "recipient", "action", "capability"])
+def test_missing_required_field_is_named(missing: str) -> None:
+    obj = valid_dict()
+    del obj[missing]
+    exc = decode_error(obj)
+    assert exc.path == f"$.{missing}"
+    assert f"`{missing}`" in exc.reason
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"{not json}", b'{"id": "a",}', b"\xff\xfe", b"nul", b"[]", b"42", b'"x"'])
+def test_malformed_or_non_object_input_is_refused(data: bytes) -> None:
+    exc = decode_error(data)
+    assert exc.code == "INVALID_MESSAGE"
+    assert exc.reason  # a readable reason, never an empty message
+
+
+# -- limits, checked before parsing ------------------------------------------------------------
+
+def test_size_limit_is_checked_before_parsing() -> None:
+    small = Codec(max_bytes=1000)
+    big = json.dumps({**valid_dict(), "payload": {"blob": "x" * 2000}}).encode()
+    with pytest.raises(InvalidMessage) as info:
+        small.decode(big)
+    assert info.value.code == "PAYLOAD_TOO_LARGE"
+    assert info.value.details == {"size": len(big), "limit": 1000}
+    # Malformed and oversized: the size verdict comes first, so no parse was attempted.
+    with pytest.raises(InvalidMessage) as info:
+        small.decode(b"{" + b"x" * 2000)
+    assert info.value.code == "PAYLOAD_TOO_LARGE"
+
+
+def test_size_limit_boundary() -> None:
+    data = codec.encode(new_request(sender="a", recipient="b", capability="x.y", payload={}))
+    exact = Codec(max_bytes=len(data))
+    assert exact.decode(data).sender == "a"
+    with pytest.raises(InvalidMessage) as info:
+        Codec(max_bytes=len(data) - 1).decode(data)
+    assert info.value.code == "PAYLOAD_TOO_LARGE"
+
+
+def test_default_size_limit_leaves_room_under_nats_max_payload() -> None:
+    assert DEFAULT_MAX_BYTES < 1024 * 1024
+    big = json.dumps({**valid_dict(), "payload": {"blob": "x" * DEFAULT_MAX_BYTES}}).encode()
+    assert decode_error(big).code == "PAYLOAD_TOO_LARGE"
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    value: Any = "leaf"
+    for i in range(levels):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def test_depth_limit_is_checked_before_parsing() -> None:
+    # 100,000 open brackets would blow msgspec's recursion limit; the scan refuses it first.
+    hostile = b'{"id":"a","payload":' + b"[" * 100_000
+    exc = decode_error(hostile)
+    assert exc.code == "PAYLOAD_TOO_DEEP"
+    assert exc.details == {"limit": codec.max_depth}
+
+
+def test_depth_limit_boundary() -> None:
+    limited = Codec(max_depth=6)
+    ok = json.dumps({**valid_dict(), "payload": _nested(5)}).encode()  # envelope 1 + payload 5 = 6
+    too_deep = json.dumps({**valid_dict(), "payload": _nested(6)}).encode()
+    assert limited.decode(ok).payload == _nested(5)
+    with pytest.raises(InvalidMessage) as info:
+        limited.decode(too_deep)
+    assert info.value.code == "PAYLOAD_TOO_DEEP"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 200,  # brackets inside a string are not nesting
+        "{" * 200 + "]" * 3,
+        '\\"' + "[" * 200,  # an escaped quote does not end the string
+        "\\\\" + "{" * 50,  # an escaped backslash, then more string
+        '\\\\\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[',
+    ],
+)
+def test_brackets_inside_strings_do_not_count(text: str) -> None:
+    data = json.dumps({**valid_dict(), "payload": {"text": text, text: [text]}}).encode()
+    assert data.count(b"[") + data.count(b"{") > codec.max_depth  # the slow path runs
+    assert codec.decode(data).payload["text"] == text
+
+
+def test_an_escaped_backslash_closes_the_string_so_later_brackets_count() -> None:
+    # "a\\" ends after the escaped backslash: the brackets after it are real nesting.
+    data = b'{"a":"x\\\\","b":' + b"[" * 40 + b"]" * 40 + b"}"
+    assert json.loads(data)["a"] == "x\\"
+    assert nesting_depth_exceeds(data, 32)
+    assert not nesting_depth_exceeds(data, 41)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values, st.integers(0, 8))
+def test_depth_scan_agrees_with_the_parsed_depth(value: Any, limit: int) -> None:
+    data = json.dumps(value).encode()
+    assert nesting_depth_exceeds(data, limit) == (depth(value) > limit)
+    # msgspec's compact form escapes differently from json.dumps: the scan must agree on it too.
+    assert nesting_depth_exceeds(msgspec.json.encode(value), limit) == (depth(value) > limit)
+
+
+# -- salvage ------------------------------------------------------------------------------------
+
+def test_salvage_ids_from_an_envelope_that_failed_validation() -> None:
+    obj = {**valid_dict(), "attempt": 0, "payload": "not an object"}
+    data = json.dumps(obj).encode()
+    decode_error(data)
+    got = salvage_ids(data)
+    assert got == {k: obj[k] for k in ("id", "conversationId", "taskId", "sender", "recipient", "capability")}
+
+
+def test_salvage_keeps_only_well_formed_ids() -> None:
+    data = json.dumps({
+        "id": "ok-1", "conversationId": "a.b.>", "taskId": 7, "sender": "lb.*.>",
+        "replyTo": "good_reply", "recipient": "UPPER", "capability": "x..y",
+    }).encode()
+    assert salvage_ids(data) == {"id": "ok-1", "replyTo": "good_reply"}
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"[1,2]", b"null", b"[" * 100_000, b'"id"'])
+def test_salvage_never_raises(data: bytes) -> None:
+    assert salvage_ids(data) == {}
+
+
+def test_salvage_refuses_oversized_input() -> None:
+    data = json.dumps({"id": "a", "pad": "x" * 100}).encode()
+    assert salvage_ids(data, max_bytes=50) == {}
+    assert salvage_ids(data) == {"id": "a"}

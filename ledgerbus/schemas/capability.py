@@ -43,8 +43,14 @@ class PayloadType:
                 raise InvalidMessage(f"{where} must be an object", code=code, path=f"$.{where}")
             return payload
         if self.is_pydantic:
+            if not isinstance(payload, dict):
+                raise InvalidMessage(f"{where} invalid: expected an object - at `$.{where}`", code=code, path=f"$.{where}")
             try:
-                return self.tp.model_validate(payload)
+                # Strict JSON-mode validation, as msgspec does: the published JSON Schema says "integer", so
+                # "3" must be refused here too, or a pydantic agent would accept what the contract forbids.
+                return self.tp.model_validate_json(msgspec.json.encode(payload), strict=True)
+            except TypeError as exc:
+                raise InvalidMessage(f"{where} invalid: not JSON data ({exc})", code=code, path=f"$.{where}") from None
             except pydantic.ValidationError as exc:
                 err = exc.errors()[0]
                 loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
@@ -96,6 +102,12 @@ class Capability:
 
     def upcast(self, kind: str, payload: dict[str, Any], version: int) -> dict[str, Any]:
         """Bring a payload recorded at `version` up to the current version (kind: "input" or "output")."""
+        if version > self.version:
+            # Reading a newer payload as if it were ours would silently misread it.
+            raise InvalidMessage(
+                f"{self.name} {kind} v{version} is newer than the v{self.version} this code understands",
+                code=ErrorCode.INVALID_MESSAGE.value,
+            )
         while version < self.version:
             step = self.upcasters.get((kind, version))
             if step is None:

@@ -1,0 +1,179 @@
+"""Baselines measured in the same run as ledgerbus: raw nats-py, raw JetStream, FastStream, the storage floor.
+
+Each function returns figures keyed by a short id; every figure holds one value per repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import msgspec
+
+from bench.agents_trivial import ECHO_PAYLOAD
+from bench.env import BenchEnv, rate_and_latency, timed_calls
+from bench.harness import Measure
+from bench.procs import spawn
+
+Figures = dict[str, Measure]
+
+
+def _collect(figs: Figures, key: str, value: float, unit: str, higher_is_better: bool = True) -> None:
+    figs.setdefault(key, Measure([], unit, higher_is_better)).values.append(value)
+
+
+def sample_envelope_bytes() -> bytes:
+    """A typical REQUEST envelope on the wire, so raw publishes carry what a step carries."""
+    from ledgerbus.schemas.codec import Codec
+    from ledgerbus.schemas.envelope import new_request
+
+    env = new_request(sender="bench", recipient="echo0", capability="echo0.say", payload=dict(ECHO_PAYLOAD))
+    return Codec().encode(env)
+
+
+async def raw_nats(env: BenchEnv) -> Figures:
+    """Core NATS request-reply to a responder in another process: sequential and `inflight` at once."""
+    import nats
+
+    figs: Figures = {}
+    subject = f"rawbench.{uuid.uuid4().hex[:8]}"
+    worker = await spawn("raw", env.url, subject)
+    nc = await nats.connect(env.url, name="bench-raw")
+    data = sample_envelope_bytes()
+    try:
+        async def call() -> Any:
+            return await nc.request(subject, data, timeout=10)
+
+        await timed_calls(50, 10, call)  # warm-up: connections, inbox subscription
+        for _ in range(env.runs):
+            n = env.sizes.steps_seq
+            elapsed, lat = await timed_calls(n, 1, call)
+            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
+            _collect(figs, "raw.seq.rate", rate, "req/s")
+            _collect(figs, "raw.seq.p50", p50, "µs", False)
+            n = env.sizes.steps_conc
+            elapsed, lat = await timed_calls(n, env.sizes.inflight, call)
+            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
+            _collect(figs, "raw.conc.rate", rate, "req/s")
+            _collect(figs, "raw.conc.p99", p99, "µs", False)
+    finally:
+        await nc.close()
+        await worker.stop()
+    return figs
+
+
+async def raw_jetstream(env: BenchEnv) -> Figures:
+    """JetStream publish into a file stream like the ledger, with a Nats-Msg-Id as every envelope has."""
+    import nats
+    from nats.js import api
+
+    figs: Figures = {}
+    nc = await nats.connect(env.url, name="bench-js")
+    js = nc.jetstream()
+    stream = f"RAWJS{uuid.uuid4().hex[:6].upper()}"
+    subj = f"rawjs{stream.lower()}"
+    await js.add_stream(api.StreamConfig(name=stream, subjects=[f"{subj}.>"], storage=api.StorageType.FILE,
+                                         retention=api.RetentionPolicy.LIMITS, duplicate_window=120.0))
+    data = sample_envelope_bytes()
+    seq = 0
+
+    def headers() -> dict[str, str]:
+        nonlocal seq
+        seq += 1
+        return {"Nats-Msg-Id": f"m{seq}"}
+
+    try:
+        async def one() -> Any:
+            return await js.publish(f"{subj}.x", data, headers=headers())
+
+        await timed_calls(50, 1, one)
+        for _ in range(env.runs):
+            n = env.sizes.js_seq
+            elapsed, lat = await timed_calls(n, 1, one)
+            rate, p50, _ = rate_and_latency(n, elapsed, lat)
+            _collect(figs, "js.seq.rate", rate, "msg/s")
+            _collect(figs, "js.seq.p50", p50, "µs", False)
+            n = env.sizes.js_async
+            t0 = time.perf_counter()
+            futs = [await js.publish_async(f"{subj}.x", data, headers=headers()) for _ in range(n)]
+            await asyncio.gather(*futs)
+            _collect(figs, "js.async.rate", n / (time.perf_counter() - t0), "msg/s")
+    finally:
+        try:
+            await js.delete_stream(stream)
+        finally:
+            await nc.close()
+    return figs
+
+
+async def faststream(env: BenchEnv) -> Figures:
+    """FastStream request-reply to a pydantic-typed handler in another process (it logs nothing)."""
+    try:
+        from faststream.nats import NatsBroker
+    except ImportError:
+        env.log("  faststream not installed (pip install -e '.[bench]'): FastStream baseline skipped")
+        return {}
+    from bench.fs_models import Echo
+
+    figs: Figures = {}
+    subject = f"fsbench.{uuid.uuid4().hex[:8]}"
+    worker = await spawn("faststream", env.url, subject)
+    broker = NatsBroker(env.url, logger=None)
+    await broker.connect()
+    body = Echo(**ECHO_PAYLOAD)
+    try:
+        async def call() -> Any:
+            msg = await broker.request(body, subject, timeout=10)
+            return Echo.model_validate(await msg.decode())
+
+        await timed_calls(20, 5, call)
+        for _ in range(env.runs):
+            n = env.sizes.steps_seq
+            elapsed, lat = await timed_calls(n, 1, call)
+            rate, p50, _ = rate_and_latency(n, elapsed, lat)
+            _collect(figs, "fs.seq.rate", rate, "req/s")
+            _collect(figs, "fs.seq.p50", p50, "µs", False)
+            n = env.sizes.steps_conc
+            elapsed, lat = await timed_calls(n, env.sizes.inflight, call)
+            rate, _, p99 = rate_and_latency(n, elapsed, lat)
+            _collect(figs, "fs.conc.rate", rate, "req/s")
+            _collect(figs, "fs.conc.p99", p99, "µs", False)
+    finally:
+        await broker.stop()
+        await worker.stop()
+    return figs
+
+
+def storage_floor(env: BenchEnv) -> Figures:
+    """Plain sqlite3 batched inserts of envelope rows, and a bare msgspec decode + dict fold."""
+    figs: Figures = {}
+    n = env.sizes.ledger_events
+    data = sample_envelope_bytes()
+    with tempfile.TemporaryDirectory() as d:
+        for r in range(env.runs):
+            conn = sqlite3.connect(os.path.join(d, f"floor{r}.db"))
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE events (position INTEGER PRIMARY KEY, id TEXT UNIQUE, conversation_id TEXT, envelope BLOB)")
+            rows = [(i, f"id-{i}", f"c{i // 6}", data) for i in range(1, n + 1)]
+            t0 = time.perf_counter()
+            for i in range(0, n, 1000):
+                with conn:
+                    conn.executemany("INSERT INTO events VALUES (?,?,?,?)", rows[i:i + 1000])
+            _collect(figs, "floor.sqlite.us", (time.perf_counter() - t0) / n * 1e6, "µs/event", False)
+            blobs = [r[0] for r in conn.execute("SELECT envelope FROM events ORDER BY position")]
+            conn.close()
+            decoder = msgspec.json.Decoder()
+            t0 = time.perf_counter()
+            state: dict[str, dict[str, Any]] = {}
+            for raw in blobs:
+                e = decoder.decode(raw)
+                conv = state.setdefault(e["conversationId"], {})
+                conv[e["taskId"]] = e["action"]
+            _collect(figs, "floor.replay.rate", n / (time.perf_counter() - t0), "events/s")
+    return figs

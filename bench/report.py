@@ -1,0 +1,154 @@
+"""From figures (id → Measure) to the printed rows and the issue's targets. Pure: no I/O."""
+
+from __future__ import annotations
+
+from bench.conversations import ENVELOPES_PER_CONVERSATION
+from bench.harness import Measure, Report, Row, Target, fmt
+
+Figures = dict[str, Measure]
+
+
+def scaled(m: Measure | None, factor: float, unit: str | None = None) -> Measure | None:
+    if m is None:
+        return None
+    return Measure([v * factor for v in m.values], unit or m.unit, m.higher_is_better)
+
+
+def build(f: Figures) -> Report:
+    g = f.get
+    rows = [
+        Row("step", "sequential step p50 latency", g("lb.seq.p50"), "JetStream publish round trip p50", g("js.seq.p50")),
+        Row("step", "sequential step p50 latency", g("lb.seq.p50"), "raw nats-py request-reply p50", g("raw.seq.p50")),
+        Row("step", "sequential step p50 latency", g("lb.seq.p50"), "FastStream request-reply p50", g("fs.seq.p50")),
+        Row("step", "sequential step p99 latency", g("lb.seq.p99")),
+        Row("step", "sequential steps/s", g("lb.seq.rate"), "raw nats-py request-reply", g("raw.seq.rate")),
+        Row("step", "steps/s, many in flight", g("lb.conc.rate"), "JetStream pipelined publish ÷ 3",
+            scaled(g("js.async.rate"), 1 / 3, "msg/s ÷ 3")),
+        Row("step", "steps/s, many in flight", g("lb.conc.rate"), "FastStream request-reply, in flight", g("fs.conc.rate")),
+        Row("step", "steps/s, many in flight", g("lb.conc.rate"), "raw nats-py request-reply, in flight", g("raw.conc.rate")),
+        Row("step", "step p50 / p99 latency, many in flight", g("lb.conc.p50"), "(p99)", g("lb.conc.p99"), compare=False),
+        Row("conversation", "content pipeline conversations/s", g("conv.rate"),
+            f"JetStream pipelined publish ÷ {ENVELOPES_PER_CONVERSATION}",
+            scaled(g("js.async.rate"), 1 / ENVELOPES_PER_CONVERSATION, f"msg/s ÷ {ENVELOPES_PER_CONVERSATION}")),
+        Row("conversation", "conversation p50 latency", g("conv.p50"), "(p99)", g("conv.p99"), compare=False),
+        Row("conversation", "conversations not DONE", g("conv.lost")),
+        Row("ledger", "SQLite append (store.append, batches of 1000)", g("ledger.append.us"),
+            "plain sqlite3 executemany", g("floor.sqlite.us")),
+        Row("ledger", "recorder: JetStream → SQLite mirror", g("ledger.recorder.rate")),
+        Row("ledger", "replay from SQLite (decode + fold)", g("ledger.replay.sqlite"),
+            "msgspec decode + dict fold", g("floor.replay.rate")),
+        Row("ledger", "replay from JetStream (fetch + decode + fold)", g("ledger.replay.js")),
+    ]
+    mem = sorted((k for k in f if k.startswith("ledger.mem.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    if len(mem) == 2:
+        small, big = mem
+        rows.append(Row("ledger", f"replay peak memory growth, {int(big.rsplit('.', 1)[1]):,} events", f[big],
+                        f"at {int(small.rsplit('.', 1)[1]):,} events", f[small]))
+    rows += [Row("ledger", k[4:], v, note="bench/ledger_bench.py") for k, v in f.items() if k.startswith("ext.")]
+    rows += _scale_rows(f)
+    rows += [
+        Row("tracing", "step p50, tracing on (sampled)", g("trace.on.p50"), "tracing off", g("trace.off.p50")),
+    ]
+    rows = [r for r in rows if r.value is not None]
+    return Report(rows=rows, targets=targets(f))
+
+
+def _scale_rows(f: Figures) -> list[Row]:
+    rows: list[Row] = []
+    inst = sorted({int(k.split(".i")[1].split(".")[0]) for k in f if k.startswith("scale.mem.i")})
+    convs = sorted({int(k.rsplit(".c", 1)[1]) for k in f if k.startswith("scale.time.")})
+    for i in inst:
+        rows.append(Row("scale", f"memory per idle agent instance ({i} instances)", f.get(f"scale.mem.i{i}"),
+                        "after the load", f.get(f"scale.membusy.i{i}"), compare=False))
+    for i in inst:
+        for c in convs:
+            key = f"i{i}.c{c}"
+            if f"scale.time.{key}" not in f:
+                continue
+            rows.append(Row("scale", f"{c:,} conversations at once on {i} instances: completion", f[f"scale.time.{key}"],
+                            "p99 step latency", f.get(f"scale.p99.{key}"), compare=False))
+            rows.append(Row("scale", f"{c:,} conversations on {i} instances: CPU per step", f.get(f"scale.cpu.{key}"),
+                            "conversations not DONE", f.get(f"scale.lost.{key}"), compare=False))
+    if len(inst) == 2 and len(convs) == 2:
+        (i0, i1), (c0, c1) = inst, convs
+        t_small, t_big = f.get(f"scale.time.i{i1}.c{c0}"), f.get(f"scale.time.i{i1}.c{c1}")
+        if t_small and t_big:
+            rows.append(Row("scale", f"growth {c0:,} → {c1:,} conversations: completion time", t_big,
+                            f"{c0:,} conversations × {c1 // c0} (linear)", scaled(t_small, c1 / c0)))
+        cpu_small, cpu_big = f.get(f"scale.cpu.i{i1}.c{c0}"), f.get(f"scale.cpu.i{i1}.c{c1}")
+        if cpu_small and cpu_big:
+            rows.append(Row("scale", f"growth {c0:,} → {c1:,} conversations: CPU per step", cpu_big,
+                            f"at {c0:,} (flat = linear total)", cpu_small))
+        m0, m1 = f.get(f"scale.mem.i{i0}"), f.get(f"scale.mem.i{i1}")
+        if m0 and m1:
+            rows.append(Row("scale", f"growth {i0} → {i1} instances: memory per instance", m1, f"at {i0} (flat = linear total)", m0))
+        t0, t1 = f.get(f"scale.time.i{i0}.c{c1}"), f.get(f"scale.time.i{i1}.c{c1}")
+        if t0 and t1:
+            rows.append(Row("scale", f"growth {i0} → {i1} instances: {c1:,} conversations' completion", t1,
+                            f"on {i0} instances", t0))
+    return rows
+
+
+def _ratio(a: Measure | None, b: Measure | None, factor: float = 1.0) -> float | None:
+    if a is None or b is None or not a.values or not b.values or b.median == 0:
+        return None
+    return a.median / (b.median * factor)
+
+
+def _check(text: str, value: float | None, ok: bool | None, measured: str) -> Target:
+    if value is None:
+        return Target(text, "not measured in this run", None)
+    return Target(text, measured, ok)
+
+
+def targets(f: Figures) -> list[Target]:
+    g = f.get
+    out: list[Target] = []
+
+    r = _ratio(g("lb.conc.rate"), g("js.async.rate"), 1 / 3)
+    out.append(_check("durable steps/s in flight ≥ 0.8 × (JetStream pipelined publish/s ÷ 3)", r,
+                      r is not None and r >= 0.8, f"{r:.2f}×" if r is not None else ""))
+    r = _ratio(g("lb.conc.rate"), g("fs.conc.rate"))
+    out.append(_check("durable steps/s in flight ≥ 1.5 × FastStream request-reply/s", r,
+                      r is not None and r >= 1.5, f"{r:.2f}×" if r is not None else ""))
+    r = _ratio(g("lb.seq.p50"), g("js.seq.p50"))
+    out.append(_check("sequential step p50 ≤ 3 × JetStream publish round trip p50", r,
+                      r is not None and r <= 3, f"{r:.2f}×" if r is not None else ""))
+    a = g("ledger.append.us")
+    out.append(_check("SQLite append ≤ 5 µs per event", a.median if a else None,
+                      a is not None and a.median <= 5, f"{fmt(a.median)} µs" if a else ""))
+    rp = g("ledger.replay.sqlite")
+    out.append(_check("replay ≥ 300,000 events/s", rp.median if rp else None,
+                      rp is not None and rp.median >= 300_000, f"{fmt(rp.median)} events/s" if rp else ""))
+    r = _ratio(rp, g("floor.replay.rate"))
+    out.append(_check("replay ≥ 0.8 × msgspec + dict floor", r, r is not None and r >= 0.8,
+                      f"{r:.2f}×" if r is not None else ""))
+    mem = sorted((k for k in f if k.startswith("ledger.mem.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    if len(mem) == 2:
+        small, big = f[mem[0]].median, f[mem[1]].median
+        # "Flat": ten times the events may not cost more than a few MB more than a tenth of them.
+        flat = big <= small + 8
+        out.append(Target("replay memory flat in ledger length", f"{fmt(small)} MB → {fmt(big)} MB for 10× the events", flat))
+    else:
+        out.append(Target("replay memory flat in ledger length", "not measured in this run", None))
+    on, off = g("trace.on.p50"), g("trace.off.p50")
+    if on and off:
+        added = on.median - off.median
+        out.append(Target("tracing on: ≤ 60 µs added per step", f"{fmt(added)} µs", added <= 60))
+    else:
+        out.append(Target("tracing on: ≤ 60 µs added per step", "not measured: ledgerbus.tracing is not present", None))
+    inst = sorted({int(k.split(".i")[1]) for k in f if k.startswith("scale.mem.i")})
+    if inst:
+        m = f[f"scale.mem.i{inst[-1]}"]
+        out.append(Target("idle agent instance ≤ 2 MB", f"{fmt(m.median)} MB ({inst[-1]} instances)", m.median <= 2))
+    else:
+        out.append(Target("idle agent instance ≤ 2 MB", "not measured in this run", None))
+    lost = [(k, v) for k, v in f.items() if k.startswith("scale.lost.")]
+    if lost:
+        worst = max(v.hi for _, v in lost)
+        biggest = max(int(k.rsplit(".c", 1)[1]) for k, _ in lost)
+        out.append(Target(f"{biggest:,} concurrent conversations complete, no task lost",
+                          f"worst run: {int(worst)} not DONE", worst == 0))
+    else:
+        out.append(Target("1,000 concurrent conversations complete, no task lost", "not measured in this run", None))
+    return out

@@ -1,0 +1,49 @@
+"""Step throughput and latency: REQUEST → ACK → RESPONSE through ledgerbus, every envelope in the ledger.
+
+The agent runs in another process (like the baselines' responders) with a validated, typed echo
+handler and durable results by idempotency key; the requester validates its payload before sending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.agents_trivial import ECHO_PAYLOAD, echo_agents, echo_capability, echo_registry, echo_type
+from bench.baselines import Figures, _collect
+from bench.env import BenchEnv, rate_and_latency, timed_calls
+from bench.procs import spawn
+
+
+async def steps(env: BenchEnv) -> Figures:
+    from ledgerbus.bus.connection import Bus
+    from ledgerbus.bus.requester import Requester
+
+    figs: Figures = {}
+    prefix = env.prefix()
+    echo_agents(1)  # registers the capability here too, so the requester validates what it sends
+    bus = await Bus.connect(env.url, prefix=prefix, name="bench-steps")
+    worker = await spawn("agents", env.url, prefix, "1", "1", str(max(env.sizes.inflight, 16)))
+    req = await Requester(bus, "bench", registry=echo_registry()).start()
+    try:
+        async def call() -> Any:
+            return await req.request(echo_type(0), echo_capability(0), ECHO_PAYLOAD, timeout=30)
+
+        await timed_calls(50, 10, call)
+        for _ in range(env.runs):
+            n = env.sizes.steps_seq
+            elapsed, lat = await timed_calls(n, 1, call)
+            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
+            _collect(figs, "lb.seq.rate", rate, "steps/s")
+            _collect(figs, "lb.seq.p50", p50, "µs", False)
+            _collect(figs, "lb.seq.p99", p99, "µs", False)
+            n = env.sizes.steps_conc
+            elapsed, lat = await timed_calls(n, env.sizes.inflight, call)
+            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
+            _collect(figs, "lb.conc.rate", rate, "steps/s")
+            _collect(figs, "lb.conc.p50", p50, "µs", False)
+            _collect(figs, "lb.conc.p99", p99, "µs", False)
+    finally:
+        await req.stop()
+        await worker.stop()
+        await bus.close()
+    return figs

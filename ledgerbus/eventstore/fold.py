@@ -206,7 +206,8 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
             task.status = _ERROR_STATUS.get(err.code, TaskStatus.FAILED)
             task.error = err
             task.finished_at = ts
-            if env.sender != task.agent or err.code in _ERROR_STATUS:
+            if env.sender == env.recipient or err.code in _ERROR_STATUS:
+                # Self-addressed ERRORs are the orchestrator's decisions (a stall, a timeout, a breaker…).
                 task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
 
     if env.task_id == state.root_task_id:

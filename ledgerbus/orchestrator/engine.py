@@ -83,7 +83,17 @@ class _Run:
     state: ConversationState
     root: Envelope
     wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
-    emitted: set[str] = field(default_factory=set)  # our own envelopes, folded already when sent
+    applied: set[str] = field(default_factory=set)  # envelope ids folded so far (ours when sent, others when heard)
+    requests: dict[str, Envelope] = field(default_factory=dict)  # task id -> its latest REQUEST
+
+    def fold_in(self, env: Envelope) -> bool:
+        if env.id in self.applied:
+            return False
+        self.applied.add(env.id)
+        apply(self.state, env)
+        if env.action is Action.REQUEST:
+            self.requests[env.task_id] = env
+        return True
 
     def wake(self, task_id: str) -> None:
         ev = self.wakeups.get(task_id)
@@ -152,10 +162,8 @@ class Orchestrator:
 
     def _on_answer(self, env: Envelope) -> None:
         run = self.runs.get(env.conversation_id)
-        if run is None or env.id in run.emitted:
-            return
-        apply(run.state, env)
-        run.wake(env.task_id)
+        if run is not None and run.fold_in(env):
+            run.wake(env.task_id)
 
     def _on_breaker(self, agent: str, old: BreakerState, new: BreakerState) -> None:
         log.info("breaker %s: %s -> %s", agent, old.value, new.value)
@@ -163,8 +171,7 @@ class Orchestrator:
 
     async def _emit(self, run: _Run, env: Envelope) -> None:
         # Fold before publishing: an answer can arrive before our PubAck does.
-        run.emitted.add(env.id)
-        apply(run.state, env)
+        run.fold_in(env)
         await self.bus.publish(env)
 
     async def _decision(self, run: _Run, request: Envelope, code: ErrorCode, message: str, *,
@@ -192,10 +199,16 @@ class Orchestrator:
             sender=requester, recipient=self.name, capability=capability, payload=data,
             conversation_id=conversation_id,
         )
+        return await self._conduct(root, publish_root=True)
+
+    async def _conduct(self, root: Envelope, *, publish_root: bool) -> ConversationResult:
         run = _Run(ConversationState(conversation_id=root.conversation_id), root)
         self.runs[root.conversation_id] = run
         try:
-            await self._emit(run, root)
+            if publish_root:
+                await self._emit(run, root)
+            else:
+                run.fold_in(root)
             await self._emit(run, answer(root, Action.ACK, payload={"instance": self.name}))
             return await self._execute(run)
         finally:
@@ -208,6 +221,8 @@ class Orchestrator:
         task ids and idempotency keys (an agent that already did the work answers from its record),
         through the same rate limiter as everything else.
         """
+        from ledgerbus.orchestrator.recovery import conversation_events
+
         events = list(events)
         if not events:
             return None
@@ -215,12 +230,99 @@ class Orchestrator:
         root = next((e for e in events if e.action is Action.REQUEST and e.task_id == state.root_task_id), None)
         if root is None or root.recipient != self.name or state.status is not ConversationStatus.RUNNING:
             return None
-        run = _Run(state, root)
+        if root.conversation_id in self.runs:
+            return None
+        run = _Run(ConversationState(conversation_id=root.conversation_id), root)
+        for env in events:
+            run.fold_in(env)
         self.runs[root.conversation_id] = run
         try:
+            # Answers published between the caller's read and our registration reached no one live: read again.
+            for env in await conversation_events(self.bus, root.conversation_id):
+                run.fold_in(env)
             return await self._execute(run)
         finally:
             self.runs.pop(root.conversation_id, None)
+
+    async def recover(self) -> list[ConversationResult]:
+        """Finish every conversation addressed to this orchestrator that the ledger shows as unfinished."""
+        from ledgerbus.orchestrator.recovery import open_conversations
+
+        pending = await open_conversations(self.bus, self.name)
+        pending = {cid: evs for cid, evs in pending.items() if cid not in self.runs}
+        results = await asyncio.gather(*(self.resume(evs) for evs in pending.values()))
+        return [r for r in results if r is not None]
+
+    async def serve(self, *, recover: bool = True, concurrency: int = 256,
+                    stop: asyncio.Event | None = None) -> None:
+        """Run as a service: take REQUESTs addressed to this orchestrator from its durable consumer.
+
+        The JetStream message is acked when the conversation has ended, so if this process dies the
+        REQUEST is redelivered to another orchestrator, which resumes from the ledger.
+        """
+        from ledgerbus.bus.streams import ConsumerSettings
+
+        await self.start()
+        stop = stop or asyncio.Event()
+        if recover:
+            await self.recover()
+        sub = await self.bus.agent_consumer(self.name, ConsumerSettings(ack_wait=60.0, max_deliver=-1))
+        slots = asyncio.Semaphore(concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(16, timeout=1.0)
+            except Exception:  # a timeout or a reconnect: look again
+                continue
+            for msg in msgs:
+                await slots.acquire()
+                t = asyncio.create_task(self._serve_one(msg))
+                tasks.add(t)
+                t.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+        for t in list(tasks):
+            t.cancel()
+
+    async def _serve_one(self, msg: Any) -> None:
+        from ledgerbus.orchestrator.recovery import conversation_events
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(20)
+                await msg.in_progress()
+
+        beat = asyncio.create_task(heartbeat())
+        try:
+            try:
+                root = self.bus.codec.decode(msg.data)
+            except InvalidMessage as exc:
+                log.warning("undecodable request for %s: %s", self.name, exc.reason)
+                await msg.term()  # the recorder keeps it as a reject with the reason
+                return
+            if root.conversation_id in self.runs:
+                await msg.ack()  # started in this process by run()
+                return
+            cap = self.registry.find(root.capability)
+            try:
+                if cap is None:
+                    from ledgerbus.errors import UnknownCapability
+
+                    raise UnknownCapability(root.capability)
+                cap.validate_input(root.payload)
+            except InvalidMessage as exc:
+                await self.bus.publish(answer(root, Action.ERROR, error=ErrorInfo(
+                    code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})))
+                await msg.ack()
+                return
+            events = await conversation_events(self.bus, root.conversation_id)
+            if len(events) > 1:
+                await self.resume(events)  # redelivered after a crash: finish, don't restart
+            else:
+                await self._conduct(root, publish_root=False)
+            await msg.ack()
+        except Exception:
+            log.exception("conversation failed in the orchestrator; it will be redelivered")
+        finally:
+            beat.cancel()
 
     async def _execute(self, run: _Run) -> ConversationResult:
         root = run.root
@@ -327,11 +429,28 @@ class Orchestrator:
     async def _task(self, run: _Run, step: Step, task_id: str, capability: str, payload: dict[str, Any],
                     *, fallback_depth: int = 0) -> _StepResult:
         existing = run.state.tasks.get(task_id)
-        attempt = (existing.attempt + 1) if existing is not None and existing.attempt else 1
+        attempt = 1
         last_error: ErrorInfo | None = None
         agent: str | None = None
         prev_request: Envelope | None = None
         policy = self.policies.for_task(capability)
+        inflight = run.requests.get(task_id)
+        if existing is not None and existing.attempt:
+            attempt = existing.attempt + 1
+            if existing.status in (TaskStatus.SENT, TaskStatus.ACKED) and inflight is not None:
+                # Resumed while this attempt was in flight: its agent may still answer. Watch it before
+                # sending another, so a handler that is running is not started a second time.
+                agent, prev_request = inflight.recipient, inflight
+                policy = self.policies.for_task(capability, agent)
+                last_error = await self._attempt(run, inflight, policy, publish=False)
+                if last_error is None:
+                    return self._done(run, step, task_id, agent)
+                if not self._after_failure(agent, last_error, policy, inflight.attempt):
+                    return await self._give_up(run, step, task_id, capability, payload, policy, agent,
+                                               prev_request, last_error, fallback_depth)
+                attempt = inflight.attempt + 1
+            elif existing.status is not TaskStatus.DONE and existing.retry_pending and inflight is not None:
+                attempt = inflight.attempt + 1
         while True:
             agent, skipped = await self.router.route(capability, self.breakers)
             policy = self.policies.for_task(capability, agent)
@@ -345,7 +464,7 @@ class Orchestrator:
                                        message=f"circuit breaker open for {', '.join(skipped)}; request not sent",
                                        details={"agents": skipped})
                 await self._decision(run, prev_request or request, ErrorCode.BREAKER_OPEN, last_error.message,
-                                     details={"agents": skipped, "retryAfter": max(self.breakers.get(a).retry_after() for a in skipped)})
+                                     details={"agents": skipped, "retryAfter": round(max(self.breakers.get(a).retry_after() for a in skipped), 3)})
                 break
             try:
                 cap = self.registry.find(capability)
@@ -359,19 +478,13 @@ class Orchestrator:
             waited = await self.limiter.acquire(agent)
             if waited > 0.05:
                 await self._decision(run, request, ErrorCode.RATE_LIMITED,
-                                     f"waited {waited:.2f}s for the rate limit of {agent}", details={"waited": waited})
+                                     f"waited {waited:.2f}s for the rate limit of {agent}", details={"waited": round(waited, 4)})
             prev_request = request
             last_error = await self._attempt(run, request, policy)
             if last_error is None:
                 self.breakers.get(agent).record_success()
-                t = run.state.tasks[task_id]
-                return _StepResult(step, task_id, True, t.result, agent, False, None, t.attempts)
-            if last_error.code in _AGENT_FAULTS:
-                self.breakers.get(agent).record_failure()
-            else:
-                self.breakers.get(agent).release()
-            retryable = last_error.retryable or last_error.code in RETRYABLE_CODES
-            if not policy.retry.should_retry(attempt, retryable):
+                return self._done(run, step, task_id, agent)
+            if not self._after_failure(agent, last_error, policy, attempt):
                 break
             delay = policy.retry.next_delay(attempt, self.rng)
             await self._decision(run, request, ErrorCode.RETRY_SCHEDULED,
@@ -379,7 +492,25 @@ class Orchestrator:
                                  details={"delay": round(delay, 4), "nextAttempt": attempt + 1, "cause": last_error.code})
             await asyncio.sleep(delay)
             attempt += 1
+        return await self._give_up(run, step, task_id, capability, payload, policy, agent, prev_request,
+                                   last_error, fallback_depth)
 
+    def _done(self, run: _Run, step: Step, task_id: str, agent: str | None) -> _StepResult:
+        t = run.state.tasks[task_id]
+        return _StepResult(step, task_id, True, t.result, agent, False, None, t.attempts)
+
+    def _after_failure(self, agent: str, err: ErrorInfo, policy: TaskPolicy, attempt: int) -> bool:
+        """Charge the breaker for the failure; whether to try again."""
+        breaker = self.breakers.get(agent)
+        if err.code in _AGENT_FAULTS:
+            breaker.record_failure()
+        else:
+            breaker.release()  # the agent answered; the request was the problem
+        return policy.retry.should_retry(attempt, err.retryable or err.code in RETRYABLE_CODES)
+
+    async def _give_up(self, run: _Run, step: Step, task_id: str, capability: str, payload: dict[str, Any],
+                       policy: TaskPolicy, agent: str | None, prev_request: Envelope | None,
+                       last_error: ErrorInfo | None, fallback_depth: int) -> _StepResult:
         attempts = run.state.tasks[task_id].attempts if task_id in run.state.tasks else 0
         fb = policy.fallback
         if isinstance(fb, FallbackValue):
@@ -401,19 +532,22 @@ class Orchestrator:
             return res
         return _StepResult(step, task_id, False, None, agent, False, last_error, attempts)
 
-    async def _attempt(self, run: _Run, request: Envelope, policy: TaskPolicy) -> ErrorInfo | None:
-        """Send one attempt and watch it: None on RESPONSE, else the reason it failed."""
+    async def _attempt(self, run: _Run, request: Envelope, policy: TaskPolicy, *, publish: bool = True) -> ErrorInfo | None:
+        """Send one attempt (or, resuming, watch one already sent): None on RESPONSE, else why it failed."""
         task_id = request.task_id
         wake = run.wakeups.setdefault(task_id, asyncio.Event())
         wake.clear()
-        await self._emit(run, request)
-        self.sent_requests += 1
+        if publish:
+            request.timestamp = now_ms()  # the send time, after any rate-limit wait
+            await self._emit(run, request)
+            self.sent_requests += 1
         while True:
             task = run.state.tasks[task_id]
             if task.status is TaskStatus.DONE:
                 return None
-            if task.status is TaskStatus.FAILED and task.attempt == request.attempt and task.error is not None:
-                return task.error
+            if task.status is not TaskStatus.SENT and task.status is not TaskStatus.ACKED and task.error is not None \
+                    and task.attempt == request.attempt:
+                return task.error  # the agent's ERROR, or a stall/timeout already recorded for this attempt
             code = check_task(task, now_ms(), policy)
             if code is not None:
                 silent = now_ms() - (task.last_activity_at or task.sent_at or now_ms())

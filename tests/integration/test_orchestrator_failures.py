@@ -1,0 +1,239 @@
+"""Issue 4: an orchestrator that survives agents misbehaving on purpose, on a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+import pytest
+
+from ledgerbus.agents.sdk import AgentError
+from ledgerbus.eventstore.fold import ConversationStatus, TaskStatus, fold
+from ledgerbus.eventstore.recorder import Recorder
+from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
+from ledgerbus.orchestrator.breaker import BreakerState
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.orchestrator.plan import Step
+from ledgerbus.orchestrator.policy import BreakerPolicy, FallbackValue, PolicySet, RateLimitPolicy, TaskPolicy
+from ledgerbus.schemas.capability import CapabilityRegistry
+from ledgerbus.schemas.codes import Action
+
+from orchestration_harness import FixedPlan, comparable, counting_agent, echo_input, runtime, start_all, stop_all, wait_until
+
+FAST = TaskPolicy(receipt_timeout=0.5, stall_after=1.0, timeout=5.0,
+                  retry=RetryPolicy(3, Backoff(0.05, 2.0, 0.5)))
+UNLIMITED = RateLimitPolicy(global_rate=None, agent_rate=None)
+
+
+def orchestrator(bus, reg, steps, **policy):
+    policies = PolicySet(default=policy.pop("default", FAST), rate=policy.pop("rate", UNLIMITED), **policy)
+    return Orchestrator(bus, decomposer=FixedPlan(steps), policies=policies, registry=reg, rng=random.Random(7))
+
+
+def decisions(state, task_suffix):
+    task = next(t for tid, t in state.tasks.items() if tid.endswith(task_suffix))
+    return [d.code for d in task.decisions], task
+
+
+async def test_ack_then_silence_is_stalled_and_retried_on_a_healthy_instance(bus, ledger):
+    reg, calls = CapabilityRegistry(), Counter()
+    entered, never = asyncio.Event(), asyncio.Event()
+    holder: dict[str, str] = {}
+
+    async def behaviour(payload, ctx):
+        if ctx.instance == holder["bad"]:
+            entered.set()
+            await never.wait()  # ACKed, then silence: a stall (its heartbeats keep the message, not the task)
+
+    agent = counting_agent("writer", behaviour, reg, calls)
+    bad = runtime(agent, bus, instance="writer-bad", concurrency=1)
+    good = runtime(agent, bus, instance="writer-good")
+    holder["bad"] = bad.instance
+    orch = orchestrator(bus, reg, [Step("w", "writer.work", {"x": 1})])
+    async with Recorder(bus, ledger) as rec:
+        await bad.start()
+        await orch.start()
+        conv = asyncio.create_task(orch.run("test.run", {}))
+        await asyncio.wait_for(entered.wait(), 5)
+        await good.start()  # the healthy instance joins once the bad one holds attempt 1
+        result = await asyncio.wait_for(conv, 15)
+        await rec.catch_up()
+        await orch.stop()
+        await stop_all([bad, good])
+
+    assert result.status is ConversationStatus.DONE
+    state = fold(ledger.envelopes(result.conversation_id))
+    codes, task = decisions(state, "_w")
+    assert codes[:2] == ["STALLED", "RETRY_SCHEDULED"]
+    assert task.status is TaskStatus.DONE and task.attempt == 2
+    events = [e for e in ledger.envelopes(result.conversation_id) if e.task_id == task.task_id]
+    ack1 = next(e for e in events if e.action is Action.ACK and e.attempt == 1)
+    stall = next(e for e in events if e.error is not None and e.error.code == "STALLED")
+    assert ack1.payload["instance"] == "writer-bad"
+    # Reported within the stall window (+ 1 s).
+    assert FAST.stall_after * 1000 <= stall.timestamp - ack1.timestamp <= (FAST.stall_after + 1) * 1000
+    ack2 = next(e for e in events if e.action is Action.ACK and e.attempt == 2)
+    assert ack2.payload["instance"] == "writer-good"
+    assert next(e for e in events if e.action is Action.RESPONSE).sender == "writer"
+
+
+async def test_agent_type_with_no_live_instance_falls_back_and_conversation_is_degraded(bus, ledger):
+    reg, calls = CapabilityRegistry(), Counter()
+    alpha = runtime(counting_agent("alpha", lambda p, c: None, reg, calls), bus)
+    ghost_policy = TaskPolicy(receipt_timeout=0.3, stall_after=1.0, timeout=3.0,
+                              retry=RetryPolicy(2, Backoff(0.05, 2.0, 0.2)),
+                              fallback=FallbackValue({"text": "(translation unavailable)"}))
+    steps = [Step("a", "alpha.work", {"x": 1}), Step("g", "ghost.work", {"x": 2})]
+    orch = orchestrator(bus, reg, steps, per_capability={"ghost.work": ghost_policy})
+    async with Recorder(bus, ledger) as rec:
+        await start_all([alpha])
+        async with orch:
+            result = await asyncio.wait_for(orch.run("test.run", {}), 10)
+        await rec.catch_up()
+        await stop_all([alpha])
+
+    assert result.status is ConversationStatus.DEGRADED
+    assert result.outcome.status == "DEGRADED"
+    assert any("ghost.work" in r and "NO_RECEIPT" in r for r in result.outcome.reasons), result.outcome.reasons
+    assert result.result is not None and result.result["g"] == {"text": "(translation unavailable)"}
+    assert result.result["a"]["ok"] is True
+    state = fold(ledger.envelopes(result.conversation_id))
+    assert state.status is ConversationStatus.DEGRADED
+    codes, task = decisions(state, "_g")
+    assert codes == ["NO_RECEIPT", "RETRY_SCHEDULED", "NO_RECEIPT", "FALLBACK_USED"]
+    assert task.fallback and task.status is TaskStatus.DONE
+    root_response = [e for e in ledger.envelopes(result.conversation_id)
+                     if e.action is Action.RESPONSE and e.recipient == "client"]
+    assert len(root_response) == 1 and root_response[0].error.code == "DEGRADED"
+
+
+async def test_flaky_agent_succeeds_through_retries_with_growing_backoff(bus, ledger):
+    reg, calls = CapabilityRegistry(), Counter()
+
+    def flaky(payload, ctx):
+        if ctx.attempt < 3:
+            raise AgentError("UPSTREAM_FLAKY", f"dependency refused attempt {ctx.attempt}", retryable=True)
+
+    agent = runtime(counting_agent("flaky", flaky, reg, calls), bus)
+    policy = TaskPolicy(receipt_timeout=1.0, stall_after=2.0, timeout=5.0,
+                        retry=RetryPolicy(3, Backoff(0.2, 2.0, 5.0, jitter="none")))
+    orch = orchestrator(bus, reg, [Step("f", "flaky.work", {"x": 1})], default=policy)
+    async with Recorder(bus, ledger) as rec:
+        await start_all([agent])
+        async with orch:
+            result = await asyncio.wait_for(orch.run("test.run", {}), 10)
+        await rec.catch_up()
+        await stop_all([agent])
+
+    assert result.status is ConversationStatus.DONE
+    events = [e for e in ledger.envelopes(result.conversation_id) if e.task_id.endswith("_f")]
+    requests = [e for e in events if e.action is Action.REQUEST]
+    errors = [e for e in events if e.action is Action.ERROR and e.sender == "flaky"]
+    assert [r.attempt for r in requests] == [1, 2, 3]
+    assert [e.attempt for e in errors] == [1, 2]
+    assert {r.idempotency_key for r in requests} == {requests[0].task_id}
+    gaps = [requests[i + 1].timestamp - errors[i].timestamp for i in range(2)]
+    assert gaps[0] >= 190 and gaps[1] >= 390 and gaps[1] > gaps[0], gaps
+    assert sum(calls.values()) == 3
+
+
+async def test_breaker_opens_blocks_probes_after_cooldown_and_isolates_other_agents(bus, ledger):
+    reg, calls = CapabilityRegistry(), Counter()
+    hang = asyncio.Event()
+
+    async def hangs(payload, ctx):
+        await hang.wait()  # a dependency that never answers
+
+    slow = runtime(counting_agent("slow", hangs, reg, calls), bus)
+    fast = runtime(counting_agent("fast", lambda p, c: None, reg, calls), bus)
+    slow_policy = TaskPolicy(receipt_timeout=1.0, stall_after=5.0, timeout=0.4, retry=RetryPolicy(1),
+                             fallback=FallbackValue({"cached": True}))
+    breaker = BreakerPolicy(failure_threshold=2, reset_timeout=1.0)
+
+    def fast_latencies(state):
+        return [t.duration_ms for tid, t in state.tasks.items() if tid.endswith("_f")]
+
+    async with Recorder(bus, ledger) as rec:
+        await start_all([slow, fast])
+        # Baseline: the same fast step with no failing agent in the conversation.
+        base = orchestrator(bus, reg, [Step("f", "fast.work", {"x": 1})])
+        async with base:
+            baseline = [fast_latencies((await base.run("test.run", {})).state)[0] for _ in range(3)]
+        orch = orchestrator(bus, reg, [Step("f", "fast.work", {"x": 1}), Step("s", "slow.work", {"x": 2})],
+                            per_capability={"slow.work": slow_policy}, per_agent_breaker={"slow": breaker})
+        results = []
+        async with orch:
+            for _ in range(4):
+                results.append(await asyncio.wait_for(orch.run("test.run", {}), 5))
+            slow_calls_while_open = sum(n for tid, n in calls.items() if tid.endswith("_s"))
+            assert orch.breakers.get("slow").state is BreakerState.OPEN
+            await asyncio.sleep(orch.breakers.get("slow").retry_after() + 0.05)  # the cool-down itself
+            results.append(await asyncio.wait_for(orch.run("test.run", {}), 5))
+        await rec.catch_up()
+        hang.set()
+        await stop_all([slow, fast])
+
+    assert slow_calls_while_open == 2  # two failures opened it; no request reached it while open
+    assert sum(n for tid, n in calls.items() if tid.endswith("_s")) == 3  # exactly one probe after cool-down
+    assert [r.status for r in results] == [ConversationStatus.DEGRADED] * 5
+    opened = [fold(ledger.envelopes(r.conversation_id)) for r in results]
+    assert [decisions(st, "_s")[0] for st in opened] == [
+        ["TIMED_OUT", "FALLBACK_USED"], ["TIMED_OUT", "FALLBACK_USED"],
+        ["BREAKER_OPEN", "FALLBACK_USED"], ["BREAKER_OPEN", "FALLBACK_USED"],
+        ["TIMED_OUT", "FALLBACK_USED"],
+    ]
+    assert [(a, o.value, n.value) for a, o, n in orch.breaker_log] == [
+        ("slow", "closed", "open"), ("slow", "open", "half_open"), ("slow", "half_open", "open")]
+    # Isolation: the healthy agent's latency does not move while its neighbour fails (generous bound).
+    during = [fast_latencies(st)[0] for st in opened]
+    assert max(during) <= 5 * max(baseline) + 100, (baseline, during)
+
+
+async def test_fifty_conversations_eight_agent_types_random_failures(bus, ledger):
+    reg, calls = CapabilityRegistry(), Counter()
+    types = [f"t{i}" for i in range(8)]
+
+    def chaos(payload, ctx):
+        r = random.Random(f"{ctx.task_id}/{ctx.attempt}").random()
+        if r < 0.2:
+            raise AgentError("RANDOM_FAILURE", "injected", retryable=True)
+        if r < 0.25:
+            raise AgentError("BAD_INPUT", "injected, not retryable")
+        if r < 0.3:
+            return asyncio.sleep(30)  # a stall: ACKed, then nothing
+
+    runtimes = [runtime(counting_agent(t, chaos, reg, calls), bus) for t in types]
+
+    def steps(request):
+        rnd = random.Random(request["seed"])
+        chosen = rnd.sample(types, 4)
+        return [
+            Step("s0", f"{chosen[0]}.work", {"x": 0}),
+            Step("s1", f"{chosen[1]}.work", echo_input("s1"), depends_on=("s0",), optional=True),
+            Step("s2", f"{chosen[2]}.work", echo_input("s2"), depends_on=("s0",), optional=True),
+            Step("s3", f"{chosen[3]}.work", echo_input("s3"), depends_on=("s1", "s2"), optional=True),
+        ]
+
+    # Every step may fall back, so a conversation always has something to show: DONE or DEGRADED.
+    policy = TaskPolicy(receipt_timeout=1.0, stall_after=0.5, timeout=2.0,
+                        retry=RetryPolicy(3, Backoff(0.02, 2.0, 0.2)), fallback=FallbackValue({"fallback": True}))
+    orch = Orchestrator(bus, decomposer=FixedPlan(steps), registry=reg, rng=random.Random(3),
+                        policies=PolicySet(default=policy, rate=UNLIMITED, breaker=BreakerPolicy(failure_threshold=50)))
+
+    async def run_one(i):
+        return await orch.run("test.run", {"seed": i})
+
+    async with Recorder(bus, ledger) as rec:
+        await start_all(runtimes)
+        async with orch:
+            results = await asyncio.wait_for(asyncio.gather(*(run_one(i) for i in range(50))), 90)
+        await rec.catch_up(timeout=20)
+        await stop_all(runtimes)
+
+    assert len(results) == 50
+    assert {r.status for r in results} <= {ConversationStatus.DONE, ConversationStatus.DEGRADED}
+    assert ConversationStatus.DEGRADED in {r.status for r in results}  # the chaos did bite
+    for r in results:
+        replayed = fold(ledger.envelopes(r.conversation_id))
+        assert comparable(replayed) == comparable(r.state), r.conversation_id

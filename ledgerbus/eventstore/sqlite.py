@@ -1,4 +1,8 @@
-"""SQLite event store (sqlite-utils): WAL, idempotent appends by envelope id, indexes for replay."""
+"""SQLite event store (sqlite-utils): WAL, idempotent appends by envelope id, indexes for replay.
+
+Every event carries its link in its conversation's hash chain (`hash`, `prev_hash`, see integrity.py),
+computed here as it is appended, in the same transaction; `chain_heads` holds each chain's end.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
+from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
+from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
+                                           snapshot_hash, verify_stream)
 from ledgerbus.schemas.envelope import Envelope
 
 _json = msgspec.json.Encoder()
@@ -19,13 +26,20 @@ _env_decoder = msgspec.json.Decoder(Envelope)
 
 _INSERT = (
     "INSERT OR IGNORE INTO events (position, id, conversation_id, task_id, causation_id, sender, recipient,"
-    " action, capability, attempt, timestamp, payload, error, envelope) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " action, capability, attempt, timestamp, payload, error, envelope, prev_hash, hash)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+_UPSERT_HEAD = (
+    "INSERT INTO chain_heads (conversation_id, hash, count, last_position) VALUES (?,?,?,?)"
+    " ON CONFLICT(conversation_id) DO UPDATE SET hash = excluded.hash, count = excluded.count,"
+    " last_position = excluded.last_position"
+)
+_HEADS_CACHE = 50_000  # chain ends kept in memory between batches (open conversations)
+_MAX_VARS = 900  # SQLite host parameters per IN (...) query, under every build's limit
 
 
-def _row(ev: StoredEvent, encoder: msgspec.json.Encoder = _json) -> tuple[Any, ...]:
+def _row(ev: StoredEvent, raw: bytes, prev: str, digest: str, encoder: msgspec.json.Encoder = _json) -> tuple[Any, ...]:
     e = ev.envelope
-    raw = ev.raw or encoder.encode(e)
     return (
         ev.position,
         e.id,
@@ -41,6 +55,8 @@ def _row(ev: StoredEvent, encoder: msgspec.json.Encoder = _json) -> tuple[Any, .
         encoder.encode(e.payload).decode(),
         encoder.encode(e.error).decode() if e.error is not None else None,
         raw,
+        prev,
+        digest,
     )
 
 
@@ -60,6 +76,7 @@ class SQLiteEventStore:
             conn = sqlite3.connect(self.path, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        self._heads: dict[str, Head] = {}
         if not readonly:
             self.db.conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last commits,
@@ -86,6 +103,8 @@ class SQLiteEventStore:
                     "payload": str,
                     "error": str,
                     "envelope": bytes,
+                    "prev_hash": str,
+                    "hash": str,
                 },
                 pk="position",
                 not_null={"id", "conversation_id", "task_id", "sender", "recipient", "action", "capability",
@@ -101,26 +120,90 @@ class SQLiteEventStore:
             )
         if "meta" not in db.table_names():
             db["meta"].create({"key": str, "value": str}, pk="key")
+        if "gaps" not in db.table_names():
+            # JetStream sequences the recorder never saw (retention, a purge): reported, never silent.
+            db["gaps"].create({"first": int, "last": int}, pk="first")
+        if "chain_heads" not in db.table_names():
+            db["chain_heads"].create({"conversation_id": str, "hash": str, "count": int, "last_position": int},
+                                     pk="conversation_id")
+        # Compaction keeps each removed event's chain link, so the ledger stays verifiable.
+        if "compacted" not in db.table_names():
+            db["compacted"].create({"position": int, "conversation_id": str, "id": str, "prev_hash": str, "hash": str},
+                                   pk="position")
+            db["compacted"].create_index(["conversation_id", "position"])
+        if "snapshots" not in db.table_names():
+            db["snapshots"].create({"conversation_id": str, "status": str, "events": int, "first_position": int,
+                                    "last_position": int, "head_hash": str, "state": bytes, "hash": str},
+                                   pk="conversation_id")
+        if "hash" not in db["events"].columns_dict:
+            self._migrate_chain()
+
+    def _migrate_chain(self) -> None:
+        """A ledger written before hash chains existed: add the columns and chain what is there."""
+        conn = self.db.conn
+        with conn:
+            conn.execute("ALTER TABLE events ADD COLUMN prev_hash TEXT")
+            conn.execute("ALTER TABLE events ADD COLUMN hash TEXT")
+        self.rechain()
+
+    def rechain(self) -> int:
+        """Recompute every chain from the stored bytes (after a migration or an import). Returns events chained."""
+        conn = self.db.conn
+        heads: dict[str, tuple[str, int, int]] = {}
+        done = 0
+        with self._lock, conn:
+            cur = conn.execute("SELECT position, conversation_id, envelope FROM events ORDER BY position")
+            while rows := cur.fetchmany(5000):
+                updates = []
+                for pos, cid, raw in rows:
+                    prev, count, _ = heads.get(cid, (GENESIS, 0, 0))
+                    digest = chain_hash(prev, raw)
+                    heads[cid] = (digest, count + 1, pos)
+                    updates.append((prev, digest, pos))
+                conn.executemany("UPDATE events SET prev_hash = ?, hash = ? WHERE position = ?", updates)
+                done += len(rows)
+            conn.execute("DELETE FROM chain_heads")
+            conn.executemany(_UPSERT_HEAD, [(cid, h, n, p) for cid, (h, n, p) in heads.items()])
+        self._heads.clear()
+        return done
 
     # -- writing ----------------------------------------------------------------------------
 
-    def append(self, events: Sequence[StoredEvent], *, rejects: Sequence[Rejected] = (), checkpoint: int | None = None) -> int:
-        """Append a batch in one transaction; returns how many envelopes were new.
+    def append(self, events: Sequence[StoredEvent], *, rejects: Sequence[Rejected] = (), checkpoint: int | None = None,
+               gaps: Sequence[tuple[int, int]] = ()) -> int:
+        """Append a batch in one transaction, extending each conversation's hash chain; returns how many were new.
 
-        `checkpoint` (the last JetStream sequence this batch covers) is committed in the same
-        transaction, so the mirror and its resume point can never disagree.
+        An envelope id or a position already present is skipped (a redelivery, a duplicate past
+        JetStream's window). `checkpoint` (the last JetStream sequence this batch covers) is committed
+        in the same transaction, so the mirror and its resume point can never disagree.
         """
         with self._lock:
             conn = self.db.conn
-            before = conn.total_changes
+            fresh = self._fresh(sorted(events, key=lambda ev: ev.position))
+            rows: list[tuple[Any, ...]] = []
+            touched: dict[str, Head] = {}
+            encode = _json.encode
+            for ev in fresh:
+                cid = ev.envelope.conversation_id
+                head = touched.get(cid) or self._head(cid)
+                if head is not None and ev.position <= head.last_position:
+                    raise StoreError(f"position {ev.position} of conversation {cid} is not after its chain's end "
+                                     f"({head.last_position}): events must be appended in ledger order")
+                raw = ev.raw or encode(ev.envelope)
+                prev = head.hash if head is not None else GENESIS
+                digest = chain_hash(prev, raw)
+                touched[cid] = Head(digest, (head.count if head else 0) + 1, ev.position)
+                rows.append(_row(ev, raw, prev, digest))
             with conn:
-                conn.executemany(_INSERT, [_row(ev) for ev in events])
-                new = conn.total_changes - before
+                conn.executemany(_INSERT, rows)
+                conn.executemany(_UPSERT_HEAD, [(c, h.hash, h.count, h.last_position) for c, h in touched.items()])
                 if rejects:
                     conn.executemany(
                         "INSERT OR IGNORE INTO rejects (position, subject, data, code, reason) VALUES (?,?,?,?,?)",
                         [(r.position, r.subject, r.data, r.code, r.reason) for r in rejects],
                     )
+                if gaps:
+                    conn.executemany("INSERT OR IGNORE INTO gaps (first, last) VALUES (?, ?)", gaps)
                 if checkpoint is not None:
                     conn.execute(
                         "INSERT INTO meta (key, value) VALUES ('stream_seq', ?)"
@@ -128,13 +211,100 @@ class SQLiteEventStore:
                         " WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)",
                         (str(checkpoint),),
                     )
-            return new
+            if len(self._heads) + len(touched) > _HEADS_CACHE:
+                self._heads.clear()  # bounded memory; misses are one indexed lookup each
+            self._heads.update(touched)
+            return len(rows)
+
+    def _fresh(self, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """The events whose id and position are not stored yet (nor repeated earlier in the batch)."""
+        if not events:
+            return []
+        conn = self.db.conn
+        seen_ids: set[str] = set()
+        seen_pos: set[int] = set()
+        for i in range(0, len(events), _MAX_VARS):
+            chunk = events[i:i + _MAX_VARS]
+            marks = ",".join("?" * len(chunk))
+            seen_ids.update(r[0] for r in conn.execute(
+                f"SELECT id FROM events WHERE id IN ({marks})", [ev.envelope.id for ev in chunk]))
+            seen_pos.update(r[0] for r in conn.execute(
+                f"SELECT position FROM events WHERE position IN ({marks})", [ev.position for ev in chunk]))
+            seen_pos.update(r[0] for r in conn.execute(
+                f"SELECT position FROM compacted WHERE position IN ({marks})", [ev.position for ev in chunk]))
+        out: list[StoredEvent] = []
+        for ev in events:
+            if ev.envelope.id in seen_ids or ev.position in seen_pos:
+                continue
+            seen_ids.add(ev.envelope.id)
+            seen_pos.add(ev.position)
+            out.append(ev)
+        return out
+
+    def _head(self, conversation_id: str) -> Head | None:
+        head = self._heads.get(conversation_id)
+        if head is None:
+            row = self.db.conn.execute(
+                "SELECT hash, count, last_position FROM chain_heads WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+            head = Head(*row) if row else None
+        return head
 
     def append_envelopes(self, envelopes: Sequence[Envelope]) -> int:
         """Append envelopes that come from no stream (imports, tests) at the next positions."""
         with self._lock:
             start = self.last_position() + 1
             return self.append([StoredEvent(start + i, e) for i, e in enumerate(envelopes)])
+
+    # -- integrity ----------------------------------------------------------------------------
+
+    def chains(self) -> Iterator[tuple[str, list[ChainRow], Head | None]]:
+        """Each conversation's chain rows (compacted links included) in position order, with its head.
+
+        One conversation at a time, so verifying a ledger needs memory for its largest conversation only.
+        """
+        conn = self.db.conn
+        heads_cur = conn.execute("SELECT conversation_id, hash, count, last_position FROM chain_heads"
+                                 " ORDER BY conversation_id")
+        cids_sql = ("SELECT conversation_id FROM events UNION SELECT conversation_id FROM compacted"
+                    " UNION SELECT conversation_id FROM chain_heads ORDER BY 1")
+        heads = {r[0]: Head(r[1], r[2], r[3]) for r in heads_cur.fetchall()}
+        for (cid,) in conn.execute(cids_sql).fetchall():
+            rows = [ChainRow(p, h, ph, None) for p, h, ph in conn.execute(
+                "SELECT position, hash, prev_hash FROM compacted WHERE conversation_id = ? ORDER BY position", (cid,))]
+            rows += [ChainRow(p, h, ph, bytes(raw)) for p, h, ph, raw in conn.execute(
+                "SELECT position, hash, prev_hash, envelope FROM events WHERE conversation_id = ? ORDER BY position",
+                (cid,))]
+            rows.sort(key=lambda r: r.position)
+            yield cid, rows, heads.get(cid)
+
+    def verify(self) -> VerifyReport:
+        """Check every conversation's chain, and every compacted conversation's snapshot."""
+        with self._lock:
+            report = verify_stream(self.chains())
+            heads = self.heads()
+            for cid, head_hash, state, digest, last in self.db.conn.execute(
+                "SELECT conversation_id, head_hash, state, hash, last_position FROM snapshots"
+            ).fetchall():
+                head = heads.get(cid)
+                if snapshot_hash(head_hash, bytes(state)) != digest:
+                    report.issues.append(Issue(IssueKind.SNAPSHOT, cid, last, "snapshot state does not match its hash"))
+                elif head is None or (head.last_position == last and head.hash != head_hash):
+                    report.issues.append(Issue(IssueKind.SNAPSHOT, cid, last,
+                                               "snapshot is not bound to the end of the conversation's chain"))
+        return report
+
+    def gaps(self) -> list[tuple[int, int]]:
+        """Ranges of JetStream sequences the recorder found missing from the stream."""
+        with self._lock:
+            if "gaps" not in self.db.table_names():
+                return []
+            return [(a, b) for a, b in self.db.conn.execute("SELECT first, last FROM gaps ORDER BY first")]
+
+    def heads(self) -> dict[str, Head]:
+        with self._lock:
+            rows = self.db.conn.execute("SELECT conversation_id, hash, count, last_position FROM chain_heads").fetchall()
+        return {r[0]: Head(r[1], r[2], r[3]) for r in rows}
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock, self.db.conn:

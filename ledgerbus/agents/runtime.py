@@ -28,6 +28,7 @@ from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codec import salvage_ids
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, is_address, is_token
+from ledgerbus.security.binding import check_sender
 
 log = logging.getLogger("ledgerbus.agent")
 
@@ -149,6 +150,7 @@ class AgentRuntime:
     async def handle(self, msg: Msg) -> None:
         try:
             req = self.bus.codec.decode(msg.data)
+            check_sender(self.bus, req, msg.data, msg.headers)  # SPOOFED_SENDER on a secured bus
         except InvalidMessage as exc:
             await self._reject_raw(msg, exc)
             return

@@ -19,6 +19,7 @@ from ledgerbus.errors import InvalidMessage, RemoteError, TaskTimeout
 from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope, new_request
+from ledgerbus.security.binding import check_sender
 
 log = logging.getLogger("ledgerbus.requester")
 
@@ -62,6 +63,7 @@ class Requester:
     async def _on_msg(self, msg: Msg) -> None:
         try:
             env = self.bus.codec.decode(msg.data)
+            check_sender(self.bus, env, msg.data, msg.headers)  # a forged answer must not settle a task
         except InvalidMessage as exc:
             # Already in the ledger (the stream captured it); nothing can be correlated, so say so once.
             log.warning("undecodable answer on %s: %s", msg.subject, exc.reason)

@@ -19,6 +19,7 @@ from ledgerbus.bus.connection import Bus
 from ledgerbus.errors import InvalidMessage
 from ledgerbus.eventstore.base import Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
+from ledgerbus.security.binding import check_sender
 
 log = logging.getLogger("ledgerbus.recorder")
 
@@ -94,7 +95,7 @@ class Recorder:
             if missing_from is not None:
                 self._gap(missing_from, seq - 1)
                 missing_from = None
-            self._decode(seq, raw.subject or "", raw.data, events, rejects)
+            self._decode(seq, raw.subject or "", raw.data, events, rejects, raw.headers)
         if missing_from is not None:
             self._gap(missing_from, last)
 
@@ -102,9 +103,12 @@ class Recorder:
         self.gaps.append((first, last))
         log.warning("ledger gap: stream sequences %d..%d are not in the stream (removed by retention?)", first, last)
 
-    def _decode(self, seq: int, subject: str, data: bytes, events: list[StoredEvent], rejects: list[Rejected]) -> None:
+    def _decode(self, seq: int, subject: str, data: bytes, events: list[StoredEvent], rejects: list[Rejected],
+                headers: dict[str, str] | None = None) -> None:
         try:
-            events.append(StoredEvent(seq, self.bus.codec.decode(data), data))
+            env = self.bus.codec.decode(data)
+            check_sender(self.bus, env, data, headers)  # a forged sender is a reject (SPOOFED_SENDER), not an event
+            events.append(StoredEvent(seq, env, data))
         except InvalidMessage as exc:
             rejects.append(Rejected(seq, subject, data, exc.code, exc.reason))
 
@@ -138,7 +142,7 @@ class Recorder:
                 if seq != last + 1:
                     await self._fill(last + 1, seq - 1, events, rejects)
                 last = seq
-                self._decode(seq, msg.subject, msg.data, events, rejects)
+                self._decode(seq, msg.subject, msg.data, events, rejects, msg.headers)
             if last > self.recorded_seq:
                 await loop.run_in_executor(
                     self._writer, lambda: self.store.append(events, rejects=rejects, checkpoint=last)

@@ -1,0 +1,120 @@
+"""NATS permissions per role, as plain data (pure: no I/O).
+
+Roles:
+- agent `<type>`: publish envelopes, pull only its own consumer (whose filter is pinned to its own
+  requests in the create subject), ack only its own messages, read/write only its own results in KV,
+  subscribe only to its own answers and its own reply inbox.
+- client (the orchestrator, a CLI user): publish envelopes, read its own answers, read the ledger
+  (resume, dead letters), watch MAX_DELIVERIES advisories.
+- recorder: read the ledger through its durable consumer; publish nothing on the bus.
+- admin: everything (provisioning the stream, consumers and buckets; never given to an agent).
+
+Nothing but admin may delete or purge a stream: those API subjects are never allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledgerbus.bus.streams import consumer_name
+from ledgerbus.bus.subjects import Subjects
+
+RESULTS_BUCKET = "LB_RESULTS"
+AGENTS_BUCKET = "LB_AGENTS"
+
+
+@dataclass(frozen=True)
+class Permissions:
+    publish: list[str] = field(default_factory=list)
+    subscribe: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        def q(items: list[str]) -> str:
+            return "[" + ", ".join(f'"{s}"' for s in items) + "]"
+
+        return f"{{ publish: {{ allow: {q(self.publish)} }}, subscribe: {{ allow: {q(self.subscribe)} }} }}"
+
+
+def inbox_prefix(name: str) -> str:
+    """Each user's private reply inbox: JetStream API answers and pulled messages arrive there."""
+    return f"_INBOX.{name}"
+
+
+def bucket(base: str, subjects: Subjects) -> str:
+    return base if subjects.prefix == "lb" else f"{base}_{subjects.prefix.upper()}"
+
+
+def agent(name: str, subjects: Subjects) -> Permissions:
+    stream, durable = subjects.stream, consumer_name(name)
+    results, agents = bucket(RESULTS_BUCKET, subjects), bucket(AGENTS_BUCKET, subjects)
+    return Permissions(
+        publish=[
+            subjects.all(),
+            "$JS.API.INFO",
+            f"$JS.API.STREAM.INFO.{stream}",
+            # The filter is part of the subject, so the server refuses a consumer reading another type's requests.
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.{subjects.requests(name)}",
+            f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
+            f"$JS.API.STREAM.INFO.KV_{results}",
+            f"$JS.API.DIRECT.GET.KV_{results}.$KV.{results}.{name}.>",
+            f"$KV.{results}.{name}.>",
+            f"$JS.API.STREAM.INFO.KV_{agents}",
+            f"$KV.{agents}.{name}.>",
+        ],
+        subscribe=[subjects.inbox(name), f"{inbox_prefix(name)}.>"],
+    )
+
+
+def client(name: str, subjects: Subjects) -> Permissions:
+    stream = subjects.stream
+    agents = bucket(AGENTS_BUCKET, subjects)
+    return Permissions(
+        publish=[
+            subjects.all(),
+            "$JS.API.INFO",
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.STREAM.MSG.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>",
+            f"$JS.API.CONSUMER.CREATE.{stream}.>",
+            f"$JS.API.CONSUMER.INFO.{stream}.>",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.>",
+            f"$JS.ACK.{stream}.>",
+            f"$JS.API.STREAM.INFO.KV_{agents}",
+            f"$JS.API.STREAM.MSG.GET.KV_{agents}",
+            f"$JS.API.DIRECT.GET.KV_{agents}.>",
+            f"$JS.API.CONSUMER.CREATE.KV_{agents}.>",
+            f"$JS.API.CONSUMER.DELETE.KV_{agents}.>",
+        ],
+        subscribe=[
+            subjects.inbox(name),
+            f"{inbox_prefix(name)}.>",
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.>",
+        ],
+    )
+
+
+def recorder(name: str, subjects: Subjects) -> Permissions:
+    stream = subjects.stream
+    return Permissions(
+        publish=[
+            "$JS.API.INFO",
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{name}.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{name}",
+            f"$JS.API.CONSUMER.INFO.{stream}.{name}",
+            f"$JS.API.CONSUMER.DELETE.{stream}.{name}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+            f"$JS.ACK.{stream}.{name}.>",
+        ],
+        subscribe=[f"{inbox_prefix(name)}.>"],
+    )
+
+
+def admin(name: str, subjects: Subjects) -> Permissions:
+    return Permissions(publish=[">"], subscribe=[">"])
+
+
+ROLES = {"agent": agent, "client": client, "recorder": recorder, "admin": admin}

@@ -1,0 +1,144 @@
+"""SecureBus: a Bus that authenticates with the user's nkey, signs what it publishes and checks senders.
+
+Sender binding: every envelope body is signed with the publisher's nkey (header `Lb-Sig`). Readers —
+the agent runtime, the recorder, requesters — verify the signature against the public key of the
+address in `sender`. A mismatch (no signature, a wrong key, a body changed after signing, an unknown
+sender) is SPOOFED_SENDER: the runtime refuses the request with an ERROR and the recorder files it
+among the rejects, never among the events the fold sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nats
+from nats.js import api
+
+from ledgerbus.bus.connection import Bus, envelope_headers
+from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
+from ledgerbus.bus.subjects import Subjects
+from ledgerbus.errors import InvalidMessage, ServerError
+from ledgerbus.schemas.codec import Codec
+from ledgerbus.schemas.codes import ErrorCode
+from ledgerbus.schemas.envelope import Envelope
+from ledgerbus.security.deployment import Deployment
+from ledgerbus.security.keys import SIG_HEADER, Identity, signature_valid, verify_key
+from ledgerbus.agents.directory import DEFAULT_TTL
+from ledgerbus.security.permissions import AGENTS_BUCKET, RESULTS_BUCKET, bucket, inbox_prefix
+
+log = logging.getLogger("ledgerbus.security")
+
+
+class SecureBus(Bus):
+    identity: Identity
+    trust: dict[str, Any]
+    violations: list[str]
+
+    @classmethod
+    async def connect_as(
+        cls,
+        url: str,
+        deployment: Deployment,
+        name: str,
+        *,
+        codec: Codec | None = None,
+        ledger: LedgerConfig | None = None,
+        tls: Any = None,
+        connect_timeout: float = 5.0,
+    ) -> "SecureBus":
+        """Connect as deployment member `name` (its seed must be known) on its private inbox prefix."""
+        ident = deployment.identity(name)
+        bus_ref: list[SecureBus] = []
+
+        async def on_error(exc: Exception) -> None:
+            # Permission violations arrive here, asynchronously: keep them so callers (and tests) can see them.
+            log.warning("nats (%s): %s", name, exc)
+            if bus_ref:
+                bus_ref[0].violations.append(str(exc))
+
+        try:
+            nc = await nats.connect(
+                url,
+                name=name,
+                nkeys_seed_str=ident.seed,
+                inbox_prefix=inbox_prefix(name),
+                connect_timeout=connect_timeout,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                error_cb=on_error,
+                tls=tls,
+            )
+        except Exception as exc:  # nats raises several unrelated types for "can't connect"
+            raise ServerError(f"cannot connect to NATS at {url} as {name!r}: {exc or type(exc).__name__}") from None
+        bus = cls(nc, subjects=Subjects(deployment.prefix), codec=codec or Codec())
+        bus.identity = ident
+        bus.trust = {n: verify_key(p) for n, p in deployment.trust().items()}
+        bus.violations = []
+        bus_ref.append(bus)
+        if deployment.members[name].role == "admin":
+            await bus.ensure_ledger(ledger or LedgerConfig())
+        return bus
+
+    # -- signing ----------------------------------------------------------------------------
+
+    def _headers(self, env: Envelope, data: bytes) -> dict[str, str]:
+        h = envelope_headers(env)
+        h[SIG_HEADER] = self.identity.sign(data)
+        return h
+
+    async def publish(self, env: Envelope, *, timeout: float = 5.0) -> api.PubAck:
+        data = self.codec.encode(env)
+        return await self.js.publish(self.subjects.of(env), data, timeout=timeout, headers=self._headers(env, data))
+
+    async def publish_async(self, env: Envelope) -> Any:
+        data = self.codec.encode(env)
+        return await self.js.publish_async(self.subjects.of(env), data, headers=self._headers(env, data))
+
+    def check_sender(self, env: Envelope, data: bytes, headers: dict[str, str] | None) -> None:
+        """Raise InvalidMessage(SPOOFED_SENDER) unless `data` is signed by the key of `env.sender`."""
+        key = self.trust.get(env.sender)
+        sig = (headers or {}).get(SIG_HEADER)
+        if key is None:
+            reason = f"sender {env.sender!r} is not a member of this deployment"
+        elif not sig:
+            reason = f"envelope claims sender {env.sender!r} but carries no {SIG_HEADER} signature"
+        elif not signature_valid(key, data, sig):
+            reason = f"envelope claims sender {env.sender!r} but is not signed by {env.sender!r}'s key"
+        else:
+            return
+        raise InvalidMessage(reason, code=ErrorCode.SPOOFED_SENDER.value, path="$.sender",
+                             details={"claimedSender": env.sender})
+
+    # -- consumers --------------------------------------------------------------------------
+
+    async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Any:
+        """Like Bus.agent_consumer, but created through the filtered create subject the permissions pin."""
+        cfg = (settings or ConsumerSettings()).consumer_config(self.subjects, agent_type)
+        cfg.name = consumer_name(agent_type)
+        await self.js.add_consumer(self.subjects.stream, cfg)
+        return await self.js.pull_subscribe_bind(consumer_name(agent_type), stream=self.subjects.stream)
+
+
+async def provision(
+    admin: SecureBus,
+    deployment: Deployment,
+    *,
+    consumers: dict[str, ConsumerSettings] | None = None,
+    kv_ttl: float = 7 * 24 * 3600,
+) -> None:
+    """Create, as admin, what the other users may use but not create: buckets (direct get) and agent consumers."""
+    subjects = deployment.subjects
+    for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL)):
+        name = bucket(base, subjects)
+        try:
+            await admin.js.key_value(name)
+        except Exception:
+            await admin.js.create_key_value(config=api.KeyValueConfig(bucket=name, history=1, ttl=ttl, direct=True))
+    for m in deployment.members.values():
+        if m.role == "agent":
+            settings = (consumers or {}).get(m.name, ConsumerSettings())
+            cfg = settings.consumer_config(subjects, m.name)
+            cfg.name = consumer_name(m.name)
+            await admin.js.add_consumer(subjects.stream, cfg)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError, ServerError, StoreError
 
@@ -29,7 +30,8 @@ JsonOption = typer.Option(False, "--json", help="machine-readable JSON output")
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # One line, never wrapped; escaped, because messages quote user input and patterns like [a-z0-9_-].
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

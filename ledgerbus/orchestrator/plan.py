@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ledgerbus.errors import ConfigError
-from ledgerbus.orchestrator.aggregate import Outcome
+from ledgerbus.orchestrator.aggregate import Decision, FanIn, Outcome
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class Step:
     input: Mapping[str, Any] | InputBuilder
     depends_on: tuple[str, ...] = ()
     optional: bool = False
+    #: How this step's dependencies fan in. None: all of them, except that failed optional ones are
+    #: skipped (best effort). With a policy, e.g. Quorum(2), the step starts as soon as the policy is
+    #: satisfied (its input sees the results that exist by then) and is blocked once it never can be.
+    fan_in: FanIn | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -117,7 +121,13 @@ class Plan:
         for step in self._order:  # dependencies are decided before their dependents
             if step.id in dead:
                 continue
-            if any(d in dead and not self._by_id[d].optional for d in step.depends_on):
+            if step.fan_in is not None:
+                lost = sum(d in dead for d in step.depends_on)
+                # Counting every live dependency as pending gives "can it still be satisfied?".
+                never = step.fan_in.decide(0, lost, len(step.depends_on) - lost) is Decision.FAILED
+            else:
+                never = any(d in dead and not self._by_id[d].optional for d in step.depends_on)
+            if never:
                 dead.add(step.id)
                 out.append(step)
         return sorted(out, key=lambda s: self._index[s.id])
@@ -130,11 +140,14 @@ class Plan:
         """
         dead = set(failed) | {s.id for s in self.blocked(failed)}
         started = set(done) | set(running) | dead
-        return [
-            step for step in self._steps
-            if step.id not in started
-            and all(d in done or (d in dead and self._by_id[d].optional) for d in step.depends_on)
-        ]
+        return [step for step in self._steps if step.id not in started and self._deps_allow(step, done, dead)]
+
+    def _deps_allow(self, step: Step, done: Set[str], dead: Set[str]) -> bool:
+        if step.fan_in is None:
+            return all(d in done or (d in dead and self._by_id[d].optional) for d in step.depends_on)
+        ok = sum(d in done for d in step.depends_on)
+        lost = sum(d in dead for d in step.depends_on)
+        return step.fan_in.decide(ok, lost, len(step.depends_on) - ok - lost) is Decision.SATISFIED
 
     def finished(self, done: Set[str], failed: Set[str]) -> bool:
         """Whether every step is done, failed or blocked: nothing is left to run or wait for."""

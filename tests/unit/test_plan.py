@@ -243,3 +243,29 @@ def test_adding_a_back_edge_makes_a_cycle(plan: Plan, data: st.DataObject) -> No
                   x.optional) for x in plan]
     with pytest.raises(ConfigError, match="cycle"):
         Plan(steps)
+
+
+# --- fan-in policies on a step's dependencies ------------------------------------------------
+
+from ledgerbus.orchestrator.aggregate import AnyOf, BestEffort, Quorum  # noqa: E402
+
+
+def _fan(policy):
+    return Plan([Step("r1", "r.x", {}), Step("r2", "r.x", {}), Step("r3", "r.x", {}),
+                 Step("w", "w.x", {}, depends_on=("r1", "r2", "r3"), fan_in=policy)])
+
+
+def test_quorum_starts_at_k_successes_and_blocks_when_out_of_reach():
+    plan = _fan(Quorum(2))
+    assert [s.id for s in plan.ready({"r1"}, {"r2", "r3"}, set())] == []
+    assert [s.id for s in plan.ready({"r1", "r2"}, {"r3"}, set())] == ["w"]
+    assert [s.id for s in plan.blocked({"r1"})] == []
+    assert [s.id for s in plan.blocked({"r1", "r2"})] == ["w"]
+
+
+def test_any_of_starts_at_the_first_success_and_best_effort_waits_for_all():
+    assert [s.id for s in _fan(AnyOf()).ready({"r3"}, {"r1", "r2"}, set())] == ["w"]
+    best = _fan(BestEffort())
+    assert best.ready({"r1"}, {"r3"}, {"r2"}) == []
+    assert [s.id for s in best.ready({"r1"}, set(), {"r2", "r3"})] == ["w"]
+    assert [s.id for s in best.blocked({"r1", "r2", "r3"})] == ["w"]

@@ -14,6 +14,7 @@ import msgspec
 from ledgerbus.agents.examples.payloads import Article, ArticleRequest
 from ledgerbus.agents.examples.topics import subtopics
 from ledgerbus.errors import ConfigError
+from ledgerbus.orchestrator.aggregate import BestEffort, FanIn
 from ledgerbus.orchestrator.outcome import ConversationOutcome
 from ledgerbus.orchestrator.plan import Plan, PlanContext, Step
 from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
@@ -39,7 +40,11 @@ def _notes(ctx: PlanContext) -> list[dict[str, Any]]:
 class ContentPipeline:
     """Decomposer for `content.article`."""
 
-    def __init__(self, *, notes_per_subtopic: int = 4, target_words: int = 300, max_words: int = 600) -> None:
+    def __init__(self, *, notes_per_subtopic: int = 4, target_words: int = 300, max_words: int = 600,
+                 research_fan_in: FanIn | None = None) -> None:
+        """`research_fan_in` decides when writing may start: BestEffort (default: wait for every angle,
+        write from whatever arrived), Quorum(k) (start at k angles), AnyOf() or All()."""
+        self.research_fan_in = research_fan_in or BestEffort()
         self.notes_per_subtopic = notes_per_subtopic
         self.target_words = target_words
         self.max_words = max_words
@@ -64,7 +69,8 @@ class ContentPipeline:
 
         return Plan([
             *research,
-            Step("write", "writing.draft", draft_input, depends_on=tuple(s.id for s in research)),
+            Step("write", "writing.draft", draft_input, depends_on=tuple(s.id for s in research),
+                 fan_in=self.research_fan_in),
             Step("edit", "editor.edit", edit_input, depends_on=("write",)),
         ])
 

@@ -1,0 +1,238 @@
+"""Portable ledgers: JSONL export and import, lossless (export → import → export is byte-identical).
+
+One line per ledger entry, in position order:
+
+    {"ledgerbus":"ledger","version":1}                                  header
+    {"position":7,"prevHash":"…","hash":"…","envelope":{…exact bytes…}}  an envelope
+    {"position":9,"rejected":{"subject":…,"code":…,"reason":…,"data":"<base64>"}}   a non-envelope
+
+The envelope is embedded as its exact wire bytes (not re-encoded), so hashes recomputed on import
+match the ones in the file — an attached ledger that was edited on the way is caught. Bytes that
+contain a newline (pretty-printed JSON from some other client) go in `envelopeText` as a string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from ledgerbus.errors import StoreError
+from ledgerbus.eventstore.base import Rejected, StoredEvent
+from ledgerbus.eventstore.integrity import GENESIS, chain_hash
+from ledgerbus.eventstore.sqlite import SQLiteEventStore
+from ledgerbus.schemas.envelope import Envelope
+
+HEADER = b'{"ledgerbus":"ledger","version":1}\n'
+_env_decoder = msgspec.json.Decoder(Envelope)
+
+
+class _RejectedLine(msgspec.Struct):
+    subject: str
+    code: str
+    reason: str
+    data: str
+
+
+class _Line(msgspec.Struct, rename="camel", omit_defaults=True):
+    position: int = 0
+    prev_hash: str | None = None
+    hash: str | None = None
+    envelope: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
+    envelope_text: str | None = None
+    rejected: _RejectedLine | None = None
+    ledgerbus: str | None = None
+    version: int | None = None
+
+
+_line_decoder = msgspec.json.Decoder(_Line)
+
+
+def event_line(position: int, prev: str, digest: str, raw: bytes) -> bytes:
+    head = b'{"position":%d,"prevHash":"%s","hash":"%s",' % (position, prev.encode(), digest.encode())
+    if b"\n" in raw or b"\r" in raw:
+        return head + b'"envelopeText":' + msgspec.json.encode(raw.decode()) + b"}\n"
+    return head + b'"envelope":' + raw + b"}\n"
+
+
+def reject_line(r: Rejected) -> bytes:
+    body = _RejectedLine(r.subject, r.code, r.reason, base64.b64encode(r.data).decode())
+    return b'{"position":%d,"rejected":%s}\n' % (r.position, msgspec.json.encode(body))
+
+
+class Chainer:
+    """Computes chain links for events read from a source that does not store them (JetStream)."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, str] = {}
+
+    def link(self, conversation_id: str, raw: bytes) -> tuple[str, str]:
+        prev = self.heads.get(conversation_id, GENESIS)
+        digest = chain_hash(prev, raw)
+        self.heads[conversation_id] = digest
+        return prev, digest
+
+
+def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: tuple[str, ...] = ()) -> int:
+    """Write the store (or some conversations) as JSONL. Returns the number of lines after the header."""
+    out.write(HEADER)
+    conn = store.db.conn
+    where, args = "", []
+    if conversation_ids:
+        where = f"WHERE conversation_id IN ({','.join('?' * len(conversation_ids))})"
+        args = list(conversation_ids)
+    events = conn.execute(f"SELECT position, prev_hash, hash, envelope FROM events {where} ORDER BY position", args)
+    rejects: Iterator[Rejected] = iter(() if conversation_ids else store.rejects())
+    n = 0
+    pending = next(rejects, None)
+    while rows := events.fetchmany(5000):
+        for pos, prev, digest, raw in rows:
+            while pending is not None and pending.position < pos:
+                out.write(reject_line(pending))
+                n += 1
+                pending = next(rejects, None)
+            out.write(event_line(pos, prev or "", digest or "", bytes(raw)))
+            n += 1
+    while pending is not None:
+        out.write(reject_line(pending))
+        n += 1
+        pending = next(rejects, None)
+    return n
+
+
+async def export_stream(source: AsyncIterator[list[StoredEvent]], out: IO[bytes]) -> int:
+    """Write events read from JetStream as JSONL, chaining them as the recorder would."""
+    out.write(HEADER)
+    chain = Chainer()
+    n = 0
+    async for chunk in source:
+        for ev in chunk:
+            prev, digest = chain.link(ev.envelope.conversation_id, ev.raw)
+            out.write(event_line(ev.position, prev, digest, ev.raw))
+            n += 1
+    return n
+
+
+@dataclass
+class ImportReport:
+    events: int = 0
+    new: int = 0
+    rejects: int = 0
+    hash_mismatches: list[int] = field(default_factory=list)  # positions whose bytes do not match the file's hash
+
+
+@dataclass
+class Entry:
+    line_no: int
+    position: int
+    raw: bytes | None
+    hash: str | None
+    rejected: Rejected | None
+    prev_hash: str | None = None
+
+
+def parse(lines: Iterable[bytes]) -> Iterator[Entry]:
+    """Entries of a JSONL ledger; a malformed line is a StoreError naming the line and the reason."""
+    saw_header = False
+    for no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = _line_decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            raise StoreError(f"line {no}: not a ledger line: {exc}") from None
+        if item.ledgerbus is not None:
+            if item.ledgerbus != "ledger" or (item.version or 0) > 1:
+                raise StoreError(f"line {no}: unsupported ledger format {item.ledgerbus!r} v{item.version}")
+            saw_header = True
+            continue
+        if not saw_header:
+            raise StoreError(f"line {no}: missing the ledgerbus header line (is this a ledger export?)")
+        if item.position < 1:
+            raise StoreError(f"line {no}: position must be ≥ 1")
+        if item.rejected is not None:
+            r = item.rejected
+            try:
+                data = base64.b64decode(r.data, validate=True)
+            except ValueError:
+                raise StoreError(f"line {no}: rejected.data is not base64") from None
+            yield Entry(no, item.position, None, None, Rejected(item.position, r.subject, data, r.code, r.reason))
+            continue
+        raw = bytes(item.envelope) if len(item.envelope) else (
+            item.envelope_text.encode() if item.envelope_text is not None else None)
+        if raw is None:
+            raise StoreError(f"line {no}: neither an envelope nor a rejected message")
+        yield Entry(no, item.position, raw, item.hash, None, item.prev_hash)
+
+
+def decode_entry(entry: Entry) -> Envelope:
+    try:
+        return _env_decoder.decode(entry.raw or b"")
+    except msgspec.DecodeError as exc:
+        raise StoreError(f"line {entry.line_no} (position {entry.position}): invalid envelope: {exc}") from None
+
+
+def import_into_store(store: SQLiteEventStore, lines: Iterable[bytes], *, batch: int = 5000) -> ImportReport:
+    """Append a JSONL ledger to a SQLite store at its recorded positions; hashes are recomputed and compared."""
+    report = ImportReport()
+    events: list[StoredEvent] = []
+    rejects: list[Rejected] = []
+
+    def flush() -> None:
+        report.new += store.append(events, rejects=rejects)
+        events.clear()
+        rejects.clear()
+
+    for entry in parse(lines):
+        if entry.rejected is not None:
+            rejects.append(entry.rejected)
+            report.rejects += 1
+        else:
+            events.append(StoredEvent(entry.position, decode_entry(entry), entry.raw or b""))
+            if entry.hash is not None and chain_hash(entry.prev_hash or "", entry.raw or b"") != entry.hash:
+                report.hash_mismatches.append(entry.position)
+            report.events += 1
+        if len(events) + len(rejects) >= batch:
+            flush()
+    flush()
+    return report
+
+
+async def import_into_stream(bus: Any, lines: Iterable[bytes], *, window: int = 256) -> ImportReport:
+    """Publish a JSONL ledger's envelopes into the LEDGER stream, in order (new positions are the stream's).
+
+    Envelope ids stay the Nats-Msg-Id, so importing the same file twice within the duplicate window
+    stores nothing twice. Rejected entries are counted, not published: they were never envelopes.
+    """
+    from ledgerbus.bus.connection import envelope_headers
+
+    report = ImportReport()
+    pending: list[Any] = []
+    for entry in parse(lines):
+        if entry.rejected is not None:
+            report.rejects += 1
+            continue
+        env = decode_entry(entry)
+        fut = await bus.js.publish_async(bus.subjects.of(env), entry.raw, headers=envelope_headers(env))
+        pending.append(fut)
+        report.events += 1
+        if len(pending) >= window:
+            report.new += await _stored(pending)
+            pending.clear()
+    report.new += await _stored(pending)
+    return report
+
+
+async def _stored(futures: list[Any]) -> int:
+    acks = await asyncio.gather(*futures)
+    return sum(0 if ack.duplicate else 1 for ack in acks)
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        yield from fh

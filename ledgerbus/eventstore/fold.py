@@ -135,6 +135,21 @@ def _is_current(task: TaskState, env: Envelope) -> bool:
     return env.attempt >= task.attempt
 
 
+#: The orchestrator's verdicts on an attempt it watched, which it then acts on (retry, fallback, give up).
+VERDICT_CODES = frozenset({
+    ErrorCode.NO_RECEIPT.value, ErrorCode.STALLED.value, ErrorCode.TIMED_OUT.value,
+    ErrorCode.DEADLINE_EXCEEDED.value,
+})
+
+
+def _overruled(task: TaskState, env: Envelope) -> bool:
+    # The agent's ERROR can be in flight while the orchestrator gives its verdict on the same attempt, so
+    # the two land in either order. The verdict is what the orchestrator acted on: it stands both ways,
+    # so the task's status never depends on that race (live fold and replay agree).
+    return env.sender != env.recipient and any(
+        d.attempt == env.attempt and d.code in VERDICT_CODES for d in task.decisions)
+
+
 def apply(state: ConversationState, env: Envelope, position: int = 0) -> ConversationState:
     """Fold one envelope into `state` (mutates and returns it). Total: every envelope is accepted."""
     ts = env.timestamp
@@ -202,7 +217,7 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
         err = env.error or ErrorInfo(code=ErrorCode.INTERNAL.value, message="ERROR without an error object")
         if err.code in NOTE_CODES:
             task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
-        elif task.status is not TaskStatus.DONE and _is_current(task, env):
+        elif task.status is not TaskStatus.DONE and _is_current(task, env) and not _overruled(task, env):
             task.status = _ERROR_STATUS.get(err.code, TaskStatus.FAILED)
             task.error = err
             task.finished_at = ts

@@ -7,11 +7,24 @@ from pathlib import Path
 
 import msgspec
 
-import ledgerbus.agents.examples  # noqa: F401  (registers the built-in capabilities)
+from ledgerbus.agents.examples import AGENTS, ARTICLE
 from ledgerbus.schemas import export
-from ledgerbus.schemas.capability import CapabilityRegistry, registry
+from ledgerbus.schemas.capability import CapabilityRegistry, registry as process_registry
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def builtin_registry() -> CapabilityRegistry:
+    """Only the built-in capabilities: other tests in this process register their own in the global registry."""
+    reg = CapabilityRegistry()
+    for name in sorted({n for agent in AGENTS for n in agent.handlers} | {ARTICLE}):
+        cap = process_registry.get(name)
+        reg.register(name, cap.input.tp, cap.output.tp, version=cap.version, description=cap.description)
+        reg.get(name).upcasters.update(cap.upcasters)
+    return reg
+
+
+registry = builtin_registry()
 
 
 def test_checked_in_schemas_match_the_code() -> None:

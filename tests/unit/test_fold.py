@@ -450,7 +450,7 @@ def linear_extension(sc: Scenario, priorities: list[int]) -> list[Envelope]:
     return out
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenarios(), st.lists(st.integers(0, 1000), min_size=1, max_size=60),
        st.lists(st.integers(0, 1000), min_size=1, max_size=60))
 def test_any_causal_interleaving_folds_to_the_same_final_status(
@@ -493,7 +493,7 @@ def _plain(state: ConversationState) -> Any:
     return msgspec.to_builtins(state)
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(any_envelope(), max_size=40))
 def test_fold_is_total_and_deterministic(events: list[Envelope]) -> None:
     first = fold(events)
@@ -513,7 +513,7 @@ def test_fold_is_total_and_deterministic(events: list[Envelope]) -> None:
     assert sum(s.events for s in states.values()) == len(events)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(any_envelope(), max_size=40))
 def test_done_is_absorbing(events: list[Envelope]) -> None:
     state = ConversationState(conversation_id="c")

@@ -1,0 +1,126 @@
+"""Replay modes: resimulate (determinism check), re-execute (budgeted), fork (original untouched)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+from ledger_world import record_articles
+
+from ledgerbus.agents.runtime import AgentRuntime
+from ledgerbus.agents.sdk import Agent, AgentError
+from ledgerbus.eventstore.base import EventFilter, StoredEvent
+from ledgerbus.eventstore.fold import ConversationStatus, fold
+from ledgerbus.eventstore.jetstream import JetStreamLedger
+from ledgerbus.eventstore.recorder import Recorder
+from ledgerbus.eventstore.timetravel import diff_conversations
+from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.orchestrator.policy import PolicySet, TaskPolicy
+from ledgerbus.orchestrator.replaymodes import fork, re_execute, resimulate
+from ledgerbus.schemas.capability import CapabilityRegistry
+from ledgerbus.schemas.codes import Action
+from ledgerbus.schemas.envelope import new_request
+
+FAST = PolicySet(default=TaskPolicy(receipt_timeout=1.0, stall_after=2.0, timeout=4.0,
+                                    retry=RetryPolicy(max_attempts=3, backoff=Backoff(initial=0.01, cap=0.02))))
+
+
+class Job(msgspec.Struct):
+    n: int
+
+
+async def record_flaky(bus, ledger) -> list[StoredEvent]:
+    """One conversation whose only step fails once (retryable) and then succeeds."""
+    reg = CapabilityRegistry()
+    agent = Agent("flaky", registry=reg)
+    calls: list[int] = []
+
+    @agent.capability("flaky.do")
+    async def do(job: Job, ctx) -> Job:
+        calls.append(job.n)
+        if len(calls) == 1:
+            raise AgentError("UPSTREAM_DOWN", "the upstream said 503", retryable=True)
+        return Job(job.n * 2)
+
+    async with Recorder(bus, ledger) as rec, AgentRuntime(agent, bus):
+        async with Orchestrator(bus, policies=FAST, registry=reg, use_directory=False) as orch:
+            result = await orch.run("flaky.do", {"n": 21})
+        await rec.catch_up()
+    assert result.ok
+    return list(ledger.read(EventFilter(conversation_ids=(result.conversation_id,))))
+
+
+async def test_resimulate_unchanged_ledger_has_no_divergence(bus, ledger):
+    events = await record_flaky(bus, ledger)
+    codes = [e.envelope.error.code for e in events if e.envelope.error is not None]
+    assert "RETRY_SCHEDULED" in codes
+    report = await resimulate(events, policies=FAST, timeout=20)
+    assert report.same, report.divergences
+    assert report.requests == 2 and not report.unanswered
+
+
+async def test_resimulate_reports_exactly_the_edited_decision(bus, ledger):
+    events = await record_flaky(bus, ledger)
+    i = next(k for k, e in enumerate(events)
+             if e.envelope.error is not None and e.envelope.error.code == "RETRY_SCHEDULED")
+    edited = msgspec.structs.replace(events[i].envelope,
+                                     error=msgspec.structs.replace(events[i].envelope.error, code="DEAD_LETTER"))
+    events[i] = StoredEvent(events[i].position, edited)
+    report = await resimulate(events, policies=FAST, timeout=20)
+    assert len(report.divergences) == 1, report.divergences
+    d = report.divergences[0]
+    assert d.field == "decisions" and d.recorded == [("DEAD_LETTER", 1)] and d.simulated == [("RETRY_SCHEDULED", 1)]
+
+
+async def test_re_execute_sends_no_more_than_its_budget(bus, ledger):
+    from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+
+    root = new_request(sender="client", recipient="orchestrator", capability=ARTICLE,
+                       payload={"topic": "write-ahead logs", "subtopics": 3})
+    runtimes = [AgentRuntime(a, bus) for a in AGENTS]
+    async with Recorder(bus, ledger) as rec:
+        await bus.publish(root)  # the orchestrator that took it died before planning anything
+        await rec.catch_up()
+        events = list(ledger.read(EventFilter(conversation_ids=(root.conversation_id,))))
+        await asyncio.gather(*(r.start() for r in runtimes))
+        try:
+            report = await re_execute(bus, events, max_requests=2, decomposer=ContentPipeline())
+        finally:
+            await asyncio.gather(*(r.stop() for r in runtimes))
+        await rec.catch_up()
+    sent = [e for e in ledger.read(EventFilter(conversation_ids=(root.conversation_id,), actions=("REQUEST",)))
+            if e.envelope.sender == "orchestrator"]
+    assert report.sent == 2 and len(sent) == 2  # 5 steps planned, 2 allowed
+    assert report.refused and report.result is not None
+    assert report.result.status is not ConversationStatus.DONE
+
+
+async def test_fork_leaves_the_original_byte_identical(bus, ledger):
+    from ledgerbus.agents.examples import AGENTS, ContentPipeline
+
+    [original] = await record_articles(bus, ledger, ["bloom filters"])
+    cid = original.conversation_id
+    before = [(e.position, e.raw) for e in ledger.read(EventFilter(conversation_ids=(cid,)))]
+    live_before = [(e.position, e.raw) async for e in JetStreamLedger(bus).read(EventFilter(conversation_ids=(cid,)))]
+    events = list(ledger.read(EventFilter(conversation_ids=(cid,))))
+    ack = next(e for e in events if e.envelope.action is Action.ACK and e.envelope.task_id == cid)
+
+    runtimes = [AgentRuntime(a, bus) for a in AGENTS]
+    async with Recorder(bus, ledger) as rec:
+        await asyncio.gather(*(r.start() for r in runtimes))
+        try:
+            report = await fork(bus, events, ack.position, payload={"topic": "cuckoo filters"},
+                                decomposer=ContentPipeline())
+        finally:
+            await asyncio.gather(*(r.stop() for r in runtimes))
+        await rec.catch_up()
+    assert report.fork != cid and report.result is not None and report.result.ok
+    assert report.result.result["topic"] == "cuckoo filters"
+    assert [(e.position, e.raw) for e in ledger.read(EventFilter(conversation_ids=(cid,)))] == before
+    live_after = [(e.position, e.raw) async for e in JetStreamLedger(bus).read(EventFilter(conversation_ids=(cid,)))]
+    assert live_after == live_before
+    assert ledger.verify().ok
+    changes = {c.path: c for c in diff_conversations(fold(events), fold(ledger.envelopes(report.fork)))}
+    assert changes["tasks.root.input.topic"].after == "cuckoo filters"

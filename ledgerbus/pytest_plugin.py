@@ -1,10 +1,12 @@
-"""pytest plugin: a real nats-server per test, a connected Bus, and a SQLite ledger.
+"""pytest plugin: a real nats-server per test, a connected Bus, a SQLite ledger, and `run_agent`.
 
-    def test_my_agent(bus, ledger): ...
+    async def test_my_agent(run_agent):
+        conv = await run_agent(agent, "echo.say", {"text": "hi"})
+        assert conv.response == {"text": "HI"}
 
 Options: `--nats-url URL` runs the suite against an existing server or cluster (each test gets its
 own subject prefix, so tests never see each other's streams); `--nats-docker` starts the official
-NATS image through testcontainers instead of the binary (needs Docker).
+NATS image through testcontainers instead of the binary (needs Docker and `ledgerbus[docker]`).
 Imports stay cheap: ledgerbus itself is imported only when a fixture is used.
 """
 
@@ -18,10 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+try:  # async fixtures that work in pytest-asyncio's strict mode too, so user projects need no config
+    import pytest_asyncio
+
+    async_fixture: Any = pytest_asyncio.fixture
+except ImportError:  # pragma: no cover - the `test` extra brings pytest-asyncio
+    async_fixture = pytest.fixture
+
 if TYPE_CHECKING:
     from ledgerbus.bus.connection import Bus
     from ledgerbus.bus.server import EmbeddedServer
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
+    from ledgerbus.testing import AgentHarness
+
+NATS_IMAGE = "nats:2.10"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,6 +42,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run against this NATS server instead of starting one per test")
     group.addoption("--nats-docker", action="store_true", default=False,
                     help="start the official NATS image via testcontainers (needs Docker)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--nats-docker", default=False):
+        try:
+            import testcontainers  # noqa: F401
+        except ImportError:
+            raise pytest.UsageError("--nats-docker needs testcontainers: pip install 'ledgerbus[docker]'") from None
 
 
 class NatsServer:
@@ -67,6 +87,25 @@ class NatsServer:
             self.container.stop()
 
 
+def _docker_server() -> NatsServer:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    container = DockerContainer(NATS_IMAGE).with_command("-js").with_exposed_ports(4222)
+    try:
+        container.start()
+    except Exception as exc:  # docker.errors.DockerException and friends: say what is missing, in one line
+        pytest.fail(f"--nats-docker: cannot start {NATS_IMAGE} ({type(exc).__name__}: {exc}); is Docker running?",
+                    pytrace=False)
+    try:
+        wait_for_logs(container, "Server is ready", timeout=30)
+        host, port = container.get_container_host_ip(), container.get_exposed_port(4222)
+    except Exception:
+        container.stop()
+        raise
+    return NatsServer(f"nats://{host}:{port}", container=container)
+
+
 @pytest.fixture
 def nats_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     url = request.config.getoption("--nats-url")
@@ -74,14 +113,7 @@ def nats_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield NatsServer(url, prefix="t" + uuid.uuid4().hex[:10])
         return
     if request.config.getoption("--nats-docker"):
-        try:
-            from testcontainers.core.container import DockerContainer
-        except ImportError:
-            pytest.skip("--nats-docker needs the testcontainers package")
-        container = DockerContainer("nats:2.10").with_command("-js").with_exposed_ports(4222)
-        container.start()
-        host, port = container.get_container_host_ip(), container.get_exposed_port(4222)
-        handle = NatsServer(f"nats://{host}:{port}", container=container)
+        handle = _docker_server()
         yield handle
         handle.stop()
         return
@@ -95,7 +127,7 @@ def nats_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     handle.stop()
 
 
-@pytest.fixture
+@async_fixture
 async def bus(nats_server: NatsServer) -> AsyncIterator["Bus"]:
     from ledgerbus.bus.connection import Bus
 
@@ -111,3 +143,14 @@ def ledger(tmp_path: Path) -> Iterator["SQLiteEventStore"]:
     store = SQLiteEventStore(tmp_path / "ledger.db")
     yield store
     store.close()
+
+
+@async_fixture
+async def run_agent(bus: "Bus") -> AsyncIterator["AgentHarness"]:
+    """`await run_agent(agent, capability, payload, also=(other agents,))` → the Conversation from the ledger:
+    `.response`, `.error`, `.actions`, `.progress`, `.events`, `.state` (the fold). Agents stop after the test."""
+    from ledgerbus.testing import AgentHarness
+
+    harness = AgentHarness(bus)
+    yield harness
+    await harness.close()

@@ -17,7 +17,7 @@ from typing import Any
 import nats.errors
 from nats.aio.msg import Msg
 
-from ledgerbus.agents.context import Context
+from ledgerbus.agents.context import Context, sub_requester
 from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, describe
 from ledgerbus.agents.results import Recorded, ResultStore
 from ledgerbus.agents.sdk import Agent, AgentError, Registration
@@ -187,7 +187,8 @@ class AgentRuntime:
             await self.bus.publish(answer(req, Action.PROGRESS, payload=payload))
             await msg.in_progress()
 
-        ctx = Context(req, agent=self.agent.name, instance=self.instance, progress=progress)
+        ctx = Context(req, agent=self.agent.name, instance=self.instance, progress=progress,
+                      requester=sub_requester(self.bus, self.agent.name))
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             out = await (reg.handler(value, ctx) if reg.takes_context else reg.handler(value))

@@ -1,0 +1,126 @@
+"""What the CLI commands that talk to a server share: connecting (with a one-line failure) and reading the ledger.
+
+Client commands never start a server as a side effect: without --url they use the embedded server that
+`ledgerbus up` (or `demo`) left running for the data directory, and say so plainly when there is none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import typer
+from nats.js import api
+
+from ledgerbus.bus.connection import URL_ENV, Bus
+from ledgerbus.bus.server import EmbeddedServer, port_open
+from ledgerbus.errors import InvalidMessage, ServerError
+from ledgerbus.eventstore.base import Rejected, StoredEvent
+
+PrefixOption = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX",
+                            help="subject namespace of the deployment (default: lb)")
+
+CONNECT_TIMEOUT = 5.0
+
+
+def resolve_url(url: str | None, data_dir: Path) -> str:
+    """The server to talk to: --url / $LEDGERBUS_NATS_URL, else the embedded server running for `data_dir`."""
+    url = url or os.environ.get(URL_ENV)
+    if url:
+        return url
+    state = EmbeddedServer.for_dir(data_dir).running()
+    if state is None:
+        raise ServerError(f"no ledgerbus server is running for {data_dir} (start one with `ledgerbus up`, "
+                          f"or pass --url / set {URL_ENV})")
+    return f"nats://{state.get('host', '127.0.0.1')}:{state['port']}"
+
+
+def _endpoints(url: str) -> list[tuple[str, int]]:
+    out = []
+    for part in url.split(","):
+        part = part.strip()
+        if "://" not in part:
+            part = "nats://" + part
+        u = urlsplit(part)
+        out.append((u.hostname or "127.0.0.1", u.port or 4222))
+    return out
+
+
+async def connect(url: str | None, data_dir: Path, *, prefix: str | None = None, name: str = "ledgerbus-cli") -> Bus:
+    """A Bus, or ServerError (exit 2 through `common.run`) when nothing answers — never a hang or a traceback."""
+    target = resolve_url(url, data_dir)
+    # The client library reconnects forever on a refused first connect (allow_reconnect), so probe first:
+    # a dead address must be one clear line, not a silent wait.
+    try:
+        eps = _endpoints(target)
+    except ValueError as exc:
+        raise ServerError(f"bad NATS URL {target!r}: {exc}") from None
+    reachable = await asyncio.gather(*(asyncio.to_thread(port_open, h, p, 2.0) for h, p in eps))
+    if not any(reachable):
+        raise ServerError(f"no NATS server reachable at {target}")
+    logging.getLogger("ledgerbus.bus").setLevel(logging.ERROR)
+    try:
+        return await asyncio.wait_for(Bus.connect(target, prefix=prefix, name=name, connect_timeout=CONNECT_TIMEOUT),
+                                      CONNECT_TIMEOUT * 2)
+    except asyncio.TimeoutError:
+        raise ServerError(f"NATS at {target} accepted the connection but did not complete the handshake") from None
+
+
+async def read_events(bus: Bus, subject: str | None = None, *, last: int | None = None,
+                      idle: float = 5.0) -> AsyncIterator[StoredEvent | Rejected]:
+    """Every message on `subject` (default: the whole ledger) that the stream holds now, in order, then stop.
+
+    `last` limits the read to the newest `last` stream positions. Undecodable messages come back as
+    Rejected (with the reason) so callers can show them rather than drop them.
+    """
+    js = bus.js
+    stream = bus.subjects.stream
+    info = await js.stream_info(stream)
+    if info.state.messages == 0:
+        return
+    end = info.state.last_seq
+    start = max(info.state.first_seq, end - last + 1) if last else info.state.first_seq
+    sub = await js.subscribe(subject or bus.subjects.all(), stream=stream, ordered_consumer=True,
+                             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                                                       opt_start_seq=start))
+    try:
+        # The consumer knows how many messages match the filter: none means done, with no idle wait.
+        cinfo = await sub.consumer_info()
+        if (cinfo.num_pending or 0) + (cinfo.delivered.consumer_seq if cinfo.delivered else 0) == 0:
+            return
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle)
+            except asyncio.TimeoutError:
+                return
+            except Exception as exc:  # nats.errors.TimeoutError is not an asyncio one in every version
+                if "timeout" in type(exc).__name__.lower():
+                    return
+                raise
+            meta = msg.metadata
+            seq = meta.sequence.stream
+            if seq > end:
+                return
+            yield decode(bus, seq, msg.subject, msg.data)
+            if meta.num_pending == 0 or seq >= end:
+                return
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:
+            pass
+
+
+def decode(bus: Bus, seq: int, subject: str, data: bytes) -> StoredEvent | Rejected:
+    try:
+        return StoredEvent(seq, bus.codec.decode(data), data)
+    except InvalidMessage as exc:
+        return Rejected(seq, subject, data, exc.code, exc.reason)
+
+
+async def stored_events(bus: Bus, subject: str | None = None, *, last: int | None = None) -> list[StoredEvent]:
+    return [e async for e in read_events(bus, subject, last=last) if isinstance(e, StoredEvent)]

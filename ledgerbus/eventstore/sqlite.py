@@ -131,6 +131,7 @@ class SQLiteEventStore:
             db["compacted"].create({"position": int, "conversation_id": str, "id": str, "prev_hash": str, "hash": str},
                                    pk="position")
             db["compacted"].create_index(["conversation_id", "position"])
+            db["compacted"].create_index(["id"], unique=True)
         if "snapshots" not in db.table_names():
             db["snapshots"].create({"conversation_id": str, "status": str, "events": int, "first_position": int,
                                     "last_position": int, "head_hash": str, "state": bytes, "hash": str},
@@ -232,6 +233,8 @@ class SQLiteEventStore:
                 f"SELECT position FROM events WHERE position IN ({marks})", [ev.position for ev in chunk]))
             seen_pos.update(r[0] for r in conn.execute(
                 f"SELECT position FROM compacted WHERE position IN ({marks})", [ev.position for ev in chunk]))
+            seen_ids.update(r[0] for r in conn.execute(
+                f"SELECT id FROM compacted WHERE id IN ({marks})", [ev.envelope.id for ev in chunk]))
         out: list[StoredEvent] = []
         for ev in events:
             if ev.envelope.id in seen_ids or ev.position in seen_pos:
@@ -287,7 +290,8 @@ class SQLiteEventStore:
                 "SELECT conversation_id, head_hash, state, hash, last_position FROM snapshots"
             ).fetchall():
                 head = heads.get(cid)
-                if snapshot_hash(head_hash, bytes(state)) != digest:
+                body = state.encode() if isinstance(state, str) else bytes(state or b"")
+                if snapshot_hash(head_hash, body) != digest:
                     report.issues.append(Issue(IssueKind.SNAPSHOT, cid, last, "snapshot state does not match its hash"))
                 elif head is None or (head.last_position == last and head.hash != head_hash):
                     report.issues.append(Issue(IssueKind.SNAPSHOT, cid, last,
@@ -362,6 +366,14 @@ class SQLiteEventStore:
             clauses.append("timestamp <= ?")
             args.append(flt.until_ms)
         return (" AND ".join(clauses) or "1"), args
+
+    def count_matching(self, flt: EventFilter | None = None) -> int:
+        flt = flt or EventFilter()
+        where, args = self._where(flt)
+        with self._lock:
+            row = self.db.conn.execute(f"SELECT COUNT(*) FROM events WHERE position > ? AND {where}",
+                                       [flt.after, *args]).fetchone()
+        return int(row[0])
 
     def read(self, flt: EventFilter | None = None, *, batch: int = 5000) -> Iterator[StoredEvent]:
         """Stream events in position order, `batch` rows per query (keyset pagination, bounded memory)."""

@@ -7,6 +7,7 @@ import typer
 from ledgerbus.cli import demo as demo_mod
 from ledgerbus.cli import replay as replay_mod
 from ledgerbus.cli import schemas_cmd
+from ledgerbus.cli import deadletters_cmd, security_cmd
 
 app = typer.Typer(
     name="ledgerbus",
@@ -19,6 +20,8 @@ app = typer.Typer(
 app.command()(demo_mod.demo)
 app.command()(replay_mod.replay)
 app.add_typer(schemas_cmd.app, name="schemas")
+app.add_typer(deadletters_cmd.app, name="deadletters")
+app.add_typer(security_cmd.app, name="security")
 
 
 def main() -> None:

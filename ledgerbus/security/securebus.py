@@ -14,8 +14,9 @@ from typing import Any
 
 import nats
 from nats.js import api
+from nats.js.client import JetStreamContext
 
-from ledgerbus.bus.connection import Bus, envelope_headers
+from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
 from ledgerbus.errors import InvalidMessage, ServerError
@@ -30,10 +31,35 @@ from ledgerbus.security.permissions import AGENTS_BUCKET, RESULTS_BUCKET, bucket
 log = logging.getLogger("ledgerbus.security")
 
 
+class SigningJetStream(JetStreamContext):
+    """A JetStream context that signs every body it appends under the ledger prefix with the user's nkey."""
+
+    def __init__(self, nc: Any, identity: Identity, ledger_prefix: str) -> None:
+        super().__init__(nc)
+        self._identity = identity
+        self._ledger_prefix = ledger_prefix
+
+    def _signed(self, subject: str, payload: bytes, headers: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not subject.startswith(self._ledger_prefix):
+            return headers
+        return {**(headers or {}), SIG_HEADER: self._identity.sign(payload)}
+
+    async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
+                      stream: str | None = None, headers: dict[str, Any] | None = None, **kw: Any) -> api.PubAck:
+        return await super().publish(subject, payload, timeout=timeout, stream=stream,
+                                     headers=self._signed(subject, payload, headers), **kw)
+
+    async def publish_async(self, subject: str, payload: bytes = b"", wait_stall: float | None = None,
+                            stream: str | None = None, headers: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return await super().publish_async(subject, payload, wait_stall=wait_stall, stream=stream,
+                                           headers=self._signed(subject, payload, headers), **kw)
+
+
 class SecureBus(Bus):
     identity: Identity
     trust: dict[str, Any]
     violations: list[str]
+    may_watch_dead_letters: bool
 
     @classmethod
     async def connect_as(
@@ -73,28 +99,17 @@ class SecureBus(Bus):
         except Exception as exc:  # nats raises several unrelated types for "can't connect"
             raise ServerError(f"cannot connect to NATS at {url} as {name!r}: {exc or type(exc).__name__}") from None
         bus = cls(nc, subjects=Subjects(deployment.prefix), codec=codec or Codec())
+        bus.js = SigningJetStream(nc, ident, bus.subjects.prefix + ".")
         bus.identity = ident
         bus.trust = {n: verify_key(p) for n, p in deployment.trust().items()}
         bus.violations = []
+        bus.may_watch_dead_letters = deployment.members[name].role != "agent"
         bus_ref.append(bus)
         if deployment.members[name].role == "admin":
             await bus.ensure_ledger(ledger or LedgerConfig())
         return bus
 
-    # -- signing ----------------------------------------------------------------------------
-
-    def _headers(self, env: Envelope, data: bytes) -> dict[str, str]:
-        h = envelope_headers(env)
-        h[SIG_HEADER] = self.identity.sign(data)
-        return h
-
-    async def publish(self, env: Envelope, *, timeout: float = 5.0) -> api.PubAck:
-        data = self.codec.encode(env)
-        return await self.js.publish(self.subjects.of(env), data, timeout=timeout, headers=self._headers(env, data))
-
-    async def publish_async(self, env: Envelope) -> Any:
-        data = self.codec.encode(env)
-        return await self.js.publish_async(self.subjects.of(env), data, headers=self._headers(env, data))
+    # -- signing happens in SigningJetStream, below Bus.publish, so tracing and pipelining stay as they are --
 
     def check_sender(self, env: Envelope, data: bytes, headers: dict[str, str] | None) -> None:
         """Raise InvalidMessage(SPOOFED_SENDER) unless `data` is signed by the key of `env.sender`."""

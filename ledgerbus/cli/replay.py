@@ -1,22 +1,41 @@
-"""`ledgerbus replay`: rebuild state from a recorded ledger by folding it. Never publishes."""
+"""`ledgerbus replay`: rebuild state from a recorded ledger by folding it. Reconstruct never publishes.
+
+Sources: a SQLite ledger file, or the live JetStream LEDGER (`--url`, read through an ephemeral
+consumer that acknowledges nothing). Both stream in batches, so memory does not grow with the
+ledger: with a few conversations selected it prints each one's timeline and state; over a whole
+ledger it prints one line per conversation as each ends.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from ledgerbus.cli.common import JsonOption, console, fail
-from ledgerbus.cli.render import print_json, state_json, state_table, timeline_table
+from ledgerbus.cli.common import JsonOption, UrlOption, console, fail, is_tty, run
+from ledgerbus.cli.ledger_view import ReplaySink, parse_filter
+
+MODES = ("reconstruct", "resimulate", "re-execute")
 
 
 def replay(
-    ledger: Path = typer.Argument(..., help="SQLite ledger file (e.g. .ledgerbus/ledger.db)"),
+    ledger: Path = typer.Argument(None, help="SQLite ledger file (default .ledgerbus/ledger.db; ignored with --url)"),
+    url: str = typer.Option(None, "--url", help="read the live JetStream LEDGER at this NATS URL instead of a file"),
+    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
     conversation: list[str] = typer.Option([], "--conversation", "-c", help="conversation id (repeatable; default: all)"),
     agent: list[str] = typer.Option([], "--agent", "-a", help="only events sent or received by this agent"),
     action: list[str] = typer.Option([], "--action", help="only these actions (REQUEST, ACK, …)"),
-    until: int = typer.Option(None, "--until", help="state as it was at this ledger position"),
+    capability: list[str] = typer.Option([], "--capability", help="only events of this capability"),
+    since: str = typer.Option(None, "--since", help="only events at or after this time (ISO, or @unix-ms)"),
+    until: str = typer.Option(None, "--until", help="state as it was at this position (42) or time (ISO, @unix-ms)"),
+    mode: str = typer.Option("reconstruct", "--mode", help="reconstruct (fold; never publishes) | resimulate | re-execute"),
+    max_requests: int = typer.Option(None, "--max-requests", min=0, help="re-execute: budget of REQUESTs it may send"),
+    task: list[str] = typer.Option([], "--task", help="re-execute: also re-run this finished step (repeatable)"),
     timeline: bool = typer.Option(True, "--timeline/--no-timeline", help="print the event timeline"),
+    summary: bool = typer.Option(False, "--summary", help="one line per conversation, even for a few"),
+    upcast: bool = typer.Option(True, "--upcast/--no-upcast", help="bring old payload versions up to today's"),
+    load: list[str] = typer.Option([], "--load", help="import this module first (registers capabilities/upcasters)"),
     as_json: bool = JsonOption,
 ) -> None:
     """Print each conversation's timeline and the state the fold rebuilds: tasks, status, attempts, results.
@@ -26,39 +45,85 @@ def replay(
       ledgerbus replay .ledgerbus/ledger.db
 
       ledgerbus replay .ledgerbus/ledger.db -c 0193… --until 42 --json
+
+      ledgerbus replay --url nats://127.0.0.1:4222 --agent writing --since 2026-11-24T04:00Z
+
+      ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode resimulate
+
+      ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode re-execute --max-requests 20 --url nats://…
     """
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    _load(load)
+    flt, point = parse_filter(conversation, agent, action, capability, since, until)
+    if mode != "reconstruct":
+        from ledgerbus.cli.ledger_cmds import run_mode
+
+        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, task, as_json)
+        return
+    sink = ReplaySink(console, conversations=tuple(conversation), timeline=timeline, summary=summary,
+                      as_json=as_json, upcast=upcast, point=point)
+    if url:
+        run(_from_stream(url, prefix, flt, sink))
+    else:
+        _from_file(ledger or Path(".ledgerbus/ledger.db"), flt, sink)
+    sink.finish()
+
+
+def _load(modules: list[str]) -> None:
+    import importlib
+
+    for name in modules or ["ledgerbus.agents.examples"]:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            fail(f"--load {name}: {exc}")
+
+
+def _from_file(path: Path, flt: Any, sink: ReplaySink) -> None:
     from ledgerbus.errors import StoreError
-    from ledgerbus.eventstore.base import EventFilter
-    from ledgerbus.eventstore.fold import fold
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
     try:
-        store = SQLiteEventStore(ledger, readonly=True)
+        store = SQLiteEventStore(path, readonly=True)
     except StoreError as exc:
         fail(str(exc), 2)
-    ids = conversation or store.conversation_ids()
-    out = []
-    for cid in ids:
-        flt = EventFilter(conversation_ids=(cid,), agents=tuple(agent), actions=tuple(a.upper() for a in action), until=until)
-        events = list(store.read(flt))
-        if not events:
-            if conversation:
-                fail(f"conversation {cid} has no events in {ledger}" + (f" up to position {until}" if until else ""))
-            continue
-        state = fold(events)
-        if as_json:
-            out.append({"conversationId": cid, "state": state_json(state),
-                        "events": [{"position": e.position, **_env(e.envelope)} for e in events] if timeline else None})
-            continue
-        if timeline:
-            console.print(timeline_table(events, title=f"timeline of {cid}"))
-        console.print(state_table(state))
-    if as_json:
-        print_json(console, out)
-    store.close()
+    try:
+        _feed_file(store, path, flt, sink)
+    except StoreError as exc:
+        fail(str(exc), 2)
+    finally:
+        store.close()
 
 
-def _env(env: object) -> dict[str, object]:
-    import msgspec
+def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
+    total = store.count_matching(flt) if is_tty() else None
+    with sink.progress(total, f"replaying {path}") as advance:
+        chunk = []
+        for ev in store.read(flt):
+            chunk.append(ev)
+            if len(chunk) == 5000:
+                sink.feed(chunk)
+                advance(len(chunk))
+                chunk = []
+        sink.feed(chunk)
+        advance(len(chunk))
+    sink.source = str(path)
 
-    return msgspec.to_builtins(env)  # type: ignore[no-any-return]
+
+async def _from_stream(url: str, prefix: str | None, flt: Any, sink: ReplaySink) -> None:
+    from ledgerbus.bus.connection import Bus
+    from ledgerbus.eventstore.jetstream import JetStreamLedger
+
+    bus = await Bus.connect(url, prefix=prefix, name="ledgerbus-replay")
+    try:
+        source = JetStreamLedger(bus)
+        total = (await source.last_position() - flt.after) if is_tty() else None
+        with sink.progress(total, f"replaying {bus.subjects.stream} at {url}") as advance:
+            async for chunk in source.batches(flt):
+                sink.feed(chunk)
+                advance(len(chunk))
+        sink.rejected = len(source.rejects)
+        sink.source = f"{bus.subjects.stream} at {url}"
+    finally:
+        await bus.close()

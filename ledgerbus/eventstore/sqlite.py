@@ -389,7 +389,12 @@ class SQLiteEventStore:
                     [after, *args, batch],
                 ).fetchall()
             for pos, raw in rows:
-                yield StoredEvent(pos, decode(raw), raw)
+                try:
+                    env = decode(raw)
+                except msgspec.DecodeError as exc:
+                    raise StoreError(f"the envelope stored at position {pos} does not decode ({exc}); "
+                                     "the file was altered — `ledgerbus verify` lists what changed") from None
+                yield StoredEvent(pos, env, raw)
             if len(rows) < batch:
                 return
             after = rows[-1][0]

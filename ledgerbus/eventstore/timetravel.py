@@ -91,10 +91,13 @@ def diff_states(a: ConversationState, b: ConversationState) -> list[Change]:
     _flat(msgspec.to_builtins(a), "", fa)
     _flat(msgspec.to_builtins(b), "", fb)
     changes = []
+    cid = b.conversation_id or a.conversation_id
     for key in list(fa) + [k for k in fb if k not in fa]:
         before, after = fa.get(key, _MISSING), fb.get(key, _MISSING)
         if before != after:
-            changes.append(Change(key, before, after))
+            # Step names read better than full task ids: tasks.<cid>_write.status → tasks.write.status
+            label = key.replace(f"tasks.{cid}_", "tasks.").replace(f"tasks.{cid}.", "tasks.root.") if cid else key
+            changes.append(Change(label, before, after))
     return changes
 
 

@@ -1,0 +1,190 @@
+"""What `replay` shows, whatever the source: timelines with gaps, folded state, summaries, JSON.
+
+A ReplaySink is fed batches of events in ledger order. With conversations named it keeps their
+events (to print each timeline); over a whole ledger it folds with `stream_fold`, printing one line
+per conversation as it ends, so memory follows the open conversations, not the ledger's length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from ledgerbus.cli.render import ACTION_STYLE, STATUS_STYLE, detail, state_json, state_table, task_label
+from ledgerbus.eventstore.base import EventFilter, StoredEvent
+from ledgerbus.eventstore.fold import ConversationState, apply
+from ledgerbus.eventstore.timetravel import Point, parse_point
+from ledgerbus.eventstore.upcast import Upcaster
+
+#: A silence this long between two events of a conversation is worth pointing at (a stall, a retry wait).
+GAP_MS = 1000
+
+
+def parse_filter(conversation: Sequence[str], agent: Sequence[str], action: Sequence[str], capability: Sequence[str],
+                 since: str | None, until: str | None) -> tuple[EventFilter, Point | None]:
+    from ledgerbus.errors import ConfigError
+    from ledgerbus.schemas.codes import Action
+
+    actions = tuple(a.upper() for a in action)
+    bad = [a for a in actions if a not in Action.__members__]
+    if bad:
+        raise_ = ConfigError(f"unknown action {bad[0]!r}; one of {', '.join(Action.__members__)}")
+        _fail(str(raise_))
+    try:
+        since_ms = parse_point(since).time_ms if since else None
+        if since and since_ms is None:
+            _fail("--since takes a time (ISO or @unix-ms), not a position")
+        point = parse_point(until) if until else None
+    except ConfigError as exc:
+        _fail(str(exc))
+    flt = EventFilter(conversation_ids=tuple(conversation), agents=tuple(agent), actions=actions,
+                      capabilities=tuple(capability), since_ms=since_ms)
+    if point is not None:
+        flt = point.bound(flt)
+    return flt, point
+
+
+def _fail(message: str) -> None:
+    from ledgerbus.cli.common import fail
+
+    fail(message)
+
+
+def timeline(events: Sequence[StoredEvent], *, title: str | None = None) -> Table:
+    """Who sent what to whom, when (+ms from the start), and how long the silence before it was."""
+    table = Table(title=title, header_style="bold")
+    for col, kw in (("pos", {"justify": "right"}), ("+ms", {"justify": "right"}), ("gap", {"justify": "right"}),
+                    ("from → to", {"min_width": 20}), ("action", {"min_width": 8}), ("task", {"min_width": 8}),
+                    ("detail", {"overflow": "ellipsis", "max_width": 70})):
+        table.add_column(col, no_wrap=True, **kw)
+    start = events[0].envelope.timestamp if events else 0
+    prev = start
+    for ev in events:
+        e = ev.envelope
+        gap = e.timestamp - prev
+        gap_txt = f"[bold yellow]{gap}[/]" if gap >= GAP_MS else str(gap)
+        table.add_row(str(ev.position), str(e.timestamp - start), gap_txt, f"{e.sender} → {e.recipient}",
+                      f"[{ACTION_STYLE.get(e.action.value, '')}]{e.action.value}[/]" + (f" #{e.attempt}" if e.attempt > 1 else ""),
+                      task_label(e.task_id, e.conversation_id), detail(ev))
+        prev = e.timestamp
+    return table
+
+
+def summary_row(st: ConversationState) -> list[str]:
+    """One conversation as a few short strings: what a whole-ledger replay keeps once it has ended."""
+    failed = sum(1 for t in st.tasks.values() if t.status.value in ("FAILED", "STALLED", "TIMED_OUT"))
+    why = f"{st.error.code}: {st.error.message}" if st.error else ""
+    return [st.conversation_id, st.capability or "", f"[{STATUS_STYLE.get(st.status.value, '')}]{st.status.value}[/]",
+            str(st.events), str(len(st.tasks)), str(failed),
+            str(st.duration_ms) if st.duration_ms is not None else "—", why[:120]]
+
+
+def summary_table(rows: Sequence[list[str]]) -> Table:
+    table = Table(title=f"{len(rows)} conversations", header_style="bold")
+    for col in ("conversation", "capability", "status", "events", "tasks", "failed", "ms", "why"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "why" else None)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def event_json(ev: StoredEvent) -> dict[str, Any]:
+    return {"position": ev.position, **msgspec.to_builtins(ev.envelope)}
+
+
+class ReplaySink:
+    def __init__(self, console: Console, *, conversations: tuple[str, ...] = (), timeline: bool = True,
+                 summary: bool = False, as_json: bool = False, upcast: bool = True, point: Point | None = None,
+                 registry: Any = None) -> None:
+        self.console = console
+        self.selected = conversations
+        self.timeline = timeline and not summary and bool(conversations)
+        self.as_json = as_json
+        self.point = point
+        self.upcaster = Upcaster(registry) if upcast and registry is not None else (Upcaster() if upcast else None)
+        self.events: dict[str, list[StoredEvent]] = {}
+        self.open: dict[str, ConversationState] = {}
+        self.done: list[list[str]] = []  # summary rows only: small, one per ended conversation
+        self.count = 0
+        self.rejected = 0
+        self.source = ""
+
+    @contextlib.contextmanager
+    def progress(self, total: int | None, what: str) -> Iterator[Callable[[int], None]]:
+        """A progress bar with rate and ETA on a terminal (stderr); nothing at all otherwise."""
+        if total is None or not sys.stderr.isatty() or total < 20_000:
+            yield lambda n: None
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeRemainingColumn)
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(what, total=total, rate="")
+
+            def advance(n: int) -> None:
+                bar.advance(task, n)
+                speed = bar.tasks[0].speed
+                bar.update(task, rate=f"{speed:,.0f} ev/s" if speed else "")
+
+            yield advance
+
+    def feed(self, events: Sequence[StoredEvent]) -> None:
+        if self.upcaster is not None:
+            events = list(self.upcaster.events(events))
+        for ev in events:
+            self.count += 1
+            cid = ev.envelope.conversation_id
+            if self.timeline:
+                self.events.setdefault(cid, []).append(ev)
+            st = self.open.get(cid)
+            if st is None:
+                st = self.open[cid] = ConversationState(conversation_id=cid)
+            apply(st, ev.envelope, ev.position)
+            if not self.selected and not self.as_json and st.status.value != "RUNNING":
+                # Whole-ledger mode: a finished conversation is reported and forgotten.
+                self.done.append(summary_row(self.open.pop(cid)))
+
+    def finish(self) -> None:
+        states = list(self.open.values())
+        if self.selected:
+            missing = [c for c in self.selected if c not in self.open]
+            if missing and not self.as_json:
+                _fail(f"conversation {missing[0]} has no events in {self.source or 'the ledger'}"
+                      + (f" up to {self.point}" if self.point else ""))
+            states = [self.open[c] for c in self.selected if c in self.open]
+        if self.as_json:
+            out = [{"conversationId": st.conversation_id, "state": state_json(st),
+                    "events": [event_json(e) for e in self.events.get(st.conversation_id, [])] if self.timeline else None}
+                   for st in states]
+            sys.stdout.write(json.dumps(out, default=str) + "\n")
+            return
+        if self.selected and not self.timeline and len(states) > 1:
+            self.console.print(summary_table([summary_row(st) for st in states]))
+        elif self.selected:
+            for st in states:
+                if self.timeline:
+                    title = f"timeline of {st.conversation_id}" + (f" up to {self.point}" if self.point else "")
+                    self.console.print(timeline(self.events.get(st.conversation_id, []), title=title))
+                self.console.print(state_table(st))
+        else:
+            self.console.print(summary_table(self.done + [summary_row(st) for st in states]))
+        notes = []
+        if self.upcaster is not None and self.upcaster.upcast:
+            notes.append(f"{self.upcaster.upcast} payloads upcast to today's versions")
+        if self.upcaster is not None and self.upcaster.problems:
+            p = self.upcaster.problems[0]
+            notes.append(f"[yellow]{len(self.upcaster.problems)} payloads could not be upcast[/] "
+                         f"(first: position {p.position}, {p.capability}: {p.message})")
+        if self.rejected:
+            notes.append(f"[yellow]{self.rejected} ledger messages are not envelopes[/]")
+        for note in notes:
+            self.console.print(note)

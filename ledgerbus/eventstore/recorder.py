@@ -45,6 +45,7 @@ class Recorder:
         self.fetch_timeout = fetch_timeout
         self.recorded_seq = 0
         self.gaps: list[tuple[int, int]] = []  # (first missing, last missing) stream sequences
+        self._new_gaps: list[tuple[int, int]] = []  # found in the batch being written; stored with it
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._progress = asyncio.Condition()
@@ -101,6 +102,7 @@ class Recorder:
 
     def _gap(self, first: int, last: int) -> None:
         self.gaps.append((first, last))
+        self._new_gaps.append((first, last))
         log.warning("ledger gap: stream sequences %d..%d are not in the stream (removed by retention?)", first, last)
 
     def _decode(self, seq: int, subject: str, data: bytes, events: list[StoredEvent], rejects: list[Rejected],
@@ -145,8 +147,10 @@ class Recorder:
                 self._decode(seq, msg.subject, msg.data, events, rejects, msg.headers)
             if last > self.recorded_seq:
                 await loop.run_in_executor(
-                    self._writer, lambda: self.store.append(events, rejects=rejects, checkpoint=last)
+                    self._writer, lambda: self.store.append(events, rejects=rejects, checkpoint=last,
+                                                            gaps=list(self._new_gaps))
                 )
+                self._new_gaps.clear()
             try:
                 await msgs[-1].ack()
             except Exception as exc:  # the checkpoint in SQLite is the truth; a lost ack only means redelivery

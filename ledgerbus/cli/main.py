@@ -8,6 +8,7 @@ from ledgerbus.cli import demo as demo_mod
 from ledgerbus.cli import replay as replay_mod
 from ledgerbus.cli import schemas_cmd
 from ledgerbus.cli import deadletters_cmd, security_cmd
+from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, server_cmd, stalls_cmd, tail_cmd
 
 app = typer.Typer(
     name="ledgerbus",
@@ -22,6 +23,18 @@ app.command()(replay_mod.replay)
 app.add_typer(schemas_cmd.app, name="schemas")
 app.add_typer(deadletters_cmd.app, name="deadletters")
 app.add_typer(security_cmd.app, name="security")
+app.command()(server_cmd.up)
+app.command()(server_cmd.down)
+app.command()(server_cmd.status)
+app.command()(publish_cmd.publish)
+app.command()(publish_cmd.request)
+app.command()(tail_cmd.tail)
+app.command()(stalls_cmd.stalls)
+app.command()(agents_cmd.agents)
+app.command()(conversations_cmd.conversations)
+app.command()(asyncapi_cmd.asyncapi)
+app.add_typer(agent_cmd.app, name="agent")
+app.add_typer(orchestrator_cmd.app, name="orchestrator")
 
 
 def main() -> None:

@@ -1,0 +1,80 @@
+"""`ledgerbus conversations`: recent conversations and how they went, from the ledger's fold."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
+from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.render import STATUS_STYLE
+from ledgerbus.cli.sources import LastOption, LedgerFileOption, load_states
+from ledgerbus.eventstore.fold import ConversationState, TaskStatus
+
+FAILED = (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT)
+
+
+def summary(st: ConversationState) -> dict[str, Any]:
+    agents = {t.agent for t in st.tasks.values() if t.agent and t.task_id != st.root_task_id}
+    errors = sum(1 for t in st.tasks.values() if t.status in FAILED) + sum(
+        1 for t in st.tasks.values() for d in t.decisions if d.code not in ("RETRY_SCHEDULED",))
+    return {"conversationId": st.conversation_id, "capability": st.capability, "requester": st.requester,
+            "status": st.status.value, "startedAt": st.started_at, "durationMs": st.duration_ms,
+            "tasks": len(st.tasks), "agents": len(agents), "errors": errors, "events": st.events}
+
+
+def conversations(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many, newest first"),
+    status: list[str] = typer.Option([], "--status", "-s", help="only RUNNING, DONE, DEGRADED or FAILED (repeatable)"),
+    ledger: Path = LedgerFileOption,
+    last: int = LastOption,
+    url: str = UrlOption,
+    prefix: str = PrefixOption,
+    data_dir: Path = DataDirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List recent conversations: status, duration, agents involved, errors.
+
+    Read from the live stream, or from a recorded SQLite ledger with --ledger; replay one with
+    `ledgerbus replay LEDGER -c ID`.
+
+    Examples:
+
+      ledgerbus conversations
+
+      ledgerbus conversations --status FAILED --status DEGRADED --json
+
+      ledgerbus conversations --ledger .ledgerbus/ledger.db -n 5
+    """
+    wanted = {s.upper() for s in status}
+    bad = wanted - {"RUNNING", "DONE", "DEGRADED", "FAILED"}
+    if bad:
+        from ledgerbus.cli.common import fail
+
+        fail(f"unknown status {sorted(bad)[0]!r}: use RUNNING, DONE, DEGRADED or FAILED")
+    states = run(load_states(ledger, url, data_dir, prefix, last))
+    rows = [summary(st) for st in states.values() if not wanted or st.status.value in wanted]
+    rows.sort(key=lambda r: r["startedAt"] or 0, reverse=True)
+    rows = rows[:limit]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no conversations", highlight=False)
+        return
+    table = Table(title=f"{len(rows)} of {len(states)} conversation(s), newest first", header_style="bold")
+    for col in ("conversation", "capability", "from", "status", "started", "duration", "agents", "tasks", "errors"):
+        table.add_column(col, no_wrap=True, justify="right" if col in ("agents", "tasks", "errors") else "left")
+    for r in rows:
+        started = datetime.fromtimestamp(r["startedAt"] / 1000).strftime("%Y-%m-%d %H:%M:%S") if r["startedAt"] else "—"
+        dur = f"{r['durationMs']} ms" if r["durationMs"] is not None else "—"
+        st = r["status"]
+        table.add_row(r["conversationId"], r["capability"] or "—", r["requester"] or "—",
+                      f"[{STATUS_STYLE.get(st, '')}]{st}[/]", started, dur, str(r["agents"]), str(r["tasks"]),
+                      f"[red]{r['errors']}[/]" if r["errors"] else "0")
+    console.print(table)

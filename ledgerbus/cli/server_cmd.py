@@ -1,0 +1,148 @@
+"""`ledgerbus up` / `down` / `status`: the embedded server and the ledger it holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
+from ledgerbus.cli.live import PrefixOption
+
+
+def up(
+    data_dir: Path = DataDirOption,
+    port: int = typer.Option(0, "--port", "-p", min=0, max=65535, help="port to listen on (0: a free one)"),
+    prefix: str = PrefixOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Start the embedded nats-server for a data directory (or find the one already running) and create the ledger.
+
+    The server keeps running after this command returns; `ledgerbus down` stops it. Other commands
+    find it through the data directory, so no --url is needed.
+
+    Examples:
+
+      ledgerbus up
+
+      ledgerbus up --data-dir /var/lib/ledgerbus --port 4222 --json
+    """
+    run(_up(data_dir, port, prefix, as_json))
+
+
+async def _up(data_dir: Path, port: int, prefix: str | None, as_json: bool) -> None:
+    import asyncio
+
+    from ledgerbus.bus.connection import Bus
+    from ledgerbus.bus.server import EmbeddedServer
+
+    server = EmbeddedServer.for_dir(data_dir, port=port)
+    await asyncio.to_thread(server.start)
+    bus = await Bus.connect(server.url, prefix=prefix, name="ledgerbus-up")  # creates the LEDGER stream
+    stream = bus.subjects.stream
+    await bus.close()
+    out = {"url": server.url, "pid": server.pid, "dataDir": str(data_dir), "started": server.owned, "stream": stream}
+    if as_json:
+        print(json.dumps(out))
+        return
+    verb = "started" if server.owned else "already running:"
+    console.print(f"{verb} nats-server pid {server.pid} at [bold]{server.url}[/] (store {data_dir}, ledger {stream})",
+                  highlight=False)
+    console.print(f"use it from elsewhere with [bold]LEDGERBUS_NATS_URL={server.url}[/]; stop it with "
+                  "[bold]ledgerbus down[/]", highlight=False)
+
+
+def down(data_dir: Path = DataDirOption, as_json: bool = JsonOption) -> None:
+    """Stop the embedded nats-server of a data directory (the ledger stays on disk).
+
+    Examples:
+
+      ledgerbus down
+
+      ledgerbus down --data-dir /var/lib/ledgerbus
+    """
+    from ledgerbus.bus.server import EmbeddedServer
+
+    stopped = EmbeddedServer.for_dir(data_dir).stop_any()
+    if as_json:
+        print(json.dumps({"stopped": stopped, "dataDir": str(data_dir)}))
+    elif stopped:
+        console.print(f"stopped the nats-server of {data_dir}", highlight=False)
+    else:
+        console.print(f"no server was running for {data_dir}", highlight=False)
+
+
+def status(
+    url: str = UrlOption,
+    prefix: str = PrefixOption,
+    data_dir: Path = DataDirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show the server, the ledger, its consumers' pending counts and the registered agents.
+
+    The ledger stream's messages, bytes and positions; each durable consumer with its pending and
+    unacknowledged counts; the live agent types from the directory. Exit status 2 when no server is reachable.
+
+    Examples:
+
+      ledgerbus status
+
+      ledgerbus status --url nats://10.0.0.5:4222 --json
+    """
+    run(_status(url, prefix, data_dir, as_json))
+
+
+async def _status(url: str | None, prefix: str | None, data_dir: Path, as_json: bool) -> None:
+    from ledgerbus.agents.directory import Directory
+    from ledgerbus.cli.live import connect
+
+    bus = await connect(url, data_dir, prefix=prefix)
+    try:
+        info = await bus.js.stream_info(bus.subjects.stream)
+        consumers = await bus.js.consumers_info(bus.subjects.stream)
+        agents = await Directory(bus).live_types()
+        server_url = bus.url
+    finally:
+        await bus.close()
+    st = info.state
+    out: dict[str, Any] = {
+        "url": server_url,
+        "stream": {"name": info.config.name, "messages": st.messages, "bytes": st.bytes,
+                   "firstSeq": st.first_seq, "lastSeq": st.last_seq, "consumers": st.consumer_count},
+        "consumers": [{"name": c.name, "pending": c.num_pending or 0, "ackPending": c.num_ack_pending or 0,
+                       "redelivered": c.num_redelivered or 0, "waiting": c.num_waiting or 0}
+                      for c in sorted(consumers, key=lambda c: c.name or "") if c.config.durable_name],
+        # Ordered consumers of `tail`, `stalls` and friends come and go; count them, don't list them.
+        "ephemeralConsumers": sum(1 for c in consumers if not c.config.durable_name),
+        "agents": {name: len(insts) for name, insts in sorted(agents.items())},
+    }
+    if as_json:
+        print(json.dumps(out))
+        return
+    s = out["stream"]
+    console.print(f"server [bold]{server_url}[/]   ledger [bold]{s['name']}[/]: {s['messages']} messages, "
+                  f"{_size(s['bytes'])}, positions {s['firstSeq']}–{s['lastSeq']}", highlight=False)
+    table = Table(title="consumers", header_style="bold")
+    for col in ("name", "pending", "ack pending", "redelivered", "waiting pulls"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for c in out["consumers"]:
+        table.add_row(c["name"], str(c["pending"]), str(c["ackPending"]), str(c["redelivered"]), str(c["waiting"]))
+    console.print(table)
+    if out["ephemeralConsumers"]:
+        console.print(f"(and {out['ephemeralConsumers']} ephemeral reader(s))", highlight=False)
+    if agents:
+        console.print("agents: " + ", ".join(f"{n} ×{k}" for n, k in out["agents"].items()), highlight=False)
+    else:
+        console.print("agents: none registered", highlight=False)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover

@@ -165,10 +165,10 @@ class Bus:
         cfg = settings.consumer_config(self.subjects, agent_type)
         try:
             await self.js.add_consumer(self.subjects.stream, cfg)
-        except BadRequestError:
-            # Exists with other settings (e.g. a previous release): the newest instance's settings win.
-            await self.js.delete_consumer(self.subjects.stream, consumer_name(agent_type))
-            await self.js.add_consumer(self.subjects.stream, cfg)
+        except BadRequestError as exc:
+            # It exists with other settings. Deleting it would drop the requests it holds, so keep it and
+            # say so: changing a type's delivery settings is an operator's decision, not an instance's.
+            log.warning("consumer %s exists with other settings (%s); using it as it is", consumer_name(agent_type), exc)
         return await self.js.pull_subscribe_bind(consumer_name(agent_type), stream=self.subjects.stream)
 
     async def close(self) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
+
 from ledgerbus.agents.directory import Directory
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester
@@ -254,7 +256,7 @@ class Orchestrator:
         return [r for r in results if r is not None]
 
     async def serve(self, *, recover: bool = True, concurrency: int = 256,
-                    stop: asyncio.Event | None = None) -> None:
+                    stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
         """Run as a service: take REQUESTs addressed to this orchestrator from its durable consumer.
 
         The JetStream message is acked when the conversation has ended, so if this process dies the
@@ -267,12 +269,20 @@ class Orchestrator:
         if recover:
             await self.recover()
         sub = await self.bus.agent_consumer(self.name, ConsumerSettings(ack_wait=60.0, max_deliver=-1))
+        if ready is not None:
+            ready.set()  # requests published from now on reach this service
         slots = asyncio.Semaphore(concurrency)
         tasks: set[asyncio.Task[None]] = set()
-        while not stop.is_set():
+        while not stop.is_set() and not self.bus.nc.is_closed:
             try:
                 msgs = await sub.fetch(16, timeout=1.0)
-            except Exception:  # a timeout or a reconnect: look again
+            except nats.errors.TimeoutError:
+                continue
+            except nats.errors.ConnectionClosedError:
+                break
+            except Exception as exc:  # reconnecting: wait a little rather than spin
+                log.warning("orchestrator fetch failed: %s", exc)
+                await asyncio.sleep(0.2)
                 continue
             for msg in msgs:
                 await slots.acquire()

@@ -34,7 +34,6 @@ _UPSERT_HEAD = (
     " ON CONFLICT(conversation_id) DO UPDATE SET hash = excluded.hash, count = excluded.count,"
     " last_position = excluded.last_position"
 )
-_HEADS_CACHE = 50_000  # chain ends kept in memory between batches (open conversations)
 _MAX_VARS = 900  # SQLite host parameters per IN (...) query, under every build's limit
 
 
@@ -76,7 +75,6 @@ class SQLiteEventStore:
             conn = sqlite3.connect(self.path, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
-        self._heads: dict[str, Head] = {}
         if not readonly:
             self.db.conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last commits,
@@ -165,7 +163,6 @@ class SQLiteEventStore:
                 done += len(rows)
             conn.execute("DELETE FROM chain_heads")
             conn.executemany(_UPSERT_HEAD, [(cid, h, n, p) for cid, (h, n, p) in heads.items()])
-        self._heads.clear()
         return done
 
     # -- writing ----------------------------------------------------------------------------
@@ -180,42 +177,52 @@ class SQLiteEventStore:
         """
         with self._lock:
             conn = self.db.conn
-            fresh = self._fresh(sorted(events, key=lambda ev: ev.position))
-            rows: list[tuple[Any, ...]] = []
-            touched: dict[str, Head] = {}
-            encode = _json.encode
-            for ev in fresh:
-                cid = ev.envelope.conversation_id
-                head = touched.get(cid) or self._head(cid)
-                if head is not None and ev.position <= head.last_position:
-                    raise StoreError(f"position {ev.position} of conversation {cid} is not after its chain's end "
-                                     f"({head.last_position}): events must be appended in ledger order")
-                raw = ev.raw or encode(ev.envelope)
-                prev = head.hash if head is not None else GENESIS
-                digest = chain_hash(prev, raw)
-                touched[cid] = Head(digest, (head.count if head else 0) + 1, ev.position)
-                rows.append(_row(ev, raw, prev, digest))
-            with conn:
-                conn.executemany(_INSERT, rows)
-                conn.executemany(_UPSERT_HEAD, [(c, h.hash, h.count, h.last_position) for c, h in touched.items()])
-                if rejects:
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO rejects (position, subject, data, code, reason) VALUES (?,?,?,?,?)",
-                        [(r.position, r.subject, r.data, r.code, r.reason) for r in rejects],
-                    )
-                if gaps:
-                    conn.executemany("INSERT OR IGNORE INTO gaps (first, last) VALUES (?, ?)", gaps)
-                if checkpoint is not None:
-                    conn.execute(
-                        "INSERT INTO meta (key, value) VALUES ('stream_seq', ?)"
-                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-                        " WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)",
-                        (str(checkpoint),),
-                    )
-            if len(self._heads) + len(touched) > _HEADS_CACHE:
-                self._heads.clear()  # bounded memory; misses are one indexed lookup each
-            self._heads.update(touched)
-            return len(rows)
+            # IMMEDIATE: the chain ends read below stay ours until commit, even with another writer on the file.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                new = self._append_locked(events, rejects, checkpoint, gaps)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            return new
+
+    def _append_locked(self, events: Sequence[StoredEvent], rejects: Sequence[Rejected], checkpoint: int | None,
+                       gaps: Sequence[tuple[int, int]]) -> int:
+        conn = self.db.conn
+        fresh = self._fresh(sorted(events, key=lambda ev: ev.position))
+        heads = self._load_heads({ev.envelope.conversation_id for ev in fresh})
+        rows: list[tuple[Any, ...]] = []
+        touched: dict[str, Head] = {}
+        encode = _json.encode
+        for ev in fresh:
+            cid = ev.envelope.conversation_id
+            head = touched.get(cid) or heads.get(cid)
+            if head is not None and ev.position <= head.last_position:
+                raise StoreError(f"position {ev.position} of conversation {cid} is not after its chain's end "
+                                 f"({head.last_position}): events must be appended in ledger order")
+            raw = ev.raw or encode(ev.envelope)
+            prev = head.hash if head is not None else GENESIS
+            digest = chain_hash(prev, raw)
+            touched[cid] = Head(digest, (head.count if head else 0) + 1, ev.position)
+            rows.append(_row(ev, raw, prev, digest))
+        conn.executemany(_INSERT, rows)
+        conn.executemany(_UPSERT_HEAD, [(c, h.hash, h.count, h.last_position) for c, h in touched.items()])
+        if rejects:
+            conn.executemany(
+                "INSERT OR IGNORE INTO rejects (position, subject, data, code, reason) VALUES (?,?,?,?,?)",
+                [(r.position, r.subject, r.data, r.code, r.reason) for r in rejects],
+            )
+        if gaps:
+            conn.executemany("INSERT OR IGNORE INTO gaps (first, last) VALUES (?, ?)", gaps)
+        if checkpoint is not None:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('stream_seq', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+                " WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)",
+                (str(checkpoint),),
+            )
+        return len(rows)
 
     def _fresh(self, events: Sequence[StoredEvent]) -> list[StoredEvent]:
         """The events whose id and position are not stored yet (nor repeated earlier in the batch)."""
@@ -244,14 +251,17 @@ class SQLiteEventStore:
             out.append(ev)
         return out
 
-    def _head(self, conversation_id: str) -> Head | None:
-        head = self._heads.get(conversation_id)
-        if head is None:
-            row = self.db.conn.execute(
-                "SELECT hash, count, last_position FROM chain_heads WHERE conversation_id = ?", (conversation_id,)
-            ).fetchone()
-            head = Head(*row) if row else None
-        return head
+    def _load_heads(self, conversation_ids: set[str]) -> dict[str, Head]:
+        """The chain ends of a batch's conversations, a few queries per batch (never a stale cache)."""
+        out: dict[str, Head] = {}
+        ids = list(conversation_ids)
+        for i in range(0, len(ids), _MAX_VARS):
+            chunk = ids[i:i + _MAX_VARS]
+            for cid, h, n, p in self.db.conn.execute(
+                f"SELECT conversation_id, hash, count, last_position FROM chain_heads"
+                f" WHERE conversation_id IN ({','.join('?' * len(chunk))})", chunk):
+                out[cid] = Head(h, n, p)
+        return out
 
     def append_envelopes(self, envelopes: Sequence[Envelope]) -> int:
         """Append envelopes that come from no stream (imports, tests) at the next positions."""

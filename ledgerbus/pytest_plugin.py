@@ -91,8 +91,8 @@ def _docker_server() -> NatsServer:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
-    container = DockerContainer(NATS_IMAGE).with_command("-js").with_exposed_ports(4222)
     try:
+        container = DockerContainer(NATS_IMAGE).with_command("-js").with_exposed_ports(4222)
         container.start()
     except Exception as exc:  # docker.errors.DockerException and friends: say what is missing, in one line
         pytest.fail(f"--nats-docker: cannot start {NATS_IMAGE} ({type(exc).__name__}: {exc}); is Docker running?",

@@ -92,14 +92,14 @@ async def _serve(spec: str, instances: int, concurrency: int, drain_timeout: flo
         for rt in runtimes:
             await rt.start()
         err_console.print(f"serving [bold]{agent.name}[/] ({', '.join(agent.capabilities)}) × {instances} on "
-                          f"{bus.url} — Ctrl-C or SIGTERM drains and stops", highlight=False)
+                          f"{bus.url} — Ctrl-C or SIGTERM drains and stops", highlight=False, soft_wrap=True)
         await stop.wait()
         busy = sum(len(rt.inflight) for rt in runtimes)
-        err_console.print(f"draining: {busy} task(s) in flight, no new work taken", highlight=False)
+        err_console.print(f"draining: {busy} task(s) in flight, no new work taken", highlight=False, soft_wrap=True)
     finally:
         await asyncio.gather(*(rt.stop(drain=True, timeout=drain_timeout) for rt in runtimes), return_exceptions=True)
         await bus.close()
-    err_console.print(f"stopped {agent.name}: {sum(rt.handled for rt in runtimes)} task(s) handled", highlight=False)
+    err_console.print(f"stopped {agent.name}: {sum(rt.handled for rt in runtimes)} task(s) handled", highlight=False, soft_wrap=True)
 
 
 def install_stop_signals() -> asyncio.Event:

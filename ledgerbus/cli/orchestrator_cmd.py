@@ -46,7 +46,7 @@ async def _serve(name: str, recover: bool, url: str | None, prefix: str | None, 
     orch = Orchestrator(bus, name=name, decomposer=ContentPipeline())
     try:
         err_console.print(f"orchestrator [bold]{name}[/] serving on {bus.url} — Ctrl-C or SIGTERM stops",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         await orch.serve(recover=recover, stop=stop)
     finally:
         await orch.stop()

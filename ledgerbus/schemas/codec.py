@@ -74,7 +74,16 @@ class Codec:
         self._decoder = msgspec.json.Decoder(Envelope)
 
     def encode(self, envelope: Envelope) -> bytes:
-        return self._encoder.encode(envelope)
+        """JSON bytes of `envelope`; PAYLOAD_TOO_LARGE here, naming the limit, rather than a bare refusal from NATS."""
+        data = self._encoder.encode(envelope)
+        if len(data) > self.max_bytes:
+            raise InvalidMessage(
+                f"envelope {envelope.id} encodes to {len(data)} bytes; the limit is {self.max_bytes}"
+                " (LEDGERBUS max message size, below the server's max_payload)",
+                code=ErrorCode.PAYLOAD_TOO_LARGE.value, path="$.payload",
+                details={"size": len(data), "limit": self.max_bytes},
+            )
+        return data
 
     def check_limits(self, data: bytes) -> None:
         if len(data) > self.max_bytes:

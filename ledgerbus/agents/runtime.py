@@ -28,6 +28,7 @@ from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codec import salvage_ids
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, is_address, is_token
+from ledgerbus.tracing import instrument as tracing
 from ledgerbus.security.binding import check_sender
 
 log = logging.getLogger("ledgerbus.agent")
@@ -154,6 +155,12 @@ class AgentRuntime:
         except InvalidMessage as exc:
             await self._reject_raw(msg, exc)
             return
+        # A CONSUMER span under the sender's (traceparent header); off, it costs one flag check.
+        with tracing.process_span(self.bus.subjects.prefix, req, msg.headers, agent=self.agent.name,
+                                  instance=self.instance):
+            await self._handle(req, msg)
+
+    async def _handle(self, req: Envelope, msg: Msg) -> None:
         reg = self.agent.handlers.get(req.capability)
         if req.action is not Action.REQUEST or req.recipient != self.agent.name:
             await self._error(req, msg, ErrorCode.INVALID_MESSAGE, f"{self.agent.name} takes REQUESTs addressed to it, not {req.action.value} for {req.recipient}")
@@ -237,6 +244,7 @@ class AgentRuntime:
         details: dict[str, Any] | None = None,
     ) -> None:
         code = code.value if isinstance(code, ErrorCode) else code
+        tracing.mark_error(code, message)
         err = ErrorInfo(code=code, message=message, retryable=retryable, details={k: v for k, v in (details or {}).items() if v is not None})
         sender = self.agent.name
         await self.bus.publish(answer(req, Action.ERROR, sender=sender, error=err))

@@ -22,6 +22,8 @@ from ledgerbus.bus.subjects import Subjects
 from ledgerbus.errors import ServerError
 from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.envelope import Envelope
+from ledgerbus.tracing import instrument as tracing
+from ledgerbus.tracing import setup as tracing_setup
 
 log = logging.getLogger("ledgerbus.bus")
 
@@ -136,18 +138,31 @@ class Bus:
 
     async def publish(self, env: Envelope, *, timeout: float = 5.0) -> api.PubAck:
         """Append `env` to the ledger and deliver it; returns once JetStream has stored it."""
-        return await self.js.publish(
-            self.subjects.of(env),
-            self.codec.encode(env),
-            timeout=timeout,
-            headers=envelope_headers(env),
-        )
+        # Tracing on: a PRODUCER span, whose context goes into env.traceparent and the headers.
+        with tracing.send_span(self.subjects.prefix, env) as trace_headers:
+            return await self.js.publish(
+                self.subjects.of(env),
+                self.codec.encode(env),
+                timeout=timeout,
+                headers={**envelope_headers(env), **trace_headers},
+            )
 
     async def publish_async(self, env: Envelope) -> asyncio.Future[api.PubAck]:
         """Pipelined append: returns a future for the PubAck without waiting for it."""
-        return await self.js.publish_async(
-            self.subjects.of(env), self.codec.encode(env), headers=envelope_headers(env)
-        )
+        if not tracing_setup.enabled():
+            return await self.js.publish_async(
+                self.subjects.of(env), self.codec.encode(env), headers=envelope_headers(env)
+            )
+        span, trace_headers = tracing.start_send(self.subjects.prefix, env)
+        try:
+            fut = await self.js.publish_async(
+                self.subjects.of(env), self.codec.encode(env), headers={**envelope_headers(env), **trace_headers}
+            )
+        except BaseException as exc:
+            tracing.end_send(span, exc)
+            raise
+        tracing.end_send_when_acked(span, fut)
+        return fut
 
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> api.PubAck:
         """Append raw bytes (tests and tools that speak the wire format directly)."""

@@ -34,6 +34,7 @@ from ledgerbus.orchestrator.stalls import check_task, next_check_ms
 from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
 from ledgerbus.schemas.codes import RETRYABLE_CODES, Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, new_request
+from ledgerbus.tracing import instrument as tracing
 
 log = logging.getLogger("ledgerbus.orchestrator")
 
@@ -175,6 +176,7 @@ class Orchestrator:
         # Fold before publishing: an answer can arrive before our PubAck does.
         run.fold_in(env)
         await self.bus.publish(env)
+        tracing.on_emit(env, run.root.task_id)  # decisions become span events with their codes
 
     async def _decision(self, run: _Run, request: Envelope, code: ErrorCode, message: str, *,
                         retryable: bool = False, details: dict[str, Any] | None = None) -> None:
@@ -211,8 +213,9 @@ class Orchestrator:
                 await self._emit(run, root)
             else:
                 run.fold_in(root)
-            await self._emit(run, answer(root, Action.ACK, payload={"instance": self.name}))
-            return await self._execute(run)
+            with tracing.conversation_span(root, self.name):  # under the root REQUEST's send span
+                await self._emit(run, answer(root, Action.ACK, payload={"instance": self.name}))
+                return await self._execute(run)
         finally:
             self.runs.pop(root.conversation_id, None)
 
@@ -242,7 +245,8 @@ class Orchestrator:
             # Answers published between the caller's read and our registration reached no one live: read again.
             for env in await conversation_events(self.bus, root.conversation_id):
                 run.fold_in(env)
-            return await self._execute(run)
+            with tracing.resume_span(root, self.name):  # in the original trace, under its conversation span
+                return await self._execute(run)
         finally:
             self.runs.pop(root.conversation_id, None)
 

@@ -1,0 +1,223 @@
+"""The spans ledgerbus makes: a PRODUCER span per publish, a CONSUMER span per request an agent
+handles, a root span per conversation. Called by the bus, the agent runtime and the orchestrator.
+
+Every helper checks `setup.ON` first and does nothing when tracing is off. Off, the envelope still
+carries whatever `traceparent` it came with (`answer()` copies the request's), so a trace started
+elsewhere keeps flowing through a process that does not trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Any, ContextManager
+
+from opentelemetry import trace
+from opentelemetry.context import Context as OtelContext
+from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from ledgerbus.bus import headers as H
+from ledgerbus.schemas.codes import Action
+from ledgerbus.schemas.envelope import Envelope
+from ledgerbus.tracing import conventions as C
+from ledgerbus.tracing import setup
+from ledgerbus.tracing.ids import (CONVERSATION, PROCESS, SEND, format_traceparent, parse_traceparent, preset,
+                                   span_id_for, trace_id_for)
+
+_W3C = TraceContextTextMapPropagator()
+_NO_HEADERS: dict[str, str] = {}
+_OFF: ContextManager[dict[str, str]] = nullcontext(_NO_HEADERS)
+
+#: The component (agent type or orchestrator) on whose behalf the current task works: names the
+#: service of the spans it makes, whatever the envelope's sender field says.
+_component: ContextVar[str | None] = ContextVar("ledgerbus_component", default=None)
+
+
+def current_component() -> str | None:
+    return _component.get()
+
+
+def _parent_of(env: Envelope) -> OtelContext | None:
+    """The current span, else the context the envelope already carries (a process that traces
+    publishing outside any span, e.g. a plain client answering a traced request)."""
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    sc = parse_traceparent(env.traceparent)
+    return trace.set_span_in_context(trace.NonRecordingSpan(sc)) if sc is not None else None
+
+
+def start_send(prefix: str, env: Envelope) -> tuple[Span, dict[str, str]]:
+    """Start the PRODUCER span of `env`, write its context into `env.traceparent`, return the headers."""
+    component = _component.get() or env.sender
+    with preset(trace_id_for(env.conversation_id), span_id_for(SEND, env.id)):
+        span = setup.tracer(component).start_span(
+            C.send_name(prefix, env), context=_parent_of(env), kind=SpanKind.PRODUCER,
+            attributes=C.send_attributes(prefix, env),
+        )
+    sc = span.get_span_context()
+    headers: dict[str, str] = {}
+    if sc.is_valid:
+        env.traceparent = format_traceparent(sc)
+        headers[H.TRACEPARENT] = env.traceparent
+        if sc.trace_state:
+            headers[H.TRACESTATE] = sc.trace_state.to_header()
+    return span, headers
+
+
+def end_send(span: Span, exc: BaseException | None) -> None:
+    if exc is not None and span.is_recording():
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.set_attribute(C.ERROR_TYPE, type(exc).__qualname__)
+    span.end()
+
+
+class _Send:
+    __slots__ = ("prefix", "env", "span")
+
+    def __init__(self, prefix: str, env: Envelope) -> None:
+        self.prefix, self.env = prefix, env
+        self.span: Span = INVALID_SPAN
+
+    def __enter__(self) -> dict[str, str]:
+        self.span, headers = start_send(self.prefix, self.env)
+        return headers
+
+    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        end_send(self.span, exc)
+
+
+def send_span(prefix: str, env: Envelope) -> ContextManager[dict[str, str]]:
+    """`with send_span(prefix, env) as headers:` publish `env` with these extra headers."""
+    if not setup.enabled():
+        return _OFF
+    return _Send(prefix, env)
+
+
+def end_send_when_acked(span: Span, fut: "asyncio.Future[Any]") -> None:
+    """A pipelined publish's span ends when its PubAck (or failure) arrives."""
+    def done(f: "asyncio.Future[Any]") -> None:
+        end_send(span, None if f.cancelled() else f.exception())
+
+    fut.add_done_callback(done)
+
+
+def _extract(headers: Mapping[str, str] | None, req: Envelope) -> trace.SpanContext | None:
+    if headers and H.TRACEPARENT in headers:
+        sc = trace.get_current_span(_W3C.extract(dict(headers))).get_span_context()
+        if sc.is_valid:
+            return sc
+    return parse_traceparent(req.traceparent)
+
+
+@contextmanager
+def process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None, *,
+                 agent: str, instance: str | None = None) -> Iterator[Span]:
+    """The CONSUMER span of an agent handling `req`, current inside the block (it is `ctx.span`).
+
+    Parent: the send span named by the message's traceparent header (or the envelope's field);
+    the same context is also a link, as the messaging conventions ask of consumers.
+    """
+    if not setup.enabled():
+        yield INVALID_SPAN
+        return
+    sender = _extract(headers, req)
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(sender)) if sender is not None else OtelContext()
+    token = _component.set(agent)
+    try:
+        with preset(trace_id_for(req.conversation_id), span_id_for(PROCESS, req.id)):
+            span = setup.tracer(agent).start_span(
+                C.process_name(req.capability), context=parent, kind=SpanKind.CONSUMER,
+                links=[Link(sender)] if sender is not None else None,
+                attributes=C.process_attributes(prefix, req, agent, instance),
+            )
+        with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+            yield span
+    finally:
+        _component.reset(token)
+
+
+def mark_error(code: str, message: str) -> None:
+    """The current span failed with this ledgerbus error code (an agent answering ERROR)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_status(Status(StatusCode.ERROR, message))
+        span.set_attribute(C.ERROR_TYPE, code)
+
+
+@contextmanager
+def conversation_span(root: Envelope, component: str) -> Iterator[Span]:
+    """The orchestrator's span of one conversation, under the send span of its root REQUEST (whoever
+    published it: `run()` itself, or a client when the orchestrator serves); everything the
+    orchestrator publishes for the conversation hangs below it."""
+    if not setup.enabled():
+        yield INVALID_SPAN
+        return
+    sent = parse_traceparent(root.traceparent)
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(sent)) if sent is not None else None
+    token = _component.set(component)
+    try:
+        with preset(trace_id_for(root.conversation_id), span_id_for(CONVERSATION, root.conversation_id)):
+            span = setup.tracer(component).start_span(
+                C.conversation_name(root.capability), context=parent, kind=SpanKind.SERVER,
+                attributes=C.conversation_attributes(root),
+            )
+        with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+            yield span
+    finally:
+        _component.reset(token)
+
+
+@contextmanager
+def resume_span(root: Envelope, component: str) -> Iterator[Span]:
+    """A resumed conversation: a new span in the original trace, under the original root span."""
+    if not setup.enabled():
+        yield INVALID_SPAN
+        return
+    sent = parse_traceparent(root.traceparent)
+    trace_id = sent.trace_id if sent is not None else trace_id_for(root.conversation_id)
+    original = trace.SpanContext(trace_id, span_id_for(CONVERSATION, root.conversation_id), is_remote=True,
+                                 trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    token = _component.set(component)
+    try:
+        span = setup.tracer(component).start_span(
+            f"resume {root.capability}", context=trace.set_span_in_context(trace.NonRecordingSpan(original)),
+            kind=SpanKind.INTERNAL, attributes=C.conversation_attributes(root),
+        )
+        with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+            yield span
+    finally:
+        _component.reset(token)
+
+
+def on_emit(env: Envelope, root_task_id: str | None = None) -> None:
+    """The orchestrator published `env`: decisions become span events named by their code, and the
+    conversation's final answer sets the root span's outcome."""
+    if not setup.enabled():
+        return
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    if env.error is not None:
+        name, attrs = C.decision_event(env)
+        span.add_event(name, attrs)
+    if root_task_id is not None and env.task_id == root_task_id and env.action in (Action.RESPONSE, Action.ERROR):
+        outcome = (env.payload or {}).get("status") or ("FAILED" if env.action is Action.ERROR else "DONE")
+        span.set_attribute(C.LB_OUTCOME, str(outcome))
+        if env.action is Action.ERROR:
+            span.set_status(Status(StatusCode.ERROR, env.error.message if env.error else "failed"))
+            span.set_attribute(C.ERROR_TYPE, env.error.code if env.error else "FAILED")
+
+
+@contextmanager
+def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
+    """A child span of the current one, in the current component's service — e.g. around an LLM call:
+
+        with ledgerbus.tracing.span("llm.complete", {"llm.model": model}) as s: ...
+    """
+    component = _component.get() or "ledgerbus"
+    with setup.tracer(component).start_as_current_span(name, attributes=dict(attributes or {})) as s:
+        yield s

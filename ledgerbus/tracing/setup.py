@@ -156,12 +156,13 @@ def otlp_exporter(env: Any = None, endpoint: str | None = None) -> SpanExporter:
     env = os.environ if env is None else env
     proto = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
              or "http/protobuf").strip().lower()
+    signal = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")  # used as is, per the spec
+    base = endpoint or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if proto == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        if endpoint:
-            return OTLPSpanExporter(endpoint=traces_url(endpoint))
-        return OTLPSpanExporter()
+        url = traces_url(endpoint) if endpoint else signal or (traces_url(base) if base else None)
+        return OTLPSpanExporter(endpoint=url) if url else OTLPSpanExporter()
     if proto == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
@@ -171,7 +172,8 @@ def otlp_exporter(env: Any = None, endpoint: str | None = None) -> SpanExporter:
             raise ConfigError("OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: "
                               "pip install 'ledgerbus[grpc]' (opentelemetry-exporter-otlp-proto-grpc), "
                               "or use http/protobuf on port 4318") from None
-        return GrpcExporter(endpoint=endpoint) if endpoint else GrpcExporter()
+        target = endpoint or signal or base
+        return GrpcExporter(endpoint=target) if target else GrpcExporter()
     raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {proto!r}; use http/protobuf or grpc")
 
 

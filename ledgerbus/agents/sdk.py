@@ -55,7 +55,8 @@ class Agent:
             raise ConfigError(f"agent name {name!r} must match [a-z0-9_-]{{1,64}}")
         self.name = name
         self.description = description
-        self.registry = registry or default_registry
+        # `is None`, not `or`: an empty registry is falsy (it has __len__) and must still be the one used.
+        self.registry = registry if registry is not None else default_registry
         self.handlers: dict[str, Registration] = {}
 
     def capability(

@@ -7,6 +7,7 @@ import typer
 from ledgerbus.cli import demo as demo_mod
 from ledgerbus.cli import replay as replay_mod
 from ledgerbus.cli import schemas_cmd
+from ledgerbus.cli import trace_cmd
 from ledgerbus.cli import deadletters_cmd, security_cmd
 from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, server_cmd, stalls_cmd, tail_cmd
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.command()(demo_mod.demo)
 app.command()(replay_mod.replay)
 app.add_typer(schemas_cmd.app, name="schemas")
+app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(deadletters_cmd.app, name="deadletters")
 app.add_typer(security_cmd.app, name="security")
 app.command()(server_cmd.up)

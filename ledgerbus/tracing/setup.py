@@ -17,6 +17,7 @@ so each gets its own TracerProvider; they share the exporter's span processor.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -54,6 +55,7 @@ class _State:
 _state: _State | None = None
 _decided = False  # env read (or configure() called); until then the first check reads the env
 _lock = threading.Lock()
+_atexit = False
 
 #: Read on every publish: a plain module global so "off" costs one attribute load.
 ON = False
@@ -76,7 +78,7 @@ def configure(
     always-on). `service_name`: one name for every component (default OTEL_SERVICE_NAME, else each
     component — agent type, orchestrator — is its own service).
     """
-    global _state, _decided, ON
+    global _state, _decided, ON, _atexit
     procs: list[SpanProcessor] = []
     if processor is not None:
         procs.append(processor)
@@ -92,6 +94,10 @@ def configure(
                         dict(resource or {}))
         _decided = True
         ON = True
+        if not _atexit:
+            # Batched spans still queued when the process ends would be lost: flush them on the way out.
+            atexit.register(shutdown)
+            _atexit = True
 
 
 def configure_from_env(environ: dict[str, str] | None = None) -> bool:
@@ -151,7 +157,7 @@ def exporters_from_env(env: Any = None) -> list[SpanExporter]:
     return out
 
 
-def otlp_exporter(env: Any = None, endpoint: str | None = None) -> SpanExporter:
+def otlp_exporter(env: Any = None, endpoint: str | None = None, *, timeout: float | None = None) -> SpanExporter:
     """The OTLP span exporter the protocol variables ask for (HTTP/protobuf unless grpc is named)."""
     env = os.environ if env is None else env
     proto = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -162,7 +168,8 @@ def otlp_exporter(env: Any = None, endpoint: str | None = None) -> SpanExporter:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         url = traces_url(endpoint) if endpoint else signal or (traces_url(base) if base else None)
-        return OTLPSpanExporter(endpoint=url) if url else OTLPSpanExporter()
+        kw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        return OTLPSpanExporter(endpoint=url, **kw) if url else OTLPSpanExporter(**kw)
     if proto == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
@@ -173,7 +180,8 @@ def otlp_exporter(env: Any = None, endpoint: str | None = None) -> SpanExporter:
                               "pip install 'ledgerbus[grpc]' (opentelemetry-exporter-otlp-proto-grpc), "
                               "or use http/protobuf on port 4318") from None
         target = endpoint or signal or base
-        return GrpcExporter(endpoint=target) if target else GrpcExporter()
+        gkw: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        return GrpcExporter(endpoint=target, **gkw) if target else GrpcExporter(**gkw)
     raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {proto!r}; use http/protobuf or grpc")
 
 

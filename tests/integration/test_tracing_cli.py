@@ -1,0 +1,82 @@
+"""`ledgerbus trace export` sends the live trace's exact shape and ids, rebuilt from the ledger alone;
+`ledgerbus trace show` draws it; errors are one line with an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from typer.testing import CliRunner
+
+import ledgerbus.tracing as tracing
+from ledgerbus.cli.main import app
+from tests.integration.otlp_receiver import OtlpReceiver
+from tests.integration.tracing_world import run_flaky_conversation
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def live() -> Iterator[InMemorySpanExporter]:
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False)
+    yield exp
+    tracing.shutdown()
+
+
+def _shape(spans: list[dict]) -> set[tuple[str, str, str, str]]:
+    return {(s["span_id"], s["parent_id"], s["name"], s["service"]) for s in spans}
+
+
+async def test_trace_export_of_a_recorded_ledger_matches_the_live_run(bus, ledger, live, tmp_path):
+    traced = await run_flaky_conversation(bus, ledger)
+    tracing.shutdown()  # the export must not lean on anything the live run left in the process
+    live_spans = live.get_finished_spans()
+    expected = {(f"{s.context.span_id:016x}", f"{s.parent.span_id:016x}" if s.parent else "", s.name,
+                 s.resource.attributes["service.name"]) for s in live_spans}
+
+    with OtlpReceiver() as receiver:
+        res = runner.invoke(app, ["trace", "export", str(ledger.path), "-c", traced.result.conversation_id,
+                                  "--endpoint", receiver.endpoint, "--prefix", bus.subjects.prefix])
+        assert res.exit_code == 0, res.output
+        got = receiver.wait_for(len(live_spans))
+    assert _shape(got) == expected
+    assert {s["trace_id"] for s in got} == {f"{live_spans[0].context.trace_id:032x}"}
+    assert all(s["attributes"]["ledgerbus.rebuilt"] is True for s in got)
+    assert f"trace {live_spans[0].context.trace_id:032x}" in res.output
+
+
+async def test_trace_show_draws_the_tree_with_the_failed_attempt(bus, ledger):
+    traced = await run_flaky_conversation(bus, ledger)  # tracing off: the ledger alone is enough
+    res = runner.invoke(app, ["trace", "show", str(ledger.path), "--prefix", bus.subjects.prefix])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == f"conversation {traced.result.conversation_id}"
+    assert lines[1].startswith("send lb.orchestrator.REQUEST.{conversationId} (client)")
+    assert lines[2].startswith("  conversation flaky.work (orchestrator) outcome=DONE")
+    assert any(l.startswith("      process flaky.work (flaky) attempt=1 ERROR FLAKY") for l in lines)
+    assert any(l.startswith("      process flaky.work (flaky) attempt=2 ") and "ERROR" not in l for l in lines)
+    assert "    * RETRY_SCHEDULED" in lines
+
+    res = runner.invoke(app, ["trace", "show", str(ledger.path), "--json", "--prefix", bus.subjects.prefix])
+    assert res.exit_code == 0, res.output
+    import json
+
+    (conv,) = json.loads(res.output)
+    assert conv["traceId"] == traced.result.conversation_id.replace("-", "")
+    assert len(conv["spans"]) == len(traced.envelopes) + 3
+
+
+async def test_trace_command_errors_are_one_line(bus, ledger, tmp_path):
+    traced = await run_flaky_conversation(bus, ledger)
+    missing = runner.invoke(app, ["trace", "show", str(tmp_path / "nope.db")])
+    assert missing.exit_code == 2 and missing.output.strip() == f"error: no ledger at {tmp_path / 'nope.db'}"
+    unknown = runner.invoke(app, ["trace", "show", str(ledger.path), "-c", "no-such-conversation"])
+    assert unknown.exit_code == 1 and "no-such-conversation has no events" in unknown.output
+    down = runner.invoke(app, ["trace", "export", str(ledger.path), "-c", traced.result.conversation_id,
+                               "--endpoint", "http://127.0.0.1:9", "--timeout", "0.5"])
+    assert down.exit_code == 2
+    assert down.output.strip().splitlines() == [
+        f"error: the OTLP collector at http://127.0.0.1:9 did not accept the spans of "
+        f"{traced.result.conversation_id} (is Jaeger running?)"]

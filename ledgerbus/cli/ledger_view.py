@@ -25,6 +25,10 @@ from ledgerbus.eventstore.upcast import Upcaster
 
 #: A silence this long between two events of a conversation is worth pointing at (a stall, a retry wait).
 GAP_MS = 1000
+#: A ledger with this few conversations is shown in full (timelines and state) even without -c.
+SMALL_LEDGER = 5
+#: Whole-ledger replay lists at most this many conversations that did not end DONE (the rest are counted).
+NOTABLE = 50
 
 
 def parse_filter(conversation: Sequence[str], agent: Sequence[str], action: Sequence[str], capability: Sequence[str],
@@ -105,16 +109,27 @@ class ReplaySink:
                  registry: Any = None) -> None:
         self.console = console
         self.selected = conversations
-        self.timeline = timeline and not summary and bool(conversations)
+        self.want_timeline = timeline and not summary
+        self.summary = summary
+        self.timeline = self.want_timeline and bool(conversations)
         self.as_json = as_json
         self.point = point
         self.upcaster = Upcaster(registry) if upcast and registry is not None else (Upcaster() if upcast else None)
         self.events: dict[str, list[StoredEvent]] = {}
         self.open: dict[str, ConversationState] = {}
-        self.done: list[list[str]] = []  # summary rows only: small, one per ended conversation
+        self.by_status: dict[str, int] = {}
+        self.notable: list[list[str]] = []  # whole ledger: the first conversations that did not end DONE
+        self.notable_more = 0
+        self.streamed = 0  # whole ledger with --json: conversations already written out
+        self.out = sys.stdout
         self.count = 0
         self.rejected = 0
         self.source = ""
+
+    def select(self, conversation_ids: Sequence[str]) -> None:
+        """Show these conversations in full (a small ledger replayed without -c)."""
+        self.selected = tuple(conversation_ids)
+        self.timeline = self.want_timeline
 
     @contextlib.contextmanager
     def progress(self, total: int | None, what: str) -> Iterator[Callable[[int], None]]:
@@ -140,6 +155,7 @@ class ReplaySink:
     def feed(self, events: Sequence[StoredEvent]) -> None:
         if self.upcaster is not None:
             events = list(self.upcaster.events(events))
+        whole = not self.selected
         for ev in events:
             self.count += 1
             cid = ev.envelope.conversation_id
@@ -149,34 +165,64 @@ class ReplaySink:
             if st is None:
                 st = self.open[cid] = ConversationState(conversation_id=cid)
             apply(st, ev.envelope, ev.position)
-            if not self.selected and not self.as_json and st.status.value != "RUNNING":
-                # Whole-ledger mode: a finished conversation is reported and forgotten.
-                self.done.append(summary_row(self.open.pop(cid)))
+            if whole and st.status.value != "RUNNING":
+                # Whole-ledger mode: a finished conversation is reported and forgotten, so memory
+                # follows the open conversations, not the ledger's length.
+                self._ended(self.open.pop(cid))
+
+    def _ended(self, st: ConversationState) -> None:
+        status = st.status.value
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if self.as_json:
+            self.out.write(("[" if not self.streamed else ",") + json.dumps(
+                {"conversationId": st.conversation_id, "state": state_json(st), "events": None}, default=str))
+            self.streamed += 1
+        elif status != "DONE":
+            if len(self.notable) < NOTABLE:
+                self.notable.append(summary_row(st))
+            else:
+                self.notable_more += 1
 
     def finish(self) -> None:
-        states = list(self.open.values())
-        if self.selected:
-            missing = [c for c in self.selected if c not in self.open]
-            if missing and not self.as_json:
-                _fail(f"conversation {missing[0]} has no events in {self.source or 'the ledger'}"
-                      + (f" up to {self.point}" if self.point else ""))
-            states = [self.open[c] for c in self.selected if c in self.open]
+        if not self.selected:
+            for st in list(self.open.values()):
+                self._ended(st)
+            self.open.clear()
+            if self.as_json:
+                self.out.write(("]" if self.streamed else "[]") + "\n")
+                return
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(self.by_status.items()))
+            self.console.print(f"{self.count} events, {sum(self.by_status.values())} conversations: {counts or 'none'}"
+                               + (f" (from {self.source})" if self.source else ""), highlight=False)
+            if self.notable:
+                table = summary_table(self.notable)
+                table.title = "conversations that did not end DONE" + (
+                    f" (first {NOTABLE}; {self.notable_more} more — use --json)" if self.notable_more else "")
+                self.console.print(table)
+            self._notes()
+            return
+        missing = [c for c in self.selected if c not in self.open]
+        if missing and not self.as_json:
+            _fail(f"conversation {missing[0]} has no events in {self.source or 'the ledger'}"
+                  + (f" up to {self.point}" if self.point else ""))
+        states = [self.open[c] for c in self.selected if c in self.open]
         if self.as_json:
             out = [{"conversationId": st.conversation_id, "state": state_json(st),
                     "events": [event_json(e) for e in self.events.get(st.conversation_id, [])] if self.timeline else None}
                    for st in states]
-            sys.stdout.write(json.dumps(out, default=str) + "\n")
+            self.out.write(json.dumps(out, default=str) + "\n")
             return
-        if self.selected and not self.timeline and len(states) > 1:
+        if not self.timeline and len(states) > 1:
             self.console.print(summary_table([summary_row(st) for st in states]))
-        elif self.selected:
+        else:
             for st in states:
                 if self.timeline:
                     title = f"timeline of {st.conversation_id}" + (f" up to {self.point}" if self.point else "")
                     self.console.print(timeline(self.events.get(st.conversation_id, []), title=title))
                 self.console.print(state_table(st))
-        else:
-            self.console.print(summary_table(self.done + [summary_row(st) for st in states]))
+        self._notes()
+
+    def _notes(self) -> None:
         notes = []
         if self.upcaster is not None and self.upcaster.upcast:
             notes.append(f"{self.upcaster.upcast} payloads upcast to today's versions")

@@ -97,6 +97,12 @@ def _from_file(path: Path, flt: Any, sink: ReplaySink) -> None:
 
 
 def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
+    from ledgerbus.cli.ledger_view import SMALL_LEDGER
+
+    if not sink.selected and not sink.summary:
+        ids = store.conversation_ids(limit=SMALL_LEDGER + 1)
+        if 0 < len(ids) <= SMALL_LEDGER:
+            sink.select(ids)
     total = store.count_matching(flt) if is_tty() else None
     with sink.progress(total, f"replaying {path}") as advance:
         chunk = []

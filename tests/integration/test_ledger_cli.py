@@ -84,8 +84,11 @@ def test_replay_from_the_live_stream_equals_replay_from_the_file(recorded):
     l = json.loads(cli("replay", "--url", server.url, "--prefix", server.prefix, "-c", cids[0], "--agent", "writing", "--json"))
     assert f == l and {e["sender"] == "writing" or e["recipient"] == "writing" for e in f[0]["events"]} == {True}
     # The whole ledger, one line per conversation, no progress noise when not on a terminal.
-    out = cli("replay", path)
-    assert "2 conversations" in out and "ev/s" not in out
+    out = cli("replay", path, "--summary")
+    assert "2 conversations: 2 DONE" in out and "ev/s" not in out
+    assert [c["state"]["status"] for c in json.loads(cli("replay", path, "--json", "--summary"))] == ["DONE", "DONE"]
+    # A small ledger without -c is shown in full: both timelines.
+    assert cli("replay", path).count("timeline of") == 2
 
 
 def test_diff_between_two_points(recorded):

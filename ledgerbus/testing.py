@@ -22,7 +22,7 @@ from ledgerbus.bus.requester import Requester
 from ledgerbus.errors import TaskTimeout
 from ledgerbus.eventstore.fold import ConversationState, fold
 from ledgerbus.schemas.codes import Action
-from ledgerbus.schemas.envelope import Envelope, ErrorInfo
+from ledgerbus.schemas.envelope import Envelope, ErrorInfo, new_request
 
 
 @dataclass
@@ -90,20 +90,25 @@ class AgentHarness:
                 self.runtimes[agent.name] = rt
 
     async def __call__(self, agent: Agent, capability: str, payload: Any, *, also: tuple[Agent, ...] = (),
-                       timeout: float | None = None, **request_fields: Any) -> Conversation:
+                       timeout: float | None = None, validate: bool = True, **request_fields: Any) -> Conversation:
         """Run `agent` (and the agents in `also`), ask it `capability` with `payload`, wait for the
-        answer, and return the conversation as recorded in the ledger."""
+        answer, and return the conversation as recorded in the ledger. `validate=False` sends the payload
+        unchecked, to test how the agent answers bad input."""
         await self.start(agent, *also)
-        return await self.ask(agent, capability, payload, timeout=timeout, **request_fields)
+        return await self.ask(agent, capability, payload, timeout=timeout, validate=validate, **request_fields)
 
     async def ask(self, agent: Agent, capability: str, payload: Any, *, timeout: float | None = None,
-                  **request_fields: Any) -> Conversation:
+                  validate: bool = True, **request_fields: Any) -> Conversation:
         timeout = timeout or self.timeout
         requester = self._requesters.get(id(agent.registry))
         if requester is None:
             requester = await Requester(self.bus, self.address, registry=agent.registry).start()
             self._requesters[id(agent.registry)] = requester
-        req = requester.build(agent.name, capability, payload, **request_fields)
+        if validate:
+            req = requester.build(agent.name, capability, payload, **request_fields)
+        else:
+            req = new_request(sender=self.address, recipient=agent.name, capability=capability, payload=payload,
+                              **request_fields)
         final: Envelope | None = None
         async for ans in requester.stream(req, timeout=timeout):
             final = ans

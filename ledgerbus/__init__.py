@@ -44,6 +44,11 @@ _EXPORTS: dict[str, str] = {
     "StoredEvent": "ledgerbus.eventstore.base",
     "SQLiteEventStore": "ledgerbus.eventstore.sqlite",
     "Recorder": "ledgerbus.eventstore.recorder",
+    "JetStreamLedger": "ledgerbus.eventstore.jetstream",
+    "Upcaster": "ledgerbus.eventstore.upcast",
+    "VerifyReport": "ledgerbus.eventstore.integrity",
+    "resimulate": "ledgerbus.orchestrator.replaymodes",
+    "re_execute": "ledgerbus.orchestrator.replaymodes",
     "fold": "ledgerbus.eventstore.fold",
     "apply": "ledgerbus.eventstore.fold",
     "ConversationState": "ledgerbus.eventstore.fold",
@@ -104,7 +109,11 @@ if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus.eventstore.base import EventFilter, EventStore, StoredEvent
     from ledgerbus.eventstore.fold import (ConversationState, ConversationStatus, TaskState, TaskStatus, apply,
                                            fold)
+    from ledgerbus.eventstore.integrity import VerifyReport
+    from ledgerbus.eventstore.jetstream import JetStreamLedger
     from ledgerbus.eventstore.recorder import Recorder
+    from ledgerbus.eventstore.upcast import Upcaster
+    from ledgerbus.orchestrator.replaymodes import re_execute, resimulate
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
     from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
     from ledgerbus.orchestrator.engine import ConversationResult, Orchestrator

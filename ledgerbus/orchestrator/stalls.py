@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from ledgerbus.eventstore.fold import ConversationState, TaskState, TaskStatus
 from ledgerbus.orchestrator.policy import TaskPolicy
 from ledgerbus.schemas.codes import ErrorCode
@@ -25,20 +27,30 @@ class Stall:
     attempt: int
 
 
-def check_task(task: TaskState, now_ms: int, policy: TaskPolicy) -> str | None:
+def _ms(seconds: float) -> int:
+    # Whole milliseconds, the same in check_task and next_check_ms: with `seconds * 1000` compared as a
+    # float (1.001 * 1000 == 1000.9999…), a timer set for next_check_ms could wake to find nothing due.
+    return max(1, round(seconds * 1000))
+
+
+def _sign_of_life(task: TaskState) -> int:
+    # The latest of the REQUEST, the ACK and the last PROGRESS: a retry's silence starts at its own
+    # REQUEST, not at an older attempt's ACK.
+    return max(t for t in (task.sent_at, task.acked_at, task.last_activity_at) if t is not None)
+
+
+def check_task(task: TaskState, now_ms: int, policy: TaskPolicy, *, with_timeout: bool = True) -> str | None:
     """Which limit, if any, an unfinished task has passed at `now_ms`."""
     if task.status not in (TaskStatus.SENT, TaskStatus.ACKED) or task.sent_at is None:
         return None
-    if now_ms - task.sent_at >= policy.timeout * 1000:
+    if with_timeout and now_ms - task.sent_at >= _ms(policy.timeout):
         return ErrorCode.TIMED_OUT.value
     if task.deadline is not None and now_ms > task.deadline:
         return ErrorCode.DEADLINE_EXCEEDED.value
-    if task.status is TaskStatus.SENT and now_ms - task.sent_at >= policy.receipt_timeout * 1000:
+    if task.status is TaskStatus.SENT and now_ms - task.sent_at >= _ms(policy.receipt_timeout):
         return ErrorCode.NO_RECEIPT.value
-    if task.status is TaskStatus.ACKED:
-        last = task.last_activity_at or task.acked_at or task.sent_at
-        if now_ms - last >= policy.stall_after * 1000:
-            return ErrorCode.STALLED.value
+    if task.status is TaskStatus.ACKED and now_ms - _sign_of_life(task) >= _ms(policy.stall_after):
+        return ErrorCode.STALLED.value
     return None
 
 
@@ -46,14 +58,13 @@ def next_check_ms(task: TaskState, policy: TaskPolicy) -> int | None:
     """The earliest moment `check_task` could change its answer for this task (for timers)."""
     if task.status not in (TaskStatus.SENT, TaskStatus.ACKED) or task.sent_at is None:
         return None
-    times = [task.sent_at + int(policy.timeout * 1000)]
+    times = [task.sent_at + _ms(policy.timeout)]
     if task.deadline is not None:
         times.append(task.deadline + 1)
     if task.status is TaskStatus.SENT:
-        times.append(task.sent_at + int(policy.receipt_timeout * 1000))
+        times.append(task.sent_at + _ms(policy.receipt_timeout))
     else:
-        last = task.last_activity_at or task.acked_at or task.sent_at
-        times.append(last + int(policy.stall_after * 1000))
+        times.append(_sign_of_life(task) + _ms(policy.stall_after))
     return min(times)
 
 
@@ -66,9 +77,18 @@ def find_stalls(
     out: list[Stall] = []
     for st in states:
         for task in st.tasks.values():
-            code = check_task(task, now_ms, policy_for(task.capability, task.agent))
+            policy = policy_for(task.capability, task.agent)
+            if task.task_id == st.root_task_id and len(st.tasks) > 1 and task.sent_at is not None:
+                # A decomposed conversation's root: the orchestrator's requests and decisions are its sign
+                # of life, and it lasts as long as its steps, so only silence of the whole conversation (a
+                # dead orchestrator) or a missing receipt counts, not the per-task timeout.
+                task = msgspec.structs.replace(
+                    task, last_activity_at=max(_sign_of_life(task), st.last_timestamp or 0))
+                code = check_task(task, now_ms, policy, with_timeout=False)
+            else:
+                code = check_task(task, now_ms, policy)
             if code is None:
                 continue
-            last = task.last_activity_at or task.sent_at or now_ms
-            out.append(Stall(st.conversation_id, task.task_id, task.agent, task.capability, code, now_ms - last, task.attempt))
+            silent = now_ms - _sign_of_life(task)
+            out.append(Stall(st.conversation_id, task.task_id, task.agent, task.capability, code, silent, task.attempt))
     return out

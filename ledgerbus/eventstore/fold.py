@@ -92,12 +92,9 @@ class TaskState(msgspec.Struct, kw_only=True):
     @property
     def retry_pending(self) -> bool:
         """A failed attempt the orchestrator said it will retry (a RETRY_SCHEDULED after the failure)."""
-        return (
-            self.status in (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT)
-            and bool(self.decisions)
-            and self.decisions[-1].code == ErrorCode.RETRY_SCHEDULED.value
-            and self.decisions[-1].attempt >= self.attempt
-        )
+        # Not only the last decision: a RATE_LIMITED note about the next attempt may follow the RETRY_SCHEDULED.
+        return self.status in (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT) and any(
+            d.code == ErrorCode.RETRY_SCHEDULED.value and d.attempt >= self.attempt for d in self.decisions)
 
 
 class ConversationState(msgspec.Struct, kw_only=True):

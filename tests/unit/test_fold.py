@@ -249,6 +249,29 @@ def test_a_late_response_from_an_old_attempt_completes_the_task() -> None:
     assert (t.status, t.result, t.attempts, t.attempt) == (S.DONE, {"from": 1}, 3, 2)
 
 
+def test_a_rate_limited_note_about_the_next_attempt_keeps_the_retry_pending() -> None:
+    h = History()
+    r1 = h.request("t1", "research", attempt=1)
+    h.error(r1, "INTERNAL", retryable=True)
+    h.decision(r1, "RETRY_SCHEDULED")
+    r2 = h.request("t1", "research", attempt=2, record=False)  # built, waiting for a token
+    h.decision(r2, "RATE_LIMITED")
+    t = fold(h.envelopes).tasks["t1"]
+    assert t.retry_pending and t.attempt == 1
+    assert [(d.code, d.attempt) for d in t.decisions] == [("RETRY_SCHEDULED", 1), ("RATE_LIMITED", 2)]
+
+
+def test_a_final_failure_after_an_earlier_retry_is_not_pending() -> None:
+    h = History()
+    r1 = h.request("t1", "research", attempt=1)
+    h.error(r1, "INTERNAL", retryable=True)
+    h.decision(r1, "RETRY_SCHEDULED")
+    r2 = h.request("t1", "research", attempt=2)
+    h.error(r2, "HANDLER_ERROR")  # not retryable: the orchestrator gives up
+    t = fold(h.envelopes).tasks["t1"]
+    assert t.status is S.FAILED and not t.retry_pending
+
+
 def test_retry_of_an_agent_error_then_success() -> None:
     h = History()
     r1 = h.request("t1", "research", attempt=1)
@@ -362,6 +385,8 @@ def _attempt(draw: st.DrawFn, h: History, sc: Scenario, task: str, agent: str, k
              last: bool) -> tuple[int | None, TaskStatus | None, bool]:
     """One attempt's events. Returns (what the orchestrator reacted to, the status it ends in, a RESPONSE exists)."""
     req = h.request(task, agent, attempt=k)
+    if draw(st.booleans()):  # the orchestrator waited for a token first, and said so
+        gate = sc.add(h.decision(req, "RATE_LIMITED"), gate)
     i_req = sc.add(req, gate)
     outcome = draw(st.sampled_from(OUTCOMES_LAST if last else OUTCOMES_RETRIED))
     answered = False
@@ -381,6 +406,8 @@ def _attempt(draw: st.DrawFn, h: History, sc: Scenario, task: str, agent: str, k
     if outcome == "open_acked":
         return None, S.ACKED, False
     if outcome == "response":
+        if draw(st.booleans()):  # redelivered to a second instance, which answers too
+            sc.add(h.response(req), sc.add(h.ack(req), i_req))
         return sc.add(h.response(req), chain), S.DONE, True
     if outcome == "error":
         return sc.add(h.error(req, "INTERNAL", retryable=not last), chain), S.FAILED, False
@@ -462,6 +489,7 @@ def test_any_causal_interleaving_folds_to_the_same_final_status(
     assert got_a == sc.expected
     assert got_a == {tid: t.status for tid, t in fb.tasks.items()}
     assert fa.status is fb.status is sc.conversation
+    assert not any(t.retry_pending for t in fa.tasks.values())  # every scheduled retry was sent
     assert {tid: t.attempts for tid, t in fa.tasks.items() if tid != "root"} == sc.requests
 
 

@@ -77,6 +77,9 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "ledgerbus.orchestrator.backoff",
     "Backoff": "ledgerbus.orchestrator.backoff",
     "Router": "ledgerbus.orchestrator.router",
+    # testing agents (the pytest plugin's run_agent)
+    "AgentHarness": "ledgerbus.testing",
+    "Conversation": "ledgerbus.testing",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -121,6 +124,7 @@ if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus.orchestrator.policy import (BreakerPolicy, FallbackCapability, FallbackValue, PolicySet,
                                                RateLimitPolicy, TaskPolicy)
     from ledgerbus.orchestrator.router import Router
+    from ledgerbus.testing import AgentHarness, Conversation
     from ledgerbus.schemas.capability import Capability, CapabilityRegistry, registry
     from ledgerbus.schemas.codec import Codec
     from ledgerbus.schemas.codes import Action, ErrorCode

@@ -60,11 +60,13 @@ async def _agents(name: str | None, history: int, url: str | None, prefix: str |
     from ledgerbus.agents.directory import Directory
     from ledgerbus.cli.live import connect, stored_events
     from ledgerbus.cli.payloads import UnknownAgent
+    from ledgerbus.cli.progress import bar
 
     bus = await connect(url, data_dir, prefix=prefix)
     try:
         live = await Directory(bus).live_types()
-        brk = breakers(await stored_events(bus, last=history)) if history else {}
+        with bar("reading the ledger for breaker state") as tick:
+            brk = breakers(await stored_events(bus, last=history, on_progress=tick)) if history else {}
     finally:
         await bus.close()
     if name is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,12 +70,13 @@ async def connect(url: str | None, data_dir: Path, *, prefix: str | None = None,
         raise ServerError(f"NATS at {target} accepted the connection but did not complete the handshake") from None
 
 
-async def read_events(bus: Bus, subject: str | None = None, *, last: int | None = None,
-                      idle: float = 5.0) -> AsyncIterator[StoredEvent | Rejected]:
+async def read_events(bus: Bus, subject: str | None = None, *, last: int | None = None, idle: float = 5.0,
+                      on_progress: Callable[[int, int], None] | None = None) -> AsyncIterator[StoredEvent | Rejected]:
     """Every message on `subject` (default: the whole ledger) that the stream holds now, in order, then stop.
 
     `last` limits the read to the newest `last` stream positions. Undecodable messages come back as
-    Rejected (with the reason) so callers can show them rather than drop them.
+    Rejected (with the reason) so callers can show them rather than drop them. `on_progress(done, total)`
+    is told how far through the positions the read is (for a progress bar).
     """
     js = bus.js
     stream = bus.subjects.stream
@@ -105,6 +106,8 @@ async def read_events(bus: Bus, subject: str | None = None, *, last: int | None 
             seq = meta.sequence.stream
             if seq > end:
                 return
+            if on_progress is not None:
+                on_progress(seq - start + 1, end - start + 1)
             yield decode(bus, seq, msg.subject, msg.data)
             if meta.num_pending == 0 or seq >= end:
                 return
@@ -122,5 +125,7 @@ def decode(bus: Bus, seq: int, subject: str, data: bytes) -> StoredEvent | Rejec
         return Rejected(seq, subject, data, exc.code, exc.reason)
 
 
-async def stored_events(bus: Bus, subject: str | None = None, *, last: int | None = None) -> list[StoredEvent]:
-    return [e async for e in read_events(bus, subject, last=last) if isinstance(e, StoredEvent)]
+async def stored_events(bus: Bus, subject: str | None = None, *, last: int | None = None,
+                        on_progress: Callable[[int, int], None] | None = None) -> list[StoredEvent]:
+    return [e async for e in read_events(bus, subject, last=last, on_progress=on_progress)
+            if isinstance(e, StoredEvent)]

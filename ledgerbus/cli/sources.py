@@ -26,10 +26,12 @@ def from_file(ledger: Path) -> dict[str, ConversationState]:
 async def from_stream(url: str | None, data_dir: Path, prefix: str | None,
                       last: int | None = None) -> dict[str, ConversationState]:
     from ledgerbus.cli.live import connect, stored_events
+    from ledgerbus.cli.progress import bar
 
     bus = await connect(url, data_dir, prefix=prefix)
     try:
-        events = await stored_events(bus, last=last)
+        with bar("reading the ledger") as tick:
+            events = await stored_events(bus, last=last, on_progress=tick)
     finally:
         await bus.close()
     return fold_all((ev.position, ev.envelope) for ev in events)

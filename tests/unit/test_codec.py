@@ -169,6 +169,35 @@ def test_size_limit_is_checked_before_parsing() -> None:
     assert info.value.code == "PAYLOAD_TOO_LARGE"
 
 
+class _NoParse:
+    """Stands in for the decoder: a limit check that works never reaches it."""
+
+    def decode(self, data: bytes) -> Envelope:
+        raise AssertionError("the parser ran on a message the limits should have refused")
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [(b'{"payload":"' + b"x" * 2000 + b'"}', "PAYLOAD_TOO_LARGE"), (b"[" * 50 + b"]" * 50, "PAYLOAD_TOO_DEEP"),
+     (b'{"a":' * 40 + b"1" + b"}" * 40, "PAYLOAD_TOO_DEEP")],
+)
+def test_limits_refuse_without_running_the_parser(data: bytes, code: str) -> None:
+    guarded = Codec(max_bytes=1000, max_depth=32)
+    guarded._decoder = _NoParse()  # type: ignore[assignment]
+    with pytest.raises(InvalidMessage) as info:
+        guarded.decode(data)
+    assert info.value.code == code
+
+
+def test_encode_refuses_what_decode_would_refuse() -> None:
+    small = Codec(max_bytes=1000)
+    env = new_request(sender="a", recipient="b", capability="x.y", payload={"blob": "x" * 2000})
+    with pytest.raises(InvalidMessage) as info:
+        small.encode(env)
+    assert (info.value.code, info.value.path) == ("PAYLOAD_TOO_LARGE", "$.payload")
+    assert info.value.details["limit"] == 1000 and info.value.details["size"] > 1000
+
+
 def test_size_limit_boundary() -> None:
     data = codec.encode(new_request(sender="a", recipient="b", capability="x.y", payload={}))
     exact = Codec(max_bytes=len(data))

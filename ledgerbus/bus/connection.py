@@ -109,15 +109,21 @@ class Bus:
             codec=codec or Codec(),
             server=server,
         )
-        await bus.ensure_ledger(ledger or LedgerConfig())
+        from ledgerbus.bus.retention import ledger_config_from_env
+
+        configured = ledger or ledger_config_from_env()  # LEDGERBUS_LEDGER_MAX_AGE / _MAX_BYTES
+        await bus.ensure_ledger(configured or LedgerConfig(), update=configured is not None)
         return bus
 
     @property
     def url(self) -> str:
         return str(self.nc.connected_url.geturl()) if self.nc.connected_url else ""
 
-    async def ensure_ledger(self, config: LedgerConfig) -> api.StreamInfo:
-        """Create the LEDGER stream, or bring an existing one to `config` (idempotent)."""
+    async def ensure_ledger(self, config: LedgerConfig, *, update: bool = True) -> api.StreamInfo:
+        """Create the LEDGER stream, or bring an existing one to `config` (idempotent).
+
+        `update=False` only creates: an existing stream keeps the retention someone set on it.
+        """
         cfg = config.stream_config(self.subjects)
         try:
             info = await self.js.stream_info(self.subjects.stream)
@@ -125,7 +131,7 @@ class Bus:
             info = await self.js.add_stream(cfg)
         else:
             cur = info.config
-            if (cur.max_age or 0, cur.max_bytes or -1, cur.duplicate_window) != (
+            if update and (cur.max_age or 0, cur.max_bytes or -1, cur.duplicate_window) != (
                 cfg.max_age,
                 cfg.max_bytes,
                 cfg.duplicate_window,

@@ -6,6 +6,7 @@ import typer
 
 from ledgerbus.cli import demo as demo_mod
 from ledgerbus.cli import replay as replay_mod
+from ledgerbus.cli import ledger_cmds
 from ledgerbus.cli import schemas_cmd
 from ledgerbus.cli import trace_cmd
 from ledgerbus.cli import deadletters_cmd, security_cmd
@@ -21,6 +22,13 @@ app = typer.Typer(
 )
 app.command()(demo_mod.demo)
 app.command()(replay_mod.replay)
+app.command()(ledger_cmds.diff)
+app.command()(ledger_cmds.export)
+app.command(name="import")(ledger_cmds.import_)
+app.command()(ledger_cmds.verify)
+app.command()(ledger_cmds.compact)
+app.command()(ledger_cmds.fork)
+app.command()(ledger_cmds.retention)
 app.add_typer(schemas_cmd.app, name="schemas")
 app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(deadletters_cmd.app, name="deadletters")

@@ -123,7 +123,7 @@ def replay_file(path: Path, *, fold: bool = True, sample: Any = None) -> int:
     open_: dict[str, ConversationState] = {}
     finished = 0
     n = 0
-    for ev in store.read(batch=BATCH):
+    for ev in store.read(batch=BATCH, trusted=True):
         n += 1
         if sample is not None and n % BATCH == 0:
             sample()

@@ -38,7 +38,10 @@ def load_agent(spec: str) -> Any:
             raise ConfigError(f"{spec!r}: cannot load {path}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[mod_name] = module
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigError(f"{spec!r}: loading {path} failed: {_where(exc)}") from None
     else:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())  # like `python -m`: modules next to you are importable
@@ -46,12 +49,24 @@ def load_agent(spec: str) -> Any:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
             raise ConfigError(f"{spec!r}: cannot import {exc.name!r}") from None
+        except Exception as exc:  # the user's module raised while importing: say where, in one line
+            raise ConfigError(f"{spec!r}: importing {target} failed: {_where(exc)}") from None
     obj = getattr(module, attr, None)
     if not isinstance(obj, Agent):
         found = [k for k, v in vars(module).items() if isinstance(v, Agent)]
         hint = f"; agents in {target}: {', '.join(found)}" if found else ""
         raise ConfigError(f"{spec!r}: {attr!r} is not a ledgerbus Agent{hint}")
     return obj
+
+
+def _where(exc: Exception) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    at = f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})" if tb is not None else ""
+    return f"{type(exc).__name__}: {exc}{at}"
 
 
 @app.command("run")

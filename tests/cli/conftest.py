@@ -108,7 +108,8 @@ Invoke = Callable[..., Result]
 @pytest.fixture
 def cli(nats_server: Any) -> Invoke:
     """Run `ledgerbus ARGS… --url <test server> --prefix <test prefix>` and return the click Result."""
-    runner = CliRunner()
+    # The developer's own settings must not leak in: every server a test talks to is named explicitly.
+    runner = CliRunner(env={"LEDGERBUS_NATS_URL": None, "LEDGERBUS_PREFIX": None, "LEDGERBUS_DATA_DIR": None})
 
     def invoke(*args: str, server: bool = True, input: str | None = None) -> Result:
         extra = ["--url", nats_server.url, "--prefix", nats_server.prefix] if server else []

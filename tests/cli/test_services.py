@@ -75,6 +75,13 @@ def test_agent_run_bad_spec_is_one_line(cli, tmp_path, monkeypatch):
     r = cli("agent", "run", "no_such_module:agent")
     assert r.exit_code == 1 and "cannot import 'no_such_module'" in r.stderr
     assert "Traceback" not in r.output
+    (tmp_path / "broken.py").write_text("import msgspec\nraise RuntimeError('no API key')\n")
+    r = cli("agent", "run", "broken:agent")
+    assert r.exit_code == 1 and "RuntimeError: no API key" in r.stderr and "broken.py, line 2" in r.stderr
+    (tmp_path / "typo.py").write_text("def f(:\n")
+    r = cli("agent", "run", f"{tmp_path / 'typo.py'}:agent")
+    assert r.exit_code == 1 and "SyntaxError" in r.stderr and "line 1" in r.stderr
+    assert "Traceback" not in r.output
 
 
 def test_orchestrator_run_serves_requests_until_stopped(nats_server, cli, examples):

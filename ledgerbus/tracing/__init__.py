@@ -16,29 +16,13 @@ After the fact: `rebuild(envelopes)` gives a recorded conversation's spans; `ren
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ledgerbus.tracing.ids import parse_traceparent, span_id_for, trace_id_for
 from ledgerbus.tracing.instrument import span
+from ledgerbus.tracing.rebuild import rebuild  # the function, not the submodule of the same name
 from ledgerbus.tracing.setup import configure, configure_from_env, enabled, force_flush, shutdown, tracer
+from ledgerbus.tracing.tree import TreeOptions, render
 
 __all__ = [
     "configure", "configure_from_env", "enabled", "force_flush", "shutdown", "tracer", "span",
     "trace_id_for", "span_id_for", "parse_traceparent", "rebuild", "render", "TreeOptions",
 ]
-
-if TYPE_CHECKING:
-    from ledgerbus.tracing.rebuild import rebuild
-    from ledgerbus.tracing.tree import TreeOptions, render
-
-
-def __getattr__(name: str) -> Any:
-    if name == "rebuild":
-        from ledgerbus.tracing.rebuild import rebuild
-
-        return rebuild
-    if name in ("render", "TreeOptions"):
-        from ledgerbus.tracing import tree
-
-        return getattr(tree, name)
-    raise AttributeError(f"module 'ledgerbus.tracing' has no attribute {name!r}")

@@ -3,15 +3,11 @@ same tree rebuilt from the recorded ledger."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 import ledgerbus.tracing as tracing
 from ledgerbus.tracing.tree import TreeOptions, render
-from tests.integration.tracing_world import by_message, run_flaky_conversation
+from tests.integration.tracing_world import by_message, memory_spans, run_flaky_conversation  # noqa: F401  (fixture)
 
 EXPECTED = """\
 send lb.orchestrator.REQUEST.{conversationId} (client) attempt=1
@@ -30,18 +26,12 @@ send lb.orchestrator.REQUEST.{conversationId} (client) attempt=1
     send lb.client.RESPONSE.{conversationId} (orchestrator)"""
 
 
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    exp = InMemorySpanExporter()
-    tracing.configure(exporter=exp, batch=False)
-    yield exp
-    tracing.shutdown()
 
 
-async def test_live_span_tree_of_a_retried_task(bus, ledger, exporter):
+async def test_live_span_tree_of_a_retried_task(bus, ledger, memory_spans):
     traced = await run_flaky_conversation(bus, ledger)
     assert traced.result.ok, traced.result.outcome
-    spans = exporter.get_finished_spans()
+    spans = memory_spans.get_finished_spans()
 
     assert render(spans) == EXPECTED, "\n" + render(spans)
     # One trace id for the whole conversation, and it is the conversation id.
@@ -78,9 +68,9 @@ async def test_live_span_tree_of_a_retried_task(bus, ledger, exporter):
     assert root.attributes["ledgerbus.outcome"] == "DONE"
 
 
-async def test_rebuilt_from_the_ledger_matches_the_live_trace(bus, ledger, exporter):
+async def test_rebuilt_from_the_ledger_matches_the_live_trace(bus, ledger, memory_spans):
     traced = await run_flaky_conversation(bus, ledger)
-    live = exporter.get_finished_spans()
+    live = memory_spans.get_finished_spans()
     rebuilt = tracing.rebuild(traced.envelopes, prefix=bus.subjects.prefix)
 
     with_ids = TreeOptions(ids=True)

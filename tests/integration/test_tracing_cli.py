@@ -3,36 +3,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from typer.testing import CliRunner
 
 import ledgerbus.tracing as tracing
 from ledgerbus.cli.main import app
 from tests.integration.otlp_receiver import OtlpReceiver
-from tests.integration.tracing_world import run_flaky_conversation
+from tests.integration.tracing_world import memory_spans, run_flaky_conversation  # noqa: F401  (fixture)
 
 runner = CliRunner()
 
 
-@pytest.fixture
-def live() -> Iterator[InMemorySpanExporter]:
-    exp = InMemorySpanExporter()
-    tracing.configure(exporter=exp, batch=False)
-    yield exp
-    tracing.shutdown()
 
 
 def _shape(spans: list[dict]) -> set[tuple[str, str, str, str]]:
     return {(s["span_id"], s["parent_id"], s["name"], s["service"]) for s in spans}
 
 
-async def test_trace_export_of_a_recorded_ledger_matches_the_live_run(bus, ledger, live, tmp_path):
+async def test_trace_export_of_a_recorded_ledger_matches_the_live_run(bus, ledger, memory_spans, tmp_path):
     traced = await run_flaky_conversation(bus, ledger)
     tracing.shutdown()  # the export must not lean on anything the live run left in the process
-    live_spans = live.get_finished_spans()
+    live_spans = memory_spans.get_finished_spans()
     expected = {(f"{s.context.span_id:016x}", f"{s.parent.span_id:016x}" if s.parent else "", s.name,
                  s.resource.attributes["service.name"]) for s in live_spans}
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import nats
-import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -22,17 +19,12 @@ from ledgerbus.bus.requester import Requester
 from ledgerbus.eventstore.recorder import Recorder
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.capability import CapabilityRegistry
+from tests.integration.tracing_world import memory_spans  # noqa: F401  (fixture)
 
 
-@pytest.fixture
-def ours() -> Iterator[InMemorySpanExporter]:
-    exp = InMemorySpanExporter()
-    tracing.configure(exporter=exp, batch=False)
-    yield exp
-    tracing.shutdown()
 
 
-async def test_plain_nats_subscriber_continues_the_trace(nats_server, bus, ledger, ours):
+async def test_plain_nats_subscriber_continues_the_trace(nats_server, bus, ledger, memory_spans):
     prefix = bus.subjects.prefix
     # The foreign agent: its own OpenTelemetry setup, no ledgerbus code at all.
     theirs = InMemorySpanExporter()
@@ -77,7 +69,7 @@ async def test_plain_nats_subscriber_continues_the_trace(nats_server, bus, ledge
 
     assert resp.payload == {"echo": "hi"}
     headers = seen.get_nowait()
-    our_send = next(s for s in ours.get_finished_spans() if s.kind is SpanKind.PRODUCER)
+    our_send = next(s for s in memory_spans.get_finished_spans() if s.kind is SpanKind.PRODUCER)
     ctx = our_send.context
     # The header is plain W3C: what any OpenTelemetry SDK reads.
     assert headers["traceparent"] == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"

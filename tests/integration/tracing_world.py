@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import msgspec
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import ledgerbus.tracing as tracing
 
 from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.agents.sdk import Agent, AgentError
@@ -68,3 +72,12 @@ async def run_flaky_conversation(bus: Bus, store: SQLiteEventStore) -> Traced:
 def by_message(spans: Sequence[ReadableSpan]) -> dict[str, ReadableSpan]:
     return {str(s.attributes["messaging.message.id"]): s for s in spans
             if s.attributes and s.attributes.get("messaging.operation.type") == "send"}
+
+
+@pytest.fixture
+def memory_spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on in this process, every finished span kept in memory (import this fixture to use it)."""
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False)
+    yield exp
+    tracing.shutdown()

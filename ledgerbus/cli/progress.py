@@ -22,12 +22,22 @@ def bar(description: str, *, enabled: bool | None = None) -> Iterator[Tick]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=True) as progress:
-        task = progress.add_task(description, total=None)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=err_console, transient=True)
+    task = progress.add_task(description, total=None)
+    started = False
 
-        def tick(done: int, total: int) -> None:
-            if total >= THRESHOLD or progress.tasks[0].total is not None:
-                progress.update(task, completed=done, total=total)
+    def tick(done: int, total: int) -> None:
+        nonlocal started
+        if not started:
+            if total < THRESHOLD:
+                return  # short work: no bar at all, not even a flash of one
+            progress.start()
+            started = True
+        progress.update(task, completed=done, total=total)
 
+    try:
         yield tick
+    finally:
+        if started:
+            progress.stop()

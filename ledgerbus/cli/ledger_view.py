@@ -122,6 +122,7 @@ class ReplaySink:
         self.notable_more = 0
         self.streamed = 0  # whole ledger with --json: conversations already written out
         self.out = sys.stdout
+        self.compacted: list[str] = []  # selected conversations shown from their compaction snapshot
         self.count = 0
         self.rejected = 0
         self.source = ""
@@ -232,5 +233,7 @@ class ReplaySink:
                          f"(first: position {p.position}, {p.capability}: {p.message})")
         if self.rejected:
             notes.append(f"[yellow]{self.rejected} ledger messages are not envelopes[/]")
+        for cid in self.compacted:
+            notes.append(f"{cid} was compacted: its final state is shown from the snapshot, its events are gone")
         for note in notes:
             self.console.print(note)

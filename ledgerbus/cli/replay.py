@@ -115,6 +115,12 @@ def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
         sink.feed(chunk)
         advance(len(chunk))
     sink.source = str(path)
+    from ledgerbus.eventstore.compact import snapshot
+
+    for cid in sink.selected:
+        if cid not in sink.open and (snap := snapshot(store, cid)) is not None:
+            sink.open[cid] = snap  # compacted: its events are gone, its final state is kept
+            sink.compacted.append(cid)
 
 
 async def _from_stream(url: str, prefix: str | None, flt: Any, sink: ReplaySink) -> None:

@@ -28,10 +28,6 @@ S = TaskStatus
 C = ConversationStatus
 
 
-def statuses(h: History, upto: int | None = None) -> dict[str, TaskStatus]:
-    return {tid: t.status for tid, t in fold(h.envelopes[:upto]).tasks.items()}
-
-
 # -- one task, step by step ---------------------------------------------------------------------
 
 def test_request_ack_progress_response() -> None:

@@ -12,7 +12,8 @@ import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from functools import lru_cache
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanContext, TraceFlags
@@ -26,6 +27,7 @@ SEND = "send"
 PROCESS = "process"
 
 
+@lru_cache(maxsize=4096)  # every envelope of a conversation asks again: publishes are the hot path
 def trace_id_for(conversation_id: str) -> int:
     """The trace id of a conversation: its UUID itself when it is one, else a hash of it."""
     h = conversation_id.replace("-", "").lower()
@@ -77,6 +79,15 @@ class PresetIdGenerator(IdGenerator):
     def generate_trace_id(self) -> int:
         p = _preset.get()
         return p[0] if p is not None and p[0] else self._random.generate_trace_id()
+
+
+def set_preset(trace_id: int | None, span_id: int) -> "Token[tuple[int | None, int] | None]":
+    """The cheap form of `preset()` for the publish path: pair with `reset_preset(token)`."""
+    return _preset.set((trace_id, span_id))
+
+
+def reset_preset(token: "Token[tuple[int | None, int] | None]") -> None:
+    _preset.reset(token)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.tracing import conventions as C
 from ledgerbus.tracing import setup
 from ledgerbus.tracing.ids import (CONVERSATION, PROCESS, SEND, format_traceparent, parse_traceparent, preset,
-                                   span_id_for, trace_id_for)
+                                   reset_preset, set_preset, span_id_for, trace_id_for)
 
 _W3C = TraceContextTextMapPropagator()
 _NO_HEADERS: dict[str, str] = {}
@@ -52,11 +52,14 @@ def _parent_of(env: Envelope) -> OtelContext | None:
 def start_send(prefix: str, env: Envelope) -> tuple[Span, dict[str, str]]:
     """Start the PRODUCER span of `env`, write its context into `env.traceparent`, return the headers."""
     component = _component.get() or env.sender
-    with preset(trace_id_for(env.conversation_id), span_id_for(SEND, env.id)):
+    token = set_preset(trace_id_for(env.conversation_id), span_id_for(SEND, env.id))
+    try:
         span = setup.tracer(component).start_span(
             C.send_name(prefix, env), context=_parent_of(env), kind=SpanKind.PRODUCER,
             attributes=C.send_attributes(prefix, env),
         )
+    finally:
+        reset_preset(token)
     sc = span.get_span_context()
     headers: dict[str, str] = {}
     if sc.is_valid:

@@ -291,6 +291,7 @@ def fork(
     max_requests: int = typer.Option(None, "--max-requests", min=0, help="budget of REQUESTs the fork may send"),
     url: str = UrlOption,
     data_dir: Path = DataDirOption,
+    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
     as_json: bool = JsonOption,
 ) -> None:
     """Re-run a conversation from position N with an edited payload, as a new conversation; the original stays intact.
@@ -311,7 +312,7 @@ def fork(
         if not isinstance(body, dict):
             fail("--payload must be a JSON object")
     events = _events(ledger, conversation)
-    report = run(_fork(url, data_dir, events, at, body, event, not replace, max_requests))
+    report = run(_fork(url, data_dir, prefix, events, at, body, event, not replace, max_requests))
     result = report.result
     if as_json:
         _print({"original": report.original, "fork": report.fork, "copied": report.copied,
@@ -322,12 +323,12 @@ def fork(
     console.print(f"compare: ledgerbus diff {ledger} {report.original} --against {report.fork}")
 
 
-async def _fork(url: str | None, data_dir: Path, events: list[Any], at: int, body: dict[str, Any] | None,
-                event: int | None, merge: bool, max_requests: int | None) -> Any:
+async def _fork(url: str | None, data_dir: Path, prefix: str | None, events: list[Any], at: int,
+                body: dict[str, Any] | None, event: int | None, merge: bool, max_requests: int | None) -> Any:
     from ledgerbus.bus.connection import Bus
     from ledgerbus.orchestrator.replaymodes import fork as do_fork
 
-    bus = await Bus.connect(url, data_dir=data_dir, name="ledgerbus-fork")
+    bus = await Bus.connect(url, data_dir=data_dir, prefix=prefix, name="ledgerbus-fork")
     try:
         return await do_fork(bus, events, at, payload=body, edit_position=event, merge=merge,
                              decomposer=_decomposer(events), max_requests=max_requests)
@@ -347,7 +348,7 @@ def _decomposer(events: list[Any]) -> Any:
 
 
 def run_mode(mode: str, ledger: Path | None, url: str | None, prefix: str | None, conversation: list[str],
-             point: Any, max_requests: int | None, steps: list[str], as_json: bool) -> None:
+             point: Any, max_requests: int | None, as_json: bool) -> None:
     if len(conversation) != 1:
         fail(f"--mode {mode} works on one conversation: give exactly one -c ID")
     path = ledger or DEFAULT_LEDGER
@@ -368,7 +369,7 @@ def run_mode(mode: str, ledger: Path | None, url: str | None, prefix: str | None
         return
     if max_requests is None:
         fail("--mode re-execute sends REQUESTs for real: give a budget with --max-requests N")
-    report = run(_re_execute(url, prefix, events, max_requests, steps))
+    report = run(_re_execute(url, prefix, events, max_requests))
     status = report.result.status.value if report.result else "nothing unfinished"
     if as_json:
         _print({"conversationId": report.conversation_id, "sent": report.sent, "budget": report.budget,
@@ -399,13 +400,13 @@ async def _resimulate(events: list[Any]) -> Any:
     return await resimulate(events, decomposer=_decomposer(events))
 
 
-async def _re_execute(url: str | None, prefix: str | None, events: list[Any], budget: int, steps: list[str]) -> Any:
+async def _re_execute(url: str | None, prefix: str | None, events: list[Any], budget: int) -> Any:
     from ledgerbus.bus.connection import Bus
     from ledgerbus.orchestrator.replaymodes import re_execute
 
     bus = await Bus.connect(url, prefix=prefix, name="ledgerbus-reexecute")
     try:
-        return await re_execute(bus, events, max_requests=budget, steps=steps, decomposer=_decomposer(events))
+        return await re_execute(bus, events, max_requests=budget, decomposer=_decomposer(events))
     finally:
         await bus.close()
 

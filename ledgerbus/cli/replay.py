@@ -31,7 +31,6 @@ def replay(
     until: str = typer.Option(None, "--until", help="state as it was at this position (42) or time (ISO, @unix-ms)"),
     mode: str = typer.Option("reconstruct", "--mode", help="reconstruct (fold; never publishes) | resimulate | re-execute"),
     max_requests: int = typer.Option(None, "--max-requests", min=0, help="re-execute: budget of REQUESTs it may send"),
-    task: list[str] = typer.Option([], "--task", help="re-execute: also re-run this finished step (repeatable)"),
     timeline: bool = typer.Option(True, "--timeline/--no-timeline", help="print the event timeline"),
     summary: bool = typer.Option(False, "--summary", help="one line per conversation, even for a few"),
     upcast: bool = typer.Option(True, "--upcast/--no-upcast", help="bring old payload versions up to today's"),
@@ -59,7 +58,7 @@ def replay(
     if mode != "reconstruct":
         from ledgerbus.cli.ledger_cmds import run_mode
 
-        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, task, as_json)
+        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, as_json)
         return
     sink = ReplaySink(console, conversations=tuple(conversation), timeline=timeline, summary=summary,
                       as_json=as_json, upcast=upcast, point=point)

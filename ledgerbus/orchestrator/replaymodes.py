@@ -4,9 +4,9 @@
   ledger) against playback agents that answer each REQUEST with what the recorded agents answered to
   the same task and attempt. Whatever the orchestrator decides is compared with what the ledger
   recorded: a divergence report, like a determinism check. Nothing reaches the real ledger.
-- **re-execute** resumes a conversation live (Orchestrator.resume): unfinished tasks — plus any
-  chosen finished steps — are re-sent with their original idempotency keys through the rate limiter,
-  and a budget caps how many REQUESTs it may send.
+- **re-execute** resumes a conversation live (Orchestrator.resume): unfinished tasks are re-sent with
+  their original idempotency keys through the rate limiter, and a budget caps how many REQUESTs it
+  may send.
 - **fork** copies a conversation's events up to position N into a new conversation id (new envelope
   ids, task ids renamed), with one payload edited, appends that copy to the ledger and resumes it
   live. The original conversation is never written to.
@@ -211,27 +211,6 @@ class BudgetLimiter:
         return getattr(self.inner, name)
 
 
-def reopen(events: Sequence[StoredEvent], steps: Sequence[str] = ()) -> list[Envelope]:
-    """The conversation's envelopes as the orchestrator should see them to re-run `steps`.
-
-    The chosen steps' and the root's final answers are left out of the *view* (the ledger keeps
-    them), so the fold shows those tasks unfinished and resume re-issues them.
-    """
-    if not events:
-        return []
-    cid = events[0].envelope.conversation_id
-    chosen = {f"{cid}_{s}" if not s.startswith(cid) else s for s in steps}
-    state = fold(events)
-    if chosen:
-        chosen.add(state.root_task_id or cid)
-    unknown = [s for s in chosen if s not in state.tasks]
-    if unknown:
-        raise ConfigError(f"no task {unknown[0]!r} in conversation {cid}; steps: "
-                          + ", ".join(sorted(_step(t, cid) for t in state.tasks)))
-    return [ev.envelope for ev in events
-            if not (ev.envelope.task_id in chosen and ev.envelope.action in (Action.RESPONSE, Action.ERROR))]
-
-
 @dataclass
 class ReexecuteReport:
     conversation_id: str
@@ -246,14 +225,17 @@ async def re_execute(
     events: Sequence[StoredEvent],
     *,
     max_requests: int | None,
-    steps: Sequence[str] = (),
     decomposer: Decomposer | None = None,
     policies: PolicySet | None = None,
     orchestrator: str = "orchestrator",
     on_orchestrator: Callable[[Orchestrator], None] | None = None,
 ) -> ReexecuteReport:
-    """Resume a conversation live, sending at most `max_requests` REQUESTs."""
-    view = reopen(events, steps)
+    """Resume a conversation live, sending at most `max_requests` REQUESTs.
+
+    Only unfinished tasks are re-sent: Orchestrator.resume re-reads the conversation from the ledger,
+    so a finished step cannot be chosen for a re-run without an engine hook for it.
+    """
+    view = [ev.envelope for ev in events]
     cid = events[0].envelope.conversation_id if events else ""
     async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies) as orch:
         limiter = BudgetLimiter(orch.limiter, max_requests)

@@ -124,3 +124,4 @@ async def test_fork_leaves_the_original_byte_identical(bus, ledger):
     assert ledger.verify().ok
     changes = {c.path: c for c in diff_conversations(fold(events), fold(ledger.envelopes(report.fork)))}
     assert changes["tasks.root.input.topic"].after == "cuckoo filters"
+

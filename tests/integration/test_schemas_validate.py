@@ -19,9 +19,11 @@ from jsonschema import Draft202012Validator
 
 from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
 from ledgerbus.agents.runtime import AgentRuntime
+from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester
 from ledgerbus.eventstore.base import EventFilter, StoredEvent
 from ledgerbus.eventstore.recorder import Recorder
+from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
 from ledgerbus.orchestrator.engine import ConversationResult, Orchestrator
 from ledgerbus.orchestrator.policy import FallbackValue, PolicySet, TaskPolicy
@@ -50,7 +52,7 @@ def problems(v: Draft202012Validator, instance: Any) -> list[str]:
 class System:
     """The demo's wiring (cli/demo.py) on the test's server and ledger."""
 
-    def __init__(self, bus: Any, ledger: Any, *, agents: tuple[Any, ...] = AGENTS,
+    def __init__(self, bus: Bus, ledger: SQLiteEventStore, *, agents: tuple[Any, ...] = AGENTS,
                  policies: PolicySet | None = None) -> None:
         self.ledger = ledger
         self.runtimes = [AgentRuntime(a, bus) for a in agents]
@@ -92,7 +94,7 @@ def check_all(events: list[StoredEvent]) -> Counter[tuple[str, str]]:
     return checked
 
 
-async def test_envelopes_and_payloads_of_a_conversation_validate(bus, ledger) -> None:
+async def test_envelopes_and_payloads_of_a_conversation_validate(bus: Bus, ledger: SQLiteEventStore) -> None:
     async with System(bus, ledger) as system:
         result, events = await system.run("event sourcing", subtopics=2)
     assert result.ok, result.outcome.reasons
@@ -104,7 +106,7 @@ async def test_envelopes_and_payloads_of_a_conversation_validate(bus, ledger) ->
     assert checked[("envelope", "ACK")] >= 5
 
 
-async def test_decisions_fallbacks_errors_and_a_degraded_root_validate(bus, ledger) -> None:
+async def test_decisions_fallbacks_errors_and_a_degraded_root_validate(bus: Bus, ledger: SQLiteEventStore) -> None:
     # No editor runs: its tasks get no receipt, are retried once, then answered by the fallback value;
     # the conversation ends DEGRADED. Every one of those decisions is an envelope the schemas must accept.
     fallback = {"title": "unedited", "body": "the draft, unedited", "wordCount": 3,
@@ -138,7 +140,7 @@ async def test_decisions_fallbacks_errors_and_a_degraded_root_validate(bus, ledg
 
 
 @pytest.fixture
-async def recorded(bus, ledger) -> AsyncIterator[list[dict[str, Any]]]:
+async def recorded(bus: Bus, ledger: SQLiteEventStore) -> AsyncIterator[list[dict[str, Any]]]:
     async with System(bus, ledger) as system:
         _, events = await system.run("bees", subtopics=1)
     yield [json.loads(e.raw) for e in events]
@@ -156,7 +158,7 @@ BREAKAGES = {
 
 
 @pytest.mark.parametrize("why", list(BREAKAGES))
-async def test_the_schema_refuses_a_broken_copy_of_a_real_envelope(recorded, why: str) -> None:
+async def test_the_schema_refuses_a_broken_copy_of_a_real_envelope(recorded: list[dict[str, Any]], why: str) -> None:
     # The positive checks above mean something only if the same files refuse what is wrong.
     wire = dict(recorded[0])
     assert problems(ENVELOPE, wire) == []
@@ -164,7 +166,7 @@ async def test_the_schema_refuses_a_broken_copy_of_a_real_envelope(recorded, why
     assert problems(ENVELOPE, wire), why
 
 
-async def test_payload_schemas_refuse_a_broken_copy_of_a_real_payload(recorded) -> None:
+async def test_payload_schemas_refuse_a_broken_copy_of_a_real_payload(recorded: list[dict[str, Any]]) -> None:
     responses = {w["capability"]: w["payload"] for w in recorded if w["action"] == "RESPONSE"}
     notes = dict(responses["research.search"])
     assert problems(payload_validator("research.search", "output"), notes) == []

@@ -30,6 +30,7 @@ from ledgerbus.tracing.ids import (CONVERSATION, PROCESS, SEND, format_tracepare
 _W3C = TraceContextTextMapPropagator()
 _NO_HEADERS: dict[str, str] = {}
 _OFF: ContextManager[dict[str, str]] = nullcontext(_NO_HEADERS)
+_OFF_SPAN: ContextManager[Span] = nullcontext(INVALID_SPAN)
 
 #: The component (agent type or orchestrator) on whose behalf the current task works: names the
 #: service of the spans it makes, whatever the envelope's sender field says.
@@ -116,17 +117,21 @@ def _extract(headers: Mapping[str, str] | None, req: Envelope) -> trace.SpanCont
     return parse_traceparent(req.traceparent)
 
 
-@contextmanager
 def process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None, *,
-                 agent: str, instance: str | None = None) -> Iterator[Span]:
+                 agent: str, instance: str | None = None) -> ContextManager[Span]:
     """The CONSUMER span of an agent handling `req`, current inside the block (it is `ctx.span`).
 
     Parent: the send span named by the message's traceparent header (or the envelope's field);
     the same context is also a link, as the messaging conventions ask of consumers.
     """
     if not setup.enabled():
-        yield INVALID_SPAN
-        return
+        return _OFF_SPAN
+    return _process_span(prefix, req, headers, agent, instance)
+
+
+@contextmanager
+def _process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None, agent: str,
+                  instance: str | None) -> Iterator[Span]:
     sender = _extract(headers, req)
     parent = trace.set_span_in_context(trace.NonRecordingSpan(sender)) if sender is not None else OtelContext()
     token = _component.set(agent)

@@ -6,6 +6,7 @@ computed here as it is appended, in the same transaction; `chain_heads` holds ea
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
+from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope
 
 _json = msgspec.json.Encoder()
@@ -55,26 +57,15 @@ _UPSERT_HEAD = (
 _MAX_VARS = 900  # SQLite host parameters per IN (...) query, under every build's limit
 
 
-def _row(ev: StoredEvent, raw: bytes, prev: str, digest: str, encoder: msgspec.json.Encoder = _json) -> tuple[Any, ...]:
+_ACTION = {a: a.value for a in Action}
+_NO_END = (GENESIS, 0, 0)
+
+
+def _row(ev: StoredEvent, raw: bytes, prev: str, digest: str, encode: Any = _json.encode) -> tuple[Any, ...]:
     e = ev.envelope
-    return (
-        ev.position,
-        e.id,
-        e.conversation_id,
-        e.task_id,
-        e.causation_id,
-        e.sender,
-        e.recipient,
-        e.action.value,
-        e.capability,
-        e.attempt,
-        e.timestamp,
-        encoder.encode(e.payload).decode(),
-        encoder.encode(e.error).decode() if e.error is not None else None,
-        raw,
-        prev,
-        digest,
-    )
+    return (ev.position, e.id, e.conversation_id, e.task_id, e.causation_id, e.sender, e.recipient, _ACTION[e.action],
+            e.capability, e.attempt, e.timestamp, encode(e.payload).decode(),
+            encode(e.error).decode() if e.error is not None else None, raw, prev, digest)
 
 
 class SQLiteEventStore:
@@ -126,10 +117,10 @@ class SQLiteEventStore:
                 not_null={"id", "conversation_id", "task_id", "sender", "recipient", "action", "capability",
                           "attempt", "timestamp", "payload", "envelope"},
             )
+            # Only the indexes replay and dedup need: every extra one costs each append a B-tree insert.
+            # Time filters ride the position scan (timestamps follow positions closely).
             db["events"].create_index(["id"], unique=True)
             db["events"].create_index(["conversation_id", "position"])
-            db["events"].create_index(["task_id", "position"])
-            db["events"].create_index(["timestamp"])
         if "rejects" not in db.table_names():
             db["rejects"].create(
                 {"position": int, "subject": str, "data": bytes, "code": str, "reason": str}, pk="position"
@@ -211,21 +202,25 @@ class SQLiteEventStore:
         fresh = self._fresh(sorted(events, key=lambda ev: ev.position))
         heads = self._load_heads({ev.envelope.conversation_id for ev in fresh})
         rows: list[tuple[Any, ...]] = []
-        touched: dict[str, Head] = {}
+        # The hot loop of every append: chain ends as plain tuples (hash, count, last position).
+        ends: dict[str, tuple[str, int, int]] = {c: (h.hash, h.count, h.last_position) for c, h in heads.items()}
+        touched: set[str] = set()
         encode = _json.encode
+        sha256 = hashlib.sha256
+        add_row = rows.append
         for ev in fresh:
             cid = ev.envelope.conversation_id
-            head = touched.get(cid) or heads.get(cid)
-            if head is not None and ev.position <= head.last_position:
+            prev, count, last = ends.get(cid, _NO_END)
+            if ev.position <= last:
                 raise StoreError(f"position {ev.position} of conversation {cid} is not after its chain's end "
-                                 f"({head.last_position}): events must be appended in ledger order")
+                                 f"({last}): events must be appended in ledger order")
             raw = ev.raw or encode(ev.envelope)
-            prev = head.hash if head is not None else GENESIS
-            digest = chain_hash(prev, raw)
-            touched[cid] = Head(digest, (head.count if head else 0) + 1, ev.position)
-            rows.append(_row(ev, raw, prev, digest))
+            digest = sha256(prev.encode() + raw).hexdigest()  # = integrity.chain_hash(prev, raw), inlined
+            ends[cid] = (digest, count + 1, ev.position)
+            touched.add(cid)
+            add_row(_row(ev, raw, prev, digest))
         conn.executemany(_INSERT, rows)
-        conn.executemany(_UPSERT_HEAD, [(c, h.hash, h.count, h.last_position) for c, h in touched.items()])
+        conn.executemany(_UPSERT_HEAD, [(c, *ends[c]) for c in touched])
         if rejects:
             conn.executemany(
                 "INSERT OR IGNORE INTO rejects (position, subject, data, code, reason) VALUES (?,?,?,?,?)",

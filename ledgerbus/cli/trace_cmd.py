@@ -9,22 +9,24 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
-from ledgerbus.cli.common import JsonOption, console, fail
+from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, fail, run
+from ledgerbus.cli.live import PrefixOption
 
 app = typer.Typer(help="Rebuild conversations' traces from a ledger: send them to Jaeger, or draw them.",
                   no_args_is_help=True)
 
-LedgerArg = typer.Argument(..., help="SQLite ledger file (e.g. .ledgerbus/ledger.db)")
+LedgerArg = typer.Argument(None, help="SQLite ledger file (e.g. .ledgerbus/ledger.db); omitted: the live LEDGER stream")
 ConversationOpt = typer.Option([], "--conversation", "-c", help="conversation id (repeatable; default: all)")
-PrefixOpt = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix the ledger was recorded with [default: lb]")
 OrchestratorOpt = typer.Option("orchestrator", "--orchestrator", help="the orchestrator's address (its conversations get a root span)")
 
+Conversations = list[tuple[str, list[Any]]]
 
-def _conversations(ledger: Path, ids: list[str]) -> list[tuple[str, list[Any]]]:
+
+def _from_file(ledger: Path, ids: list[str]) -> Conversations:
     from ledgerbus.errors import StoreError
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
@@ -33,27 +35,53 @@ def _conversations(ledger: Path, ids: list[str]) -> list[tuple[str, list[Any]]]:
     except StoreError as exc:
         fail(str(exc), 2)
     try:
-        out = []
-        for cid in ids or store.conversation_ids():
-            envs = store.envelopes(cid)
-            if not envs:
-                fail(f"conversation {cid} has no events in {ledger}")
-            out.append((cid, envs))
-        if not out:
-            fail(f"{ledger} holds no conversations")
-        return out
+        return [(cid, store.envelopes(cid)) for cid in ids or store.conversation_ids()]
     finally:
         store.close()
 
 
+async def _from_stream(url: str | None, data_dir: Path, prefix: str | None, ids: list[str]) -> tuple[str, Conversations]:
+    from ledgerbus.cli.live import connect, stored_events
+
+    bus = await connect(url, data_dir, prefix=prefix)
+    try:
+        if ids:
+            convs = [(cid, [e.envelope for e in await stored_events(bus, bus.subjects.conversation(cid))]) for cid in ids]
+        else:
+            grouped: dict[str, list[Any]] = {}
+            for ev in await stored_events(bus):
+                grouped.setdefault(ev.envelope.conversation_id, []).append(ev.envelope)
+            convs = list(grouped.items())
+        return bus.subjects.prefix, convs
+    finally:
+        await bus.close()
+
+
+def _conversations(ledger: Path | None, ids: list[str], url: str | None, data_dir: Path,
+                   prefix: str | None) -> tuple[str, Conversations]:
+    """(subject prefix, [(conversation id, envelopes in ledger order)]) from a file or the live stream."""
+    if ledger is not None:
+        where, found = str(ledger), (prefix or "lb", _from_file(ledger, ids))
+    else:
+        where, found = "the live ledger", run(_from_stream(url, data_dir, prefix, ids))
+    for cid, envs in found[1]:
+        if not envs:
+            fail(f"conversation {cid} has no events in {where}")
+    if not found[1]:
+        fail(f"{where} holds no conversations")
+    return found
+
+
 @app.command("export")
 def export(
-    ledger: Path = LedgerArg,
+    ledger: Optional[Path] = LedgerArg,
     conversation: list[str] = ConversationOpt,
     endpoint: str = typer.Option(None, "--endpoint", envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
                                  help="OTLP endpoint [default: http://localhost:4318, Jaeger's OTLP/HTTP port]"),
-    prefix: str = PrefixOpt,
     orchestrator: str = OrchestratorOpt,
+    url: str = UrlOption,
+    data_dir: Path = DataDirOption,
+    prefix: str = PrefixOption,
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="seconds to wait for the collector"),
     ui: str = typer.Option("http://localhost:16686", "--ui", envvar="LEDGERBUS_JAEGER_UI", help="Jaeger UI, for the links printed"),
     as_json: bool = JsonOption,
@@ -66,6 +94,8 @@ def export(
 
       ledgerbus trace export .ledgerbus/ledger.db --conversation 0193…
 
+      ledgerbus trace export --url nats://localhost:4222 -c 0193…   (from the live LEDGER stream)
+
       OTEL_EXPORTER_OTLP_PROTOCOL=grpc ledgerbus trace export ledger.db --endpoint http://jaeger:4317
     """
     from opentelemetry.sdk.trace.export import SpanExportResult
@@ -74,7 +104,7 @@ def export(
     from ledgerbus.tracing.rebuild import rebuild
     from ledgerbus.tracing.setup import otlp_exporter
 
-    convs = _conversations(ledger, conversation)
+    prefix, convs = _conversations(ledger, conversation, url, data_dir, prefix)
     target = endpoint or "http://localhost:4318"
     # The SDK logs its own failure line; ours below says the same with the endpoint, once.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
@@ -85,7 +115,7 @@ def export(
     report = []
     try:
         for cid, envs in convs:
-            spans = rebuild(envs, prefix=prefix or "lb", orchestrator=orchestrator)
+            spans = rebuild(envs, prefix=prefix, orchestrator=orchestrator)
             if exporter.export(spans) is not SpanExportResult.SUCCESS:
                 fail(f"the OTLP collector at {target} did not accept the spans of {cid} (is Jaeger running?)", 2)
             trace_id = f"{spans[0].context.trace_id:032x}"
@@ -105,10 +135,12 @@ def export(
 
 @app.command("show")
 def show(
-    ledger: Path = LedgerArg,
+    ledger: Optional[Path] = LedgerArg,
     conversation: list[str] = ConversationOpt,
-    prefix: str = PrefixOpt,
     orchestrator: str = OrchestratorOpt,
+    url: str = UrlOption,
+    data_dir: Path = DataDirOption,
+    prefix: str = PrefixOption,
     ids: bool = typer.Option(False, "--ids", help="print trace and span ids"),
     as_json: bool = JsonOption,
 ) -> None:
@@ -119,6 +151,8 @@ def show(
       ledgerbus trace show .ledgerbus/ledger.db -c 0193…
 
       ledgerbus trace show .ledgerbus/ledger.db --ids --json
+
+      ledgerbus trace show --url nats://localhost:4222 -c 0193…   (the live LEDGER stream)
     """
     from rich.text import Text
 
@@ -126,8 +160,9 @@ def show(
     from ledgerbus.tracing.tree import TreeOptions, render
 
     out = []
-    for cid, envs in _conversations(ledger, conversation):
-        spans = rebuild(envs, prefix=prefix or "lb", orchestrator=orchestrator)
+    prefix, convs = _conversations(ledger, conversation, url, data_dir, prefix)
+    for cid, envs in convs:
+        spans = rebuild(envs, prefix=prefix, orchestrator=orchestrator)
         if as_json:
             out.append({"conversationId": cid, "traceId": f"{spans[0].context.trace_id:032x}",
                         "spans": [_span_json(s) for s in spans]})

@@ -70,3 +70,29 @@ async def test_trace_command_errors_are_one_line(bus, ledger, tmp_path):
     assert down.output.strip().splitlines() == [
         f"error: the OTLP collector at http://127.0.0.1:9 did not accept the spans of "
         f"{traced.result.conversation_id} (is Jaeger running?)"]
+
+
+def test_trace_show_reads_the_live_ledger_stream(nats_server, tmp_path):
+    """No SQLite file: the command reads the conversation from the LEDGER stream itself."""
+    import asyncio
+
+    from ledgerbus.bus.connection import Bus
+    from ledgerbus.eventstore.sqlite import SQLiteEventStore
+
+    async def record() -> str:
+        bus = await Bus.connect(nats_server.url, prefix=nats_server.prefix)
+        store = SQLiteEventStore(tmp_path / "ledger.db")
+        try:
+            return (await run_flaky_conversation(bus, store)).result.conversation_id
+        finally:
+            store.close()
+            await bus.close()
+
+    cid = asyncio.run(record())
+    live = runner.invoke(app, ["trace", "show", "--url", nats_server.url, "--prefix", nats_server.prefix,
+                               "-c", cid, "--ids"])
+    assert live.exit_code == 0, live.output
+    from_file = runner.invoke(app, ["trace", "show", str(tmp_path / "ledger.db"), "--prefix", nats_server.prefix,
+                                    "-c", cid, "--ids"])
+    assert live.output == from_file.output  # same envelopes, same spans, ids and durations
+    assert f"trace {cid.replace('-', '')}" in live.output

@@ -15,7 +15,7 @@ app = typer.Typer(help="Secured deployments: one NATS user (nkey) per agent type
 @app.command()
 def generate(
     agents: list[str] = typer.Argument(..., help="agent types (each gets its own user and nkey)"),
-    out: Path = typer.Option(Path("deploy/secrets"), "--out", "-o", help="folder for deployment.json, auth.conf, <user>.nk"),
+    out: Path = typer.Option(Path("deploy/nats/secrets"), "--out", "-o", help="folder for deployment.json, auth.conf, <user>.nk"),
     client: list[str] = typer.Option(["orchestrator"], "--client", help="client users (orchestrator, CLI); repeatable"),
     prefix: str = typer.Option("lb", "--prefix", envvar="LEDGERBUS_PREFIX", help="subject namespace"),
     cert: Path = typer.Option(None, "--tls-cert", help="server certificate (PEM): enables TLS"),
@@ -26,9 +26,9 @@ def generate(
 
     Examples:
 
-      ledgerbus security generate research writing editor --out deploy/secrets
+      ledgerbus security generate research writing editor --out deploy/nats/secrets
 
-      nats-server -c deploy/nats/secure.conf   # includes deploy/secrets/auth.conf
+      nats-server -c deploy/nats/secure.conf   # includes secrets/auth.conf
     """
     from ledgerbus.errors import ConfigError
     from ledgerbus.security.deployment import Deployment, TLSFiles

@@ -9,6 +9,7 @@ among the rejects, never among the events the fold sees.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -75,16 +76,17 @@ class SecureBus(Bus):
     ) -> "SecureBus":
         """Connect as deployment member `name` (its seed must be known) on its private inbox prefix."""
         ident = deployment.identity(name)
-        bus_ref: list[SecureBus] = []
+
+        bus_violations: list[str] = []
 
         async def on_error(exc: Exception) -> None:
             # Permission violations arrive here, asynchronously: keep them so callers (and tests) can see them.
             log.warning("nats (%s): %s", name, exc)
-            if bus_ref:
-                bus_ref[0].violations.append(str(exc))
+            bus_violations.append(str(exc))
 
         try:
-            nc = await nats.connect(
+            # Bounded: a refused TLS handshake or nkey makes nats-py retry the first connect indefinitely.
+            nc = await asyncio.wait_for(nats.connect(
                 url,
                 name=name,
                 nkeys_seed_str=ident.seed,
@@ -95,16 +97,18 @@ class SecureBus(Bus):
                 reconnect_time_wait=0.25,
                 error_cb=on_error,
                 tls=tls,
-            )
+            ), connect_timeout * 2)
+        except asyncio.TimeoutError:
+            hint = "; ".join(bus_violations[-2:]) or "no answer"
+            raise ServerError(f"cannot connect to NATS at {url} as {name!r} within {connect_timeout * 2:.0f}s: {hint}") from None
         except Exception as exc:  # nats raises several unrelated types for "can't connect"
             raise ServerError(f"cannot connect to NATS at {url} as {name!r}: {exc or type(exc).__name__}") from None
         bus = cls(nc, subjects=Subjects(deployment.prefix), codec=codec or Codec())
         bus.js = SigningJetStream(nc, ident, bus.subjects.prefix + ".")
         bus.identity = ident
         bus.trust = {n: verify_key(p) for n, p in deployment.trust().items()}
-        bus.violations = []
+        bus.violations = bus_violations
         bus.may_watch_dead_letters = deployment.members[name].role != "agent"
-        bus_ref.append(bus)
         if deployment.members[name].role == "admin":
             await bus.ensure_ledger(ledger or LedgerConfig())
         return bus

@@ -6,6 +6,7 @@ Durable beyond JetStream's duplicate window: the KV bucket keeps entries for `ma
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -61,3 +62,17 @@ class ResultStore:
     async def put(self, agent: str, key: str, rec: Recorded) -> None:
         kv = await self._bucket()
         await kv.put(_kv_key(agent, key), _enc.encode(rec))
+
+    async def put_async(self, agent: str, key: str, rec: Recorded) -> "asyncio.Future[Any]":
+        """Pipelined put: on the wire now, the future resolves once the record is stored.
+
+        A KV put is a JetStream publish on the bucket's subject, so it can share the connection's
+        async PubAck pipeline with the envelope it records (one round trip for both, not two).
+        """
+        kv = await self._bucket()
+        pre = getattr(kv, "_pre", None)  # nats-py's "$KV.<bucket>." (with any API prefix); private, so checked
+        if not isinstance(pre, str):
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut.set_result(await kv.put(_kv_key(agent, key), _enc.encode(rec)))
+            return fut
+        return await self.bus.js.publish_async(f"{pre}{_kv_key(agent, key)}", _enc.encode(rec))

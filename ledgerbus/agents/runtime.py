@@ -56,6 +56,7 @@ class AgentRuntime:
         self.consumer = consumer or ConsumerSettings()
         self.results = ResultStore(bus) if idempotent else None
         self.fetch_timeout = fetch_timeout
+        self.publish_timeout = 5.0  # for a pipelined append's PubAck, like Bus.publish's default
         self.handled = 0
         self.inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
@@ -179,17 +180,36 @@ class AgentRuntime:
         except InvalidMessage as exc:
             await self._error(req, msg, exc.code, exc.reason, details={"path": exc.path})
             return
+        # The receipt goes out before the work, pipelined: the record lookup and the handler run during its
+        # round trip, and it is confirmed stored before any answer (one stream, one connection: kept in order).
+        receipt = await self.bus.publish_async(answer(req, Action.ACK, payload={"instance": self.instance}))
         if self.results is not None:
             rec = await self.results.get(self.agent.name, req.key)
             if rec is not None:
                 # Already done under this idempotency key: answer again, do not run the handler again.
+                await self._confirm(receipt)
                 await self.bus.publish(answer(req, Action.RESPONSE, payload=rec.payload))
                 await msg.ack()
                 return
-        await self.bus.publish(answer(req, Action.ACK, payload={"instance": self.instance}))
-        await self._run(req, msg, reg, value)
+        await self._run(req, msg, reg, value, receipt)
 
-    async def _run(self, req: Envelope, msg: Msg, reg: Registration, value: Any) -> None:
+    async def _confirm(self, *pending: "asyncio.Future[Any] | None") -> None:
+        """Wait until pipelined appends are stored; a PubAck that never comes must not hang the task."""
+        futs = [f for f in pending if f is not None]
+        if not futs:
+            return
+        done, late = await asyncio.wait(futs, timeout=self.publish_timeout)
+        for f in late:
+            f.cancel()
+        # Look at every outcome (an exception nobody retrieves is logged as an error by asyncio).
+        errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
+        if errors:
+            raise errors[0]
+        if late:
+            raise asyncio.TimeoutError(f"{len(late)} append(s) not confirmed within {self.publish_timeout}s")
+
+    async def _run(self, req: Envelope, msg: Msg, reg: Registration, value: Any,
+                   receipt: "asyncio.Future[Any] | None" = None) -> None:
         async def progress(payload: dict[str, Any]) -> None:
             await self.bus.publish(answer(req, Action.PROGRESS, payload=payload))
             await msg.in_progress()
@@ -200,11 +220,13 @@ class AgentRuntime:
         try:
             out = await (reg.handler(value, ctx) if reg.takes_context else reg.handler(value))
         except AgentError as exc:
+            await self._confirm(receipt)
             await self._error(req, msg, exc.code, exc.message, retryable=exc.retryable, details=exc.details)
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            await self._confirm(receipt)
             await self._error(
                 req, msg, ErrorCode.HANDLER_ERROR, f"{type(exc).__name__}: {exc}",
                 retryable=getattr(exc, "retryable", False),
@@ -215,12 +237,17 @@ class AgentRuntime:
         try:
             payload = reg.capability.output.dump(reg.capability.validate_output(reg.capability.output.dump(out)))
         except InvalidMessage as exc:
+            await self._confirm(receipt)
             await self._error(req, msg, ErrorCode.INVALID_OUTPUT, f"handler returned an invalid result: {exc.reason}", details={"path": exc.path})
             return
         resp = answer(req, Action.RESPONSE, payload=payload)
+        # The record goes on the wire before the answer; both pipelined, the JetStream ack only once all are stored.
+        pending = [receipt]
         if self.results is not None:
-            await self.results.put(self.agent.name, req.key, Recorded(payload, resp.id, req.task_id, req.attempt))
-        await self.bus.publish(resp)
+            rec = Recorded(payload, resp.id, req.task_id, req.attempt)
+            pending.append(await self.results.put_async(self.agent.name, req.key, rec))
+        pending.append(await self.bus.publish_async(resp))
+        await self._confirm(*pending)
         await msg.ack()
         self.handled += 1
 

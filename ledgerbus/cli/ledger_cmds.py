@@ -160,7 +160,7 @@ def import_(
 
       ledgerbus import bug-1234.jsonl --url nats://127.0.0.1:4222 --prefix bug1234
     """
-    from ledgerbus.eventstore.jsonl import import_into_store, import_into_stream, parse, read_lines
+    from ledgerbus.eventstore.jsonl import import_into_store, parse, read_lines
 
     if not source.exists():
         fail(f"no such file: {source}", 2)
@@ -326,87 +326,13 @@ def fork(
 async def _fork(url: str | None, data_dir: Path, prefix: str | None, events: list[Any], at: int,
                 body: dict[str, Any] | None, event: int | None, merge: bool, max_requests: int | None) -> Any:
     from ledgerbus.bus.connection import Bus
+    from ledgerbus.cli.replay_modes import decomposer_for
     from ledgerbus.orchestrator.replaymodes import fork as do_fork
 
     bus = await Bus.connect(url, data_dir=data_dir, prefix=prefix, name="ledgerbus-fork")
     try:
         return await do_fork(bus, events, at, payload=body, edit_position=event, merge=merge,
-                             decomposer=_decomposer(events), max_requests=max_requests)
-    finally:
-        await bus.close()
-
-
-def _decomposer(events: list[Any]) -> Any:
-    """The decomposer a conversation's capability needs (the example pipeline, or one step)."""
-    from ledgerbus.agents.examples import ARTICLE, ContentPipeline
-
-    cap = next((e.envelope.capability for e in events if e.envelope.action.value == "REQUEST"), "")
-    return ContentPipeline() if cap == ARTICLE else None
-
-
-# -- replay modes (called by `ledgerbus replay --mode`) -----------------------------------------
-
-
-def run_mode(mode: str, ledger: Path | None, url: str | None, prefix: str | None, conversation: list[str],
-             point: Any, max_requests: int | None, as_json: bool) -> None:
-    if len(conversation) != 1:
-        fail(f"--mode {mode} works on one conversation: give exactly one -c ID")
-    path = ledger or DEFAULT_LEDGER
-    events = _events(path, conversation[0])
-    if point is not None and point.position is not None:
-        events = [e for e in events if e.position <= point.position]
-    if mode == "resimulate":
-        report = run(_resimulate(events))
-        if as_json:
-            _print({"conversationId": report.conversation_id, "same": report.same, "requests": report.requests,
-                    "unanswered": report.unanswered,
-                    "divergences": [{"task": d.task, "field": d.field, "recorded": d.recorded,
-                                     "simulated": d.simulated} for d in report.divergences]})
-        else:
-            _print_divergences(report)
-        if not report.same:
-            raise typer.Exit(1)
-        return
-    if max_requests is None:
-        fail("--mode re-execute sends REQUESTs for real: give a budget with --max-requests N")
-    report = run(_re_execute(url, prefix, events, max_requests))
-    status = report.result.status.value if report.result else "nothing unfinished"
-    if as_json:
-        _print({"conversationId": report.conversation_id, "sent": report.sent, "budget": report.budget,
-                "refused": report.refused, "status": status})
-        return
-    console.print(f"re-executed {report.conversation_id}: {report.sent} of at most {report.budget} requests sent"
-                  + (" (budget reached)" if report.refused else "") + f"; conversation {status}")
-
-
-def _print_divergences(report: Any) -> None:
-    if report.same:
-        console.print(f"[green]no divergence[/]: today's orchestrator takes the recorded decisions "
-                      f"({report.requests} requests) for {report.conversation_id}")
-        return
-    from rich.table import Table
-
-    table = Table(title=f"{len(report.divergences)} divergences in {report.conversation_id}", header_style="bold")
-    for col in ("task", "field", "recorded", "today"):
-        table.add_column(col, overflow="fold")
-    for d in report.divergences:
-        table.add_row(d.task, d.field, str(d.recorded), str(d.simulated))
-    console.print(table)
-
-
-async def _resimulate(events: list[Any]) -> Any:
-    from ledgerbus.orchestrator.replaymodes import resimulate
-
-    return await resimulate(events, decomposer=_decomposer(events))
-
-
-async def _re_execute(url: str | None, prefix: str | None, events: list[Any], budget: int) -> Any:
-    from ledgerbus.bus.connection import Bus
-    from ledgerbus.orchestrator.replaymodes import re_execute
-
-    bus = await Bus.connect(url, prefix=prefix, name="ledgerbus-reexecute")
-    try:
-        return await re_execute(bus, events, max_requests=budget, decomposer=_decomposer(events))
+                             decomposer=decomposer_for(events), max_requests=max_requests)
     finally:
         await bus.close()
 

@@ -39,8 +39,7 @@ def parse_filter(conversation: Sequence[str], agent: Sequence[str], action: Sequ
     actions = tuple(a.upper() for a in action)
     bad = [a for a in actions if a not in Action.__members__]
     if bad:
-        raise_ = ConfigError(f"unknown action {bad[0]!r}; one of {', '.join(Action.__members__)}")
-        _fail(str(raise_))
+        _fail(f"unknown action {bad[0]!r}; one of {', '.join(Action.__members__)}")
     try:
         since_ms = parse_point(since).time_ms if since else None
         if since and since_ms is None:
@@ -114,7 +113,9 @@ class ReplaySink:
         self.timeline = self.want_timeline and bool(conversations)
         self.as_json = as_json
         self.point = point
-        self.upcaster = Upcaster(registry) if upcast and registry is not None else (Upcaster() if upcast else None)
+        self.upcaster: Upcaster | None = None
+        if upcast:
+            self.upcaster = Upcaster(registry) if registry is not None else Upcaster()
         self.events: dict[str, list[StoredEvent]] = {}
         self.open: dict[str, ConversationState] = {}
         self.by_status: dict[str, int] = {}

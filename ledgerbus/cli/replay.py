@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from ledgerbus.cli.common import JsonOption, UrlOption, console, fail, is_tty, run
+from ledgerbus.cli.common import JsonOption, console, fail, is_tty, run
 from ledgerbus.cli.ledger_view import ReplaySink, parse_filter
 
 MODES = ("reconstruct", "resimulate", "re-execute")
@@ -56,7 +56,7 @@ def replay(
     _load(load)
     flt, point = parse_filter(conversation, agent, action, capability, since, until)
     if mode != "reconstruct":
-        from ledgerbus.cli.ledger_cmds import run_mode
+        from ledgerbus.cli.replay_modes import run_mode
 
         run_mode(mode, ledger, url, prefix, conversation, point, max_requests, as_json)
         return

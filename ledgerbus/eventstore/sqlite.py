@@ -18,6 +18,7 @@ import sqlite_utils
 
 from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
+from ledgerbus.eventstore.sqlite_schema import ensure_schema
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
 from ledgerbus.schemas.codes import Action
@@ -89,70 +90,8 @@ class SQLiteEventStore:
             # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last commits,
             # which the recorder then re-reads from JetStream.
             self.db.conn.execute("PRAGMA synchronous=NORMAL")
-            self._create()
-
-    def _create(self) -> None:
-        db = self.db
-        if "events" not in db.table_names():
-            db["events"].create(
-                {
-                    "position": int,
-                    "id": str,
-                    "conversation_id": str,
-                    "task_id": str,
-                    "causation_id": str,
-                    "sender": str,
-                    "recipient": str,
-                    "action": str,
-                    "capability": str,
-                    "attempt": int,
-                    "timestamp": int,
-                    "payload": str,
-                    "error": str,
-                    "envelope": bytes,
-                    "prev_hash": str,
-                    "hash": str,
-                },
-                pk="position",
-                not_null={"id", "conversation_id", "task_id", "sender", "recipient", "action", "capability",
-                          "attempt", "timestamp", "payload", "envelope"},
-            )
-            # Only the indexes replay and dedup need: every extra one costs each append a B-tree insert.
-            # Time filters ride the position scan (timestamps follow positions closely).
-            db["events"].create_index(["id"], unique=True)
-            db["events"].create_index(["conversation_id", "position"])
-        if "rejects" not in db.table_names():
-            db["rejects"].create(
-                {"position": int, "subject": str, "data": bytes, "code": str, "reason": str}, pk="position"
-            )
-        if "meta" not in db.table_names():
-            db["meta"].create({"key": str, "value": str}, pk="key")
-        if "gaps" not in db.table_names():
-            # JetStream sequences the recorder never saw (retention, a purge): reported, never silent.
-            db["gaps"].create({"first": int, "last": int}, pk="first")
-        if "chain_heads" not in db.table_names():
-            db["chain_heads"].create({"conversation_id": str, "hash": str, "count": int, "last_position": int},
-                                     pk="conversation_id")
-        # Compaction keeps each removed event's chain link, so the ledger stays verifiable.
-        if "compacted" not in db.table_names():
-            db["compacted"].create({"position": int, "conversation_id": str, "id": str, "prev_hash": str, "hash": str},
-                                   pk="position")
-            db["compacted"].create_index(["conversation_id", "position"])
-            db["compacted"].create_index(["id"], unique=True)
-        if "snapshots" not in db.table_names():
-            db["snapshots"].create({"conversation_id": str, "status": str, "events": int, "first_position": int,
-                                    "last_position": int, "head_hash": str, "state": bytes, "hash": str},
-                                   pk="conversation_id")
-        if "hash" not in db["events"].columns_dict:
-            self._migrate_chain()
-
-    def _migrate_chain(self) -> None:
-        """A ledger written before hash chains existed: add the columns and chain what is there."""
-        conn = self.db.conn
-        with conn:
-            conn.execute("ALTER TABLE events ADD COLUMN prev_hash TEXT")
-            conn.execute("ALTER TABLE events ADD COLUMN hash TEXT")
-        self.rechain()
+            if ensure_schema(self.db):
+                self.rechain()
 
     def rechain(self) -> int:
         """Recompute every chain from the stored bytes (after a migration or an import). Returns events chained."""

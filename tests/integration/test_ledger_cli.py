@@ -6,7 +6,6 @@ import asyncio
 import json
 import sqlite3
 
-import msgspec
 import pytest
 import typer
 from ledger_world import record_articles

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-import pytest
 from ledger_world import record_articles
 
 from ledgerbus.agents.runtime import AgentRuntime

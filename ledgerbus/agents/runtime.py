@@ -22,7 +22,7 @@ from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, descr
 from ledgerbus.agents.results import Recorded, ResultStore
 from ledgerbus.agents.sdk import Agent, AgentError, Registration
 from ledgerbus.bus.connection import Bus
-from ledgerbus.bus.streams import ConsumerSettings
+from ledgerbus.bus.streams import ConsumerSettings, consumer_name
 from ledgerbus.errors import InvalidMessage
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codec import salvage_ids
@@ -30,6 +30,7 @@ from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, is_address, is_token
 from ledgerbus.tracing import instrument as tracing
 from ledgerbus.security.binding import check_sender
+from ledgerbus.security.deadletters import DeadLetterWatcher
 
 log = logging.getLogger("ledgerbus.agent")
 
@@ -48,6 +49,7 @@ class AgentRuntime:
         idempotent: bool = True,
         fetch_timeout: float = 1.0,
         announce: bool = True,
+        dead_letters: bool = True,
     ) -> None:
         self.agent = agent
         self.bus = bus
@@ -65,6 +67,12 @@ class AgentRuntime:
         self._sub: Any = None
         self._announcer: Announcer | None = None
         self.announce = announce
+        # Turns MaxDeliver advisories for this type's consumer into ERROR DEAD_LETTER (one per letter: queue group).
+        # A secured agent may not read the ledger, so there a client (the orchestrator) runs the watcher.
+        self.dead_letters: DeadLetterWatcher | None = (
+            DeadLetterWatcher(bus, consumer=consumer_name(agent.name), sender=agent.name, queue=f"deadletters-{agent.name}")
+            if dead_letters and getattr(bus, "may_watch_dead_letters", True) else None
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -78,6 +86,8 @@ class AgentRuntime:
                                 started_at=ts, seen_at=ts, concurrency=self.concurrency)
             self._announcer = Announcer(Directory(self.bus), info, stats=lambda: (self.handled, len(self.inflight)))
             await self._announcer.start()
+        if self.dead_letters is not None:
+            await self.dead_letters.start()
         self._loop_task = asyncio.create_task(self._pull_loop(), name=f"agent-{self.instance}")
         return self
 
@@ -92,6 +102,8 @@ class AgentRuntime:
                 await self._loop_task
             except asyncio.CancelledError:
                 pass
+        if self.dead_letters is not None:
+            await self.dead_letters.stop()
         if self._announcer is not None:
             try:
                 await self._announcer.stop()

@@ -13,10 +13,12 @@ from ledgerbus.schemas.codes import Action
 SCHEMA_VERSION = 1
 
 #: Agent addresses and conversation ids become NATS subject tokens, so they must not contain
-#: dots, wildcards or whitespace.
-ADDRESS_PATTERN = r"^[a-z0-9_-]{1,64}$"
-TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
-CAPABILITY_PATTERN = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$"
+#: dots, wildcards or whitespace. `(?!\n)` because Python's `$` also matches before a trailing newline
+#: ("research\n" would pass, then break the subject it is put in); in ECMA-262, the dialect of the
+#: exported JSON Schema, it changes nothing, so both sides accept exactly the same strings.
+ADDRESS_PATTERN = r"^[a-z0-9_-]{1,64}(?!\n)$"
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,128}(?!\n)$"
+CAPABILITY_PATTERN = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*(?!\n)$"
 
 Address = Annotated[str, msgspec.Meta(pattern=ADDRESS_PATTERN, description="agent address")]
 Token = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN)]

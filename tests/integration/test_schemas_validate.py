@@ -149,6 +149,7 @@ async def recorded(bus: Bus, ledger: SQLiteEventStore) -> AsyncIterator[list[dic
 BREAKAGES = {
     "attempt below 1": lambda w: w.update(attempt=0),
     "a sender that is not a subject token": lambda w: w.update(sender="evil.>"),
+    "a conversation id with a trailing newline": lambda w: w.update(conversationId=w["conversationId"] + "\n"),
     "an unknown action": lambda w: w.update(action="DELETE"),
     "an unknown field": lambda w: w.update(shadow=True),
     "a missing task id": lambda w: w.pop("taskId"),

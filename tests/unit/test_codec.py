@@ -128,6 +128,12 @@ def test_defaults_fill_optional_fields() -> None:
         ({"error": {"code": "X"}}, "$.error.message", "missing required field"),
         ({"error": {"code": "X", "message": "m", "extra": 1}}, "$.error.extra", "unknown field"),
         ({"shadow": True}, "$.shadow", "unknown field"),
+        # Python's `$` matches before a trailing newline: ids become subject tokens, so it must not pass.
+        ({"sender": "research\n"}, "$.sender", "regex"),
+        ({"replyTo": "tester\n"}, "$.replyTo", "regex"),
+        ({"conversationId": "c1\n"}, "$.conversationId", "regex"),
+        ({"causationId": "e1\n"}, "$.causationId", "regex"),
+        ({"capability": "research.search\n"}, "$.capability", "regex"),
     ],
 )
 def test_invalid_field_is_named(change: dict[str, Any], path: str, words: str) -> None:
@@ -287,6 +293,7 @@ def test_salvage_keeps_only_well_formed_ids() -> None:
         "replyTo": "good_reply", "recipient": "UPPER", "capability": "x..y",
     }).encode()
     assert salvage_ids(data) == {"id": "ok-1", "replyTo": "good_reply"}
+    assert salvage_ids(json.dumps({"id": "a\n", "sender": "evil\n", "taskId": "t"}).encode()) == {"taskId": "t"}
 
 
 @pytest.mark.parametrize("data", [b"", b"{", b"[1,2]", b"null", b"[" * 100_000, b'"id"'])

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             server = EmbeddedServer(ServerConfig(data_dir=Path(d))).start()
             url = server.url
         try:
-            env = BenchEnv(url=url, runs=args.runs, sizes=sizes, log=log)
+            env = BenchEnv(url=url, runs=args.runs, sizes=sizes, log=log, server_pid=server.pid if server else None)
             figures, failures = asyncio.run(run_all(env, only))
         finally:
             if server is not None:

@@ -39,6 +39,7 @@ class BenchEnv:
     runs: int
     sizes: Sizes
     log: Callable[[str], None] = print
+    server_pid: int | None = None  # the nats-server this run started (its CPU is part of a step's cost)
     _prefixes: "itertools.count[int]" = field(default_factory=itertools.count)
 
     def prefix(self) -> str:

@@ -106,7 +106,7 @@ async def ledger(env: BenchEnv) -> Figures:
             store.close()
         figs.update(await _from_jetstream(env, Path(d)))
         figs.update(_replay_memory(env, Path(d)))
-    figs.update(_external(env))
+    figs.update(await _external(env))
     return figs
 
 
@@ -168,8 +168,11 @@ def _replay_memory(env: BenchEnv, d: Path) -> Figures:
     return figs
 
 
-def _external(env: BenchEnv) -> Figures:
-    """Rows from bench/ledger_bench.py when another engineer's module is present."""
+async def _external(env: BenchEnv) -> Figures:
+    """Rows of bench/ledger_bench.py (`run(size) -> [{name, value, unit, baseline}]`) when it is present.
+
+    It starts its own server and event loop, so it runs in a thread; once, at the run's ledger size.
+    """
     try:
         mod = importlib.import_module("bench.ledger_bench")
     except ImportError:
@@ -177,26 +180,19 @@ def _external(env: BenchEnv) -> Figures:
     run = getattr(mod, "run", None)
     if run is None:
         return {}
+    from bench.harness import Measure
+
     figs: Figures = {}
     try:
-        rows = run(env.sizes.ledger_events)
+        rows = await asyncio.to_thread(run, env.sizes.ledger_events)
     except Exception as exc:  # a broken external module must not cost the whole run
         env.log(f"  bench/ledger_bench.py failed: {type(exc).__name__}: {exc}")
         return {}
-    for row in rows or []:
-        from bench.harness import Measure
-
-        if isinstance(row, Measure):
+    for r in rows or []:
+        if not isinstance(r, dict) or "name" not in r or "value" not in r:
             continue
-        name, value, unit = _row_fields(row)
-        if name is not None:
-            _collect(figs, f"ext.{name}", float(value), unit)
+        higher = r.get("unit") not in ("s", "MiB", "MB")
+        figs[f"ext.{r['name']}"] = Measure([float(r["value"])], str(r.get("unit", "")), higher)
+        if r.get("baseline") is not None:
+            figs[f"extbase.{r['name']}"] = Measure([float(r["baseline"])], str(r.get("unit", "")), higher)
     return figs
-
-
-def _row_fields(row: Any) -> tuple[str | None, float, str]:
-    if isinstance(row, dict):
-        return row.get("name") or row.get("figure"), row.get("value", 0.0), str(row.get("unit", ""))
-    if isinstance(row, (tuple, list)) and len(row) >= 2:
-        return str(row[0]), float(row[1]), str(row[2]) if len(row) > 2 else ""
-    return None, 0.0, ""

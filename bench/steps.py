@@ -11,7 +11,11 @@ from typing import Any
 from bench.agents_trivial import ECHO_PAYLOAD, echo_agents, echo_capability, echo_registry, echo_type
 from bench.baselines import Figures, _collect
 from bench.env import BenchEnv, rate_and_latency, timed_calls
-from bench.procs import spawn
+from bench.procs import cpu_seconds, spawn
+
+
+def _server_cpu(env: BenchEnv) -> float:
+    return cpu_seconds(env.server_pid) if env.server_pid else 0.0
 
 
 async def steps(env: BenchEnv) -> Figures:
@@ -37,8 +41,12 @@ async def steps(env: BenchEnv) -> Figures:
             _collect(figs, "lb.seq.p50", p50, "µs", False)
             _collect(figs, "lb.seq.p99", p99, "µs", False)
             n = env.sizes.steps_conc
+            cpu0, srv0 = cpu_seconds() + cpu_seconds(worker.pid), _server_cpu(env)
             elapsed, lat = await timed_calls(n, env.sizes.inflight, call)
             rate, p50, p99 = rate_and_latency(n, elapsed, lat)
+            _collect(figs, "lb.conc.cpu", (cpu_seconds() + cpu_seconds(worker.pid) - cpu0) / n * 1e6, "µs CPU/step", False)
+            if env.server_pid:
+                _collect(figs, "lb.conc.server_cpu", (_server_cpu(env) - srv0) / n * 1e6, "µs CPU/step", False)
             _collect(figs, "lb.conc.rate", rate, "steps/s")
             _collect(figs, "lb.conc.p50", p50, "µs", False)
             _collect(figs, "lb.conc.p99", p99, "µs", False)

@@ -1,15 +1,110 @@
-"""Tracing overhead per step, on (sampled) and off — measured only when `ledgerbus.tracing` exists."""
+"""Tracing overhead per step: the same step benchmark with tracing off and on (every span sampled).
+
+Spans go to a discarding exporter behind the usual BatchSpanProcessor, so this measures what
+instrumentation costs a process, not a collector's network. Added cost is reported per process
+(the requester's and the agent's) as CPU µs per step, and as the change in sequential p50.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
+from typing import Any
 
-from bench.baselines import Figures
-from bench.env import BenchEnv
+from bench.agents_trivial import ECHO_PAYLOAD, echo_agents, echo_capability, echo_registry, echo_type
+from bench.baselines import Figures, _collect
+from bench.env import BenchEnv, rate_and_latency, timed_calls
+from bench.procs import cpu_seconds, spawn
+
+try:
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+except ImportError:  # pragma: no cover - opentelemetry-sdk is a dependency
+    SpanExporter = object  # type: ignore[assignment,misc]
+
+
+class DiscardExporter(SpanExporter):  # type: ignore[misc,valid-type]
+    """Accepts every span and keeps none."""
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def turn_on() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    from ledgerbus.tracing import setup
+
+    setup.configure(DiscardExporter(), sampler=ALWAYS_ON)
 
 
 async def tracing(env: BenchEnv) -> Figures:
     if importlib.util.find_spec("ledgerbus.tracing") is None:
         env.log("  ledgerbus.tracing is not present: tracing overhead not measured")
         return {}
-    return {}
+    from ledgerbus.tracing import setup
+
+    figs: Figures = {}
+    echo_agents(1)
+    setup.shutdown()
+    for _ in range(env.runs):
+        _collect(figs, "trace.off.path_ns", off_path_ns(), "ns/step", False)
+    for mode in ("off", "on"):
+        await _measure(env, mode, figs)
+    setup.shutdown()
+    return figs
+
+
+def off_path_ns(steps: int = 100_000) -> float:
+    """What tracing off costs a step in code: the send span of each of its three publishes and the
+    agent's process span, with tracing off (the checks the hot path really makes)."""
+    import time
+
+    from ledgerbus.schemas.envelope import new_request
+    from ledgerbus.tracing import instrument
+
+    req = new_request(sender="bench", recipient="echo0", capability="echo0.say", payload={})
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        for _ in range(3):
+            with instrument.send_span("lb", req):
+                pass
+        with instrument.process_span("lb", req, None, agent="echo0"):
+            pass
+    return (time.perf_counter() - t0) / steps * 1e9
+
+
+async def _measure(env: BenchEnv, mode: str, figs: Figures) -> None:
+    from ledgerbus.bus.connection import Bus
+    from ledgerbus.bus.requester import Requester
+    from ledgerbus.tracing import setup
+
+    if mode == "on":
+        turn_on()
+    else:
+        setup.shutdown()
+    prefix = env.prefix()
+    bus = await Bus.connect(env.url, prefix=prefix, name=f"bench-tracing-{mode}")
+    args = ["--tracing"] if mode == "on" else []
+    worker = await spawn("agents", env.url, prefix, "1", "1", str(max(env.sizes.inflight, 16)), *args)
+    req = await Requester(bus, "bench", registry=echo_registry()).start()
+    try:
+        async def call() -> Any:
+            return await req.request(echo_type(0), echo_capability(0), ECHO_PAYLOAD, timeout=30)
+
+        await timed_calls(50, 10, call)
+        for _ in range(env.runs):
+            n = env.sizes.tracing_steps
+            elapsed, lat = await timed_calls(n, 1, call)
+            _, p50, _ = rate_and_latency(n, elapsed, lat)
+            _collect(figs, f"trace.{mode}.p50", p50, "µs", False)
+            mine, theirs = cpu_seconds(), cpu_seconds(worker.pid)
+            await timed_calls(n, env.sizes.inflight, call)
+            _collect(figs, f"trace.{mode}.cpu_requester", (cpu_seconds() - mine) / n * 1e6, "µs CPU/step", False)
+            _collect(figs, f"trace.{mode}.cpu_agent", (cpu_seconds(worker.pid) - theirs) / n * 1e6, "µs CPU/step", False)
+    finally:
+        await req.stop()
+        await worker.stop()
+        await bus.close()

@@ -5,7 +5,7 @@ serves until SIGTERM.
 
   raw URL SUBJECT                      core NATS responder echoing the request bytes
   faststream URL SUBJECT               FastStream subscriber with a pydantic-typed handler
-  agents URL PREFIX TYPES INSTANCES CONCURRENCY [--handlers echo|pipeline]
+  agents URL PREFIX TYPES INSTANCES CONCURRENCY [--handlers echo|pipeline] [--tracing]
                                        ledgerbus AgentRuntime instances with trivial handlers,
                                        each instance on its own connection
 """
@@ -74,7 +74,8 @@ async def agents(url: str, prefix: str, types: int, instances: int, concurrency:
     for i in range(instances):
         bus = await Bus.connect(url, prefix=prefix, name=f"bench-agent-{i}")
         buses.append(bus)
-        rt = AgentRuntime(agent_types[i % len(agent_types)], bus, concurrency=concurrency)
+        rt = AgentRuntime(agent_types[i % len(agent_types)], bus, concurrency=concurrency,
+                          idempotent=os.environ.get("BENCH_IDEMPOTENT", "1") == "1")
         runtimes.append(await rt.start())
 
     async def stop() -> None:
@@ -98,7 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("instances", type=int)
     a.add_argument("concurrency", type=int)
     a.add_argument("--handlers", choices=("echo", "pipeline"), default="echo")
+    a.add_argument("--tracing", action="store_true", help="every span sampled, exported to nowhere")
     args = p.parse_args(argv)
+    if getattr(args, "tracing", False):
+        from bench.tracing_bench import turn_on
+
+        turn_on()
     if args.kind == "raw":
         coro = raw(args.url, args.subject)
     elif args.kind == "faststream":

@@ -77,6 +77,13 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "ledgerbus.orchestrator.backoff",
     "Backoff": "ledgerbus.orchestrator.backoff",
     "Router": "ledgerbus.orchestrator.router",
+    # security mode and dead letters
+    "Deployment": "ledgerbus.security.deployment",
+    "TLSFiles": "ledgerbus.security.deployment",
+    "Identity": "ledgerbus.security.keys",
+    "SecureBus": "ledgerbus.security.securebus",
+    "provision": "ledgerbus.security.securebus",
+    "DeadLetterWatcher": "ledgerbus.security.deadletters",
     # testing agents (the pytest plugin's run_agent)
     "AgentHarness": "ledgerbus.testing",
     "Conversation": "ledgerbus.testing",
@@ -125,6 +132,10 @@ if TYPE_CHECKING:  # static type checkers see the real names
                                                RateLimitPolicy, TaskPolicy)
     from ledgerbus.orchestrator.router import Router
     from ledgerbus.testing import AgentHarness, Conversation
+    from ledgerbus.security.deadletters import DeadLetterWatcher
+    from ledgerbus.security.deployment import Deployment, TLSFiles
+    from ledgerbus.security.keys import Identity
+    from ledgerbus.security.securebus import SecureBus, provision
     from ledgerbus.schemas.capability import Capability, CapabilityRegistry, registry
     from ledgerbus.schemas.codec import Codec
     from ledgerbus.schemas.codes import Action, ErrorCode

@@ -106,8 +106,10 @@ class Requester:
                 if left <= 0:
                     raise TaskTimeout(f"no answer to {env.capability} from {env.recipient} within {timeout}s")
                 try:
-                    ans = await asyncio.wait_for(q.get(), left)
-                except asyncio.TimeoutError:
+                    # asyncio.timeout rather than wait_for: no extra task per answer on the hot path.
+                    async with asyncio.timeout(left):
+                        ans = await q.get()
+                except TimeoutError:
                     continue
                 if ans.causation_id is not None and ans.attempt != env.attempt:
                     continue

@@ -3,6 +3,8 @@ and an unsampled conversation that still carries its trace context everywhere.""
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -119,3 +121,33 @@ async def test_unsampled_conversations_record_nothing_but_carry_the_context(bus,
     contexts = [tracing.parse_traceparent(e.traceparent) for e in envelopes]
     assert all(c is not None and not c.trace_flags.sampled for c in contexts)
     assert {c.trace_id for c in contexts} == {tracing.trace_id_for(result.conversation_id)}
+
+
+async def test_a_stall_is_an_event_and_fails_the_conversation_span(bus, memory_spans):
+    reg = CapabilityRegistry()
+    agent = Agent("sleepy", registry=reg)
+    release = asyncio.Event()
+
+    @agent.capability("sleepy.work")
+    async def work(job: Job) -> Note:
+        await release.wait()  # ACKed, then silent: the orchestrator's stall rule fires
+        return Note(text=job.text)
+
+    policies = PolicySet(default=TaskPolicy(receipt_timeout=5, stall_after=0.2, timeout=10,
+                                            retry=RetryPolicy(max_attempts=1)))
+    runtime = await AgentRuntime(agent, bus, announce=False).start()
+    orch = await Orchestrator(bus, policies=policies, registry=reg, use_directory=False).start()
+    try:
+        result = await orch.run("sleepy.work", {"text": "zzz"})
+    finally:
+        release.set()
+        await orch.stop()
+        await runtime.stop(drain=True, timeout=5)
+    assert not result.ok
+    spans = memory_spans.get_finished_spans()
+    root = next(s for s in spans if s.name == "conversation sleepy.work")
+    assert [e.name for e in root.events][:1] == ["STALLED"]
+    stalled = root.events[0]
+    assert stalled.attributes["ledgerbus.attempt"] == 1 and "silent" in stalled.attributes["message"]
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.attributes["ledgerbus.outcome"] == "FAILED"

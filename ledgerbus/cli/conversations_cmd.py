@@ -13,7 +13,7 @@ from rich.table import Table
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
 from ledgerbus.cli.render import STATUS_STYLE
-from ledgerbus.cli.sources import LastOption, LedgerFileOption, load_states
+from ledgerbus.cli.sources import LastOption, LedgerFileOption, load
 from ledgerbus.eventstore.fold import ConversationState, TaskStatus
 
 FAILED = (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT)
@@ -57,7 +57,7 @@ def conversations(
         from ledgerbus.cli.common import fail
 
         fail(f"unknown status {sorted(bad)[0]!r}: use RUNNING, DONE, DEGRADED or FAILED")
-    states = run(load_states(ledger, url, data_dir, prefix, last))
+    states = run(load(ledger, url, data_dir, prefix, last)).states
     rows = [summary(st) for st in states.values() if not wanted or st.status.value in wanted]
     rows.sort(key=lambda r: r["startedAt"] or 0, reverse=True)
     rows = rows[:limit]

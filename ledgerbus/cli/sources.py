@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 
-from ledgerbus.eventstore.fold import ConversationState, fold_all
+from ledgerbus.eventstore.base import StoredEvent
+from ledgerbus.eventstore.fold import ConversationState, apply
 
 LedgerFileOption = typer.Option(None, "--ledger", "-l",
                                 help="read this recorded SQLite ledger instead of the live stream")
 LastOption = typer.Option(None, "--last", help="only the newest N ledger positions (live stream)")
 
 
-def from_file(ledger: Path) -> dict[str, ConversationState]:
+@dataclass
+class Folded:
+    """Every conversation's folded state, and which instance acknowledged each task last (the ACK says)."""
+
+    states: dict[str, ConversationState] = field(default_factory=dict)
+    instances: dict[str, str] = field(default_factory=dict)  # task id → instance
+
+
+def fold_events(events: Iterable[StoredEvent]) -> Folded:
+    """One streaming pass: memory grows with the number of conversations, not of events."""
+    out = Folded()
+    for ev in events:
+        env = ev.envelope
+        st = out.states.get(env.conversation_id)
+        if st is None:
+            st = out.states[env.conversation_id] = ConversationState(conversation_id=env.conversation_id)
+        apply(st, env, ev.position)
+        if env.action.value == "ACK" and isinstance(env.payload.get("instance"), str):
+            out.instances[env.task_id] = env.payload["instance"]
+    return out
+
+
+def from_file(ledger: Path) -> Folded:
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
     store = SQLiteEventStore(ledger, readonly=True)  # StoreError (exit 2) when missing or not a ledger
     try:
-        return fold_all((ev.position, ev.envelope) for ev in store.read())
+        return fold_events(store.read())
     finally:
         store.close()
 
 
-async def from_stream(url: str | None, data_dir: Path, prefix: str | None,
-                      last: int | None = None) -> dict[str, ConversationState]:
+async def from_stream(url: str | None, data_dir: Path, prefix: str | None, last: int | None = None) -> Folded:
     from ledgerbus.cli.live import connect, stored_events
     from ledgerbus.cli.progress import bar
 
@@ -34,11 +58,11 @@ async def from_stream(url: str | None, data_dir: Path, prefix: str | None,
             events = await stored_events(bus, last=last, on_progress=tick)
     finally:
         await bus.close()
-    return fold_all((ev.position, ev.envelope) for ev in events)
+    return fold_events(events)
 
 
-async def load_states(ledger: Path | None, url: str | None, data_dir: Path, prefix: str | None,
-                      last: int | None = None) -> dict[str, ConversationState]:
+async def load(ledger: Path | None, url: str | None, data_dir: Path, prefix: str | None,
+               last: int | None = None) -> Folded:
     if ledger is not None:
         return from_file(ledger)
     return await from_stream(url, data_dir, prefix, last)

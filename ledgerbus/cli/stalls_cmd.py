@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
-from ledgerbus.cli.sources import LastOption, LedgerFileOption, load_states
+from ledgerbus.cli.sources import LastOption, LedgerFileOption, load
 
 WHAT = {
     "NO_RECEIPT": "never acknowledged",
@@ -60,22 +60,22 @@ def stalls(
     base = TaskPolicy()
     policy = TaskPolicy(receipt_timeout=receipt or base.receipt_timeout, stall_after=stall_after or base.stall_after,
                         timeout=timeout or base.timeout)
-    states = run(load_states(ledger, url, data_dir, prefix, last))
-    found = sorted(find_stalls(states.values(), now_ms(), lambda cap, agent: policy),
+    folded = run(load(ledger, url, data_dir, prefix, last))
+    found = sorted(find_stalls(folded.states.values(), now_ms(), lambda cap, agent: policy),
                    key=lambda s: -s.silent_ms)
     if as_json:
         print(json.dumps([{"conversationId": s.conversation_id, "taskId": s.task_id, "agent": s.agent,
-                           "capability": s.capability, "code": s.code, "silentMs": s.silent_ms,
-                           "attempt": s.attempt} for s in found]))
+                           "instance": folded.instances.get(s.task_id), "capability": s.capability,
+                           "code": s.code, "silentMs": s.silent_ms, "attempt": s.attempt} for s in found]))
         return
     if not found:
-        console.print(f"no stalled tasks in {len(states)} conversation(s)", highlight=False)
+        console.print(f"no stalled tasks in {len(folded.states)} conversation(s)", highlight=False)
         return
     table = Table(title=f"{len(found)} stalled task(s)", header_style="bold")
-    for col in ("conversation", "task", "agent", "capability", "problem", "silent for", "attempt"):
+    for col in ("conversation", "task", "agent", "instance", "capability", "problem", "silent for", "attempt"):
         table.add_column(col, no_wrap=True)
     for s in found:
-        table.add_row(s.conversation_id, s.task_id[-16:], s.agent, s.capability,
+        table.add_row(s.conversation_id, s.task_id[-16:], s.agent, folded.instances.get(s.task_id, "—"), s.capability,
                       f"[red]{s.code}[/]", human_ms(s.silent_ms), str(s.attempt))
     console.print(table)
     for code in sorted({s.code for s in found}):

@@ -102,6 +102,7 @@ def test_stalls_from_the_live_stream_and_from_a_file(cli, background, tmp_path):
     assert found["writing"]["code"] == "NO_RECEIPT" and found["writing"]["silentMs"] >= 10_000
     assert "editor" not in found
     assert found["research"]["conversationId"] == history[0].conversation_id
+    assert found["research"]["instance"] == "r-1" and found["writing"]["instance"] is None  # who went silent
     human = cli("stalls", "--stall-after", "5")
     assert "acknowledged, then silent" in human.stdout and "never acknowledged" in human.stdout
     # Generous limits: nothing is late yet.

@@ -6,8 +6,14 @@ from __future__ import annotations
 from opentelemetry.trace import SpanKind, StatusCode
 
 import ledgerbus.tracing as tracing
+from ledgerbus.agents.runtime import AgentRuntime
+from ledgerbus.agents.sdk import Agent
+from ledgerbus.eventstore.recorder import Recorder
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.schemas.capability import CapabilityRegistry
 from ledgerbus.tracing.tree import TreeOptions, render
-from tests.integration.tracing_world import by_message, memory_spans, run_flaky_conversation  # noqa: F401  (fixture)
+from tests.integration.tracing_world import (FAST, Job, by_message, memory_spans,  # noqa: F401  (fixture)
+                                             run_flaky_conversation)
 
 EXPECTED = """\
 send lb.orchestrator.REQUEST.{conversationId} (client) attempt=1
@@ -78,3 +84,42 @@ async def test_rebuilt_from_the_ledger_matches_the_live_trace(bus, ledger, memor
     assert {(s.context.span_id, s.parent.span_id if s.parent else None) for s in rebuilt} == \
         {(s.context.span_id, s.parent.span_id if s.parent else None) for s in live}
     assert all(s.attributes["ledgerbus.rebuilt"] is True for s in rebuilt)
+
+
+async def test_a_sub_request_nests_under_the_agent_that_asked_live_and_rebuilt(bus, ledger, memory_spans):
+    reg = CapabilityRegistry()
+    outer, inner = Agent("outer", registry=reg), Agent("inner", registry=reg)
+
+    @inner.capability("inner.shout")
+    async def shout(t: Job) -> Job:
+        return Job(t.text.upper())
+
+    @outer.capability("outer.ask")
+    async def ask(t: Job, ctx) -> Job:  # type: ignore[no-untyped-def]
+        return Job((await ctx.request("inner", "inner.shout", {"text": t.text}, timeout=5))["text"] + "!")
+
+    async with Recorder(bus, ledger) as rec, AgentRuntime(outer, bus, announce=False), \
+            AgentRuntime(inner, bus, announce=False):
+        orch = await Orchestrator(bus, policies=FAST, registry=reg, use_directory=False).start()
+        try:
+            result = await orch.run("outer.ask", {"text": "hi"})
+        finally:
+            await orch.stop()
+        await rec.catch_up()
+    assert result.ok, result.outcome
+    live = memory_spans.get_finished_spans()
+    assert render(live) == """\
+send lb.orchestrator.REQUEST.{conversationId} (client) attempt=1
+  conversation outer.ask (orchestrator) outcome=DONE
+    send lb.client.ACK.{conversationId} (orchestrator)
+    send lb.outer.REQUEST.{conversationId} (orchestrator) attempt=1
+      process outer.ask (outer) attempt=1
+        send lb.orchestrator.ACK.{conversationId} (outer)
+        send lb.inner.REQUEST.{conversationId} (outer) attempt=1
+          process inner.shout (inner) attempt=1
+            send lb.outer.ACK.{conversationId} (inner)
+            send lb.outer.RESPONSE.{conversationId} (inner)
+        send lb.orchestrator.RESPONSE.{conversationId} (outer)
+    send lb.client.RESPONSE.{conversationId} (orchestrator)""", "\n" + render(live)
+    rebuilt = tracing.rebuild(ledger.envelopes(result.conversation_id), prefix=bus.subjects.prefix)
+    assert render(rebuilt, TreeOptions(ids=True)) == render(live, TreeOptions(ids=True))

@@ -99,6 +99,11 @@ async def _status(url: str | None, prefix: str | None, data_dir: Path, as_json: 
     from ledgerbus.agents.directory import Directory
     from ledgerbus.cli.live import connect
 
+    import os
+
+    from ledgerbus.bus.server import EmbeddedServer
+
+    embedded = None if (url or os.environ.get("LEDGERBUS_NATS_URL")) else EmbeddedServer.for_dir(data_dir).running()
     bus = await connect(url, data_dir, prefix=prefix)
     try:
         info = await bus.js.stream_info(bus.subjects.stream)
@@ -110,6 +115,7 @@ async def _status(url: str | None, prefix: str | None, data_dir: Path, as_json: 
     st = info.state
     out: dict[str, Any] = {
         "url": server_url,
+        "embedded": {"pid": embedded.get("pid"), "dataDir": str(data_dir)} if embedded else None,
         "stream": {"name": info.config.name, "messages": st.messages, "bytes": st.bytes,
                    "firstSeq": st.first_seq, "lastSeq": st.last_seq, "consumers": st.consumer_count},
         "consumers": [{"name": c.name, "pending": c.num_pending or 0, "ackPending": c.num_ack_pending or 0,
@@ -123,7 +129,8 @@ async def _status(url: str | None, prefix: str | None, data_dir: Path, as_json: 
         print(json.dumps(out))
         return
     s = out["stream"]
-    console.print(f"server [bold]{server_url}[/]   ledger [bold]{s['name']}[/]: {s['messages']} messages, "
+    where = f" (embedded, pid {embedded.get('pid')}, store {data_dir})" if embedded else ""
+    console.print(f"server [bold]{server_url}[/]{where}   ledger [bold]{s['name']}[/]: {s['messages']} messages, "
                   f"{_size(s['bytes'])}, positions {s['firstSeq']}–{s['lastSeq']}", highlight=False)
     table = Table(title="consumers", header_style="bold")
     for col in ("name", "pending", "ack pending", "redelivered", "waiting pulls"):

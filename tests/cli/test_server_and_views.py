@@ -30,6 +30,7 @@ def test_up_status_down(cli, tmp_path):
         assert st.exit_code == 0, st.output
         status = json.loads(st.stdout)
         assert status["stream"]["name"] == "LEDGER" and status["stream"]["messages"] == 0
+        assert status["embedded"] == {"pid": info["pid"], "dataDir": d}
         human = cli("status", "--data-dir", d, server=False)
         assert "LEDGER" in human.stdout and "consumers" in human.stdout
     finally:
@@ -48,6 +49,7 @@ def test_status_shows_consumers_pending_and_agents(cli, examples):
     assert {"agent-research", "agent-writing", "agent-editor"} <= set(names)
     assert all(isinstance(c["pending"], int) for c in names.values())
     assert status["agents"] == {"editor": 1, "research": 1, "writing": 1}
+    assert status["embedded"] is None  # a server named by --url
 
 
 def test_tail_history_with_filters(cli, examples):

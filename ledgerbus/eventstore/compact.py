@@ -77,3 +77,22 @@ def snapshot(store: SQLiteEventStore, conversation_id: str) -> ConversationState
     """A compacted conversation's state as it was snapshotted, or None."""
     row = store.db.conn.execute("SELECT state FROM snapshots WHERE conversation_id = ?", (conversation_id,)).fetchone()
     return msgspec.json.decode(row[0], type=ConversationState) if row else None
+
+
+def restore_link(store: SQLiteEventStore, position: int, conversation_id: str, event_id: str, prev_hash: str,
+                 digest: str) -> None:
+    """Put back one compacted event's chain link (an import of a compacted ledger), extending its chain."""
+    with store._lock, store.db.conn as conn:
+        conn.execute("INSERT OR IGNORE INTO compacted (position, conversation_id, id, prev_hash, hash) VALUES (?,?,?,?,?)",
+                     (position, conversation_id, event_id, prev_hash, digest))
+        conn.execute("INSERT INTO chain_heads (conversation_id, hash, count, last_position) VALUES (?,?,1,?)"
+                     " ON CONFLICT(conversation_id) DO UPDATE SET hash = excluded.hash, count = chain_heads.count + 1,"
+                     " last_position = excluded.last_position", (conversation_id, digest, position))
+
+
+def restore_snapshot(store: SQLiteEventStore, conversation_id: str, status: str, events: int, first_position: int,
+                     last_position: int, head_hash: str, state: bytes, digest: str) -> None:
+    with store._lock, store.db.conn as conn:
+        conn.execute("INSERT OR REPLACE INTO snapshots (conversation_id, status, events, first_position, last_position,"
+                     " head_hash, state, hash) VALUES (?,?,?,?,?,?,?,?)",
+                     (conversation_id, status, events, first_position, last_position, head_hash, state, digest))

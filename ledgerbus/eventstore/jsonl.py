@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import msgspec
 
 from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import Rejected, StoredEvent
+from ledgerbus.eventstore.compact import restore_link, restore_snapshot
 from ledgerbus.eventstore.integrity import GENESIS, chain_hash
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.schemas.envelope import Envelope
@@ -39,6 +41,24 @@ class _RejectedLine(msgspec.Struct):
     data: str
 
 
+class _CompactedLine(msgspec.Struct, rename="camel"):
+    conversation_id: str
+    id: str
+    prev_hash: str
+    hash: str
+
+
+class _SnapshotLine(msgspec.Struct, rename="camel"):
+    conversation_id: str
+    status: str
+    events: int
+    first_position: int
+    last_position: int
+    head_hash: str
+    hash: str
+    state: msgspec.Raw
+
+
 class _Line(msgspec.Struct, rename="camel", omit_defaults=True):
     position: int = 0
     prev_hash: str | None = None
@@ -46,6 +66,8 @@ class _Line(msgspec.Struct, rename="camel", omit_defaults=True):
     envelope: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
     envelope_text: str | None = None
     rejected: _RejectedLine | None = None
+    compacted: _CompactedLine | None = None
+    snapshot: _SnapshotLine | None = None
     ledgerbus: str | None = None
     version: int | None = None
 
@@ -79,29 +101,42 @@ class Chainer:
 
 
 def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: tuple[str, ...] = ()) -> int:
-    """Write the store (or some conversations) as JSONL. Returns the number of lines after the header."""
+    """Write the store (or some conversations) as JSONL. Returns the number of lines after the header.
+
+    Compacted conversations go along as what is left of them: their chain links (in position order,
+    among the events) and their snapshots (at the end), so an imported copy still verifies.
+    """
     out.write(HEADER)
     conn = store.db.conn
     where, args = "", []
     if conversation_ids:
         where = f"WHERE conversation_id IN ({','.join('?' * len(conversation_ids))})"
         args = list(conversation_ids)
-    events = conn.execute(f"SELECT position, prev_hash, hash, envelope FROM events {where} ORDER BY position", args)
-    rejects: Iterator[Rejected] = iter(() if conversation_ids else store.rejects())
+
+    def events() -> Iterator[tuple[int, bytes]]:
+        cur = conn.execute(f"SELECT position, prev_hash, hash, envelope FROM events {where} ORDER BY position", args)
+        while rows := cur.fetchmany(5000):
+            for pos, prev, digest, raw in rows:
+                yield pos, event_line(pos, prev or "", digest or "", bytes(raw))
+
+    def links() -> Iterator[tuple[int, bytes]]:
+        cur = conn.execute(f"SELECT position, conversation_id, id, prev_hash, hash FROM compacted {where}"
+                           " ORDER BY position", args)
+        for pos, cid, eid, prev, digest in cur:
+            body = msgspec.json.encode(_CompactedLine(cid, eid, prev or "", digest or ""))
+            yield pos, b'{"position":%d,"compacted":%s}\n' % (pos, body)
+
+    rejects = ((r.position, reject_line(r)) for r in (() if conversation_ids else store.rejects()))
     n = 0
-    pending = next(rejects, None)
-    while rows := events.fetchmany(5000):
-        for pos, prev, digest, raw in rows:
-            while pending is not None and pending.position < pos:
-                out.write(reject_line(pending))
-                n += 1
-                pending = next(rejects, None)
-            out.write(event_line(pos, prev or "", digest or "", bytes(raw)))
-            n += 1
-    while pending is not None:
-        out.write(reject_line(pending))
+    for _pos, line in heapq.merge(events(), links(), rejects, key=lambda item: item[0]):
+        out.write(line)
         n += 1
-        pending = next(rejects, None)
+    for row in conn.execute("SELECT conversation_id, status, events, first_position, last_position, head_hash, hash,"
+                            f" state FROM snapshots {where} ORDER BY conversation_id", args).fetchall():
+        state = row[7].encode() if isinstance(row[7], str) else bytes(row[7])
+        body = msgspec.json.encode(_SnapshotLine(*row[:7], msgspec.Raw(state)))
+        out.write(b'{"snapshot":%s}\n' % body)
+        n += 1
     return n
 
 
@@ -123,6 +158,8 @@ class ImportReport:
     events: int = 0
     new: int = 0
     rejects: int = 0
+    compacted: int = 0  # chain links of compacted events (their envelopes are gone)
+    snapshots: int = 0
     hash_mismatches: list[int] = field(default_factory=list)  # positions whose bytes do not match the file's hash
 
 
@@ -134,6 +171,8 @@ class Entry:
     hash: str | None
     rejected: Rejected | None
     prev_hash: str | None = None
+    compacted: _CompactedLine | None = None
+    snapshot: _SnapshotLine | None = None
 
 
 def parse(lines: Iterable[bytes]) -> Iterator[Entry]:
@@ -153,6 +192,9 @@ def parse(lines: Iterable[bytes]) -> Iterator[Entry]:
             continue
         if not saw_header:
             raise StoreError(f"line {no}: missing the ledgerbus header line (is this a ledger export?)")
+        if item.snapshot is not None:
+            yield Entry(no, item.snapshot.last_position, None, None, None, snapshot=item.snapshot)
+            continue
         if item.position < 1:
             raise StoreError(f"line {no}: position must be ≥ 1")
         if item.rejected is not None:
@@ -162,6 +204,10 @@ def parse(lines: Iterable[bytes]) -> Iterator[Entry]:
             except ValueError:
                 raise StoreError(f"line {no}: rejected.data is not base64") from None
             yield Entry(no, item.position, None, None, Rejected(item.position, r.subject, data, r.code, r.reason))
+            continue
+        if item.compacted is not None:
+            yield Entry(no, item.position, None, item.compacted.hash, None, item.compacted.prev_hash,
+                        compacted=item.compacted)
             continue
         raw = bytes(item.envelope) if len(item.envelope) else (
             item.envelope_text.encode() if item.envelope_text is not None else None)
@@ -189,6 +235,19 @@ def import_into_store(store: SQLiteEventStore, lines: Iterable[bytes], *, batch:
         rejects.clear()
 
     for entry in parse(lines):
+        if entry.compacted is not None or entry.snapshot is not None:
+            flush()  # a compacted link extends its chain: everything before it must be in first
+            if entry.compacted is not None:
+                c = entry.compacted
+                restore_link(store, entry.position, c.conversation_id, c.id, c.prev_hash, c.hash)
+                report.compacted += 1
+            else:
+                sn = entry.snapshot
+                assert sn is not None
+                restore_snapshot(store, sn.conversation_id, sn.status, sn.events, sn.first_position,
+                                 sn.last_position, sn.head_hash, bytes(sn.state), sn.hash)
+                report.snapshots += 1
+            continue
         if entry.rejected is not None:
             rejects.append(entry.rejected)
             report.rejects += 1
@@ -217,6 +276,10 @@ async def import_into_stream(bus: Any, lines: Iterable[bytes], *, window: int = 
         if entry.rejected is not None:
             report.rejects += 1
             continue
+        if entry.compacted is not None or entry.snapshot is not None:
+            report.compacted += entry.compacted is not None
+            report.snapshots += entry.snapshot is not None
+            continue  # a stream holds envelopes only; compacted history stays in SQLite
         env = decode_entry(entry)
         fut = await bus.js.publish_async(bus.subjects.of(env), entry.raw, headers=envelope_headers(env))
         pending.append(fut)

@@ -48,3 +48,29 @@ def test_compacted_golden_ledger_verifies_and_replays_from_snapshots(tmp_path):
         res = runner.invoke(app, ["replay", str(path), "-c", cid, "--json", "--no-timeline"])
         assert res.exit_code == 0, res.output
         assert json.loads(res.output)[0]["state"]["status"] == state["status"]
+
+
+def test_a_compacted_ledger_exports_and_imports_losslessly(tmp_path):
+    import io
+
+    from ledgerbus.eventstore.compact import compact
+    from ledgerbus.eventstore.jsonl import export_store, import_into_store
+
+    path, expected = golden_copy(tmp_path)
+    store = SQLiteEventStore(path)
+    cid = next(iter(expected))
+    compact(store, conversation_ids=(cid,))
+    first = io.BytesIO()
+    export_store(store, first)
+    store.close()
+    assert b'"compacted":' in first.getvalue() and b'"snapshot":' in first.getvalue()
+    copy = SQLiteEventStore(tmp_path / "copy.db")
+    report = import_into_store(copy, io.BytesIO(first.getvalue()))
+    assert report.compacted == expected[cid]["events"] and report.snapshots == 1
+    assert copy.verify().ok
+    again = io.BytesIO()
+    export_store(copy, again)
+    copy.close()
+    assert again.getvalue() == first.getvalue()
+    res = runner.invoke(app, ["replay", str(tmp_path / "copy.db"), "-c", cid, "--json", "--no-timeline"])
+    assert res.exit_code == 0 and json.loads(res.output)[0]["state"]["status"] == expected[cid]["status"]

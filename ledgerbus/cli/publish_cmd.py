@@ -49,6 +49,13 @@ async def _prepare(url: str | None, data_dir: Path, prefix: str | None, agent: s
     except BaseException:
         await bus.close()
         raise
+    # Said on stderr so --json output stays clean: both are worth knowing before waiting for an answer.
+    if target.live_instances == 0:
+        err_console.print(f"[yellow]note:[/] no live instance of {agent}; the request waits in its queue",
+                          highlight=False, soft_wrap=True)
+    if target.source == "none" and not no_validate:
+        err_console.print(f"[yellow]note:[/] no schema known for {capability}; the payload was not checked here",
+                          highlight=False, soft_wrap=True)
     env = new_request(sender=sender, recipient=agent, capability=capability, payload=data,
                       conversation_id=conversation, idempotency_key=key,
                       deadline=now_ms() + int(deadline * 1000) if deadline else None)

@@ -14,10 +14,12 @@ from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, 
 DEFAULT_LEDGER = Path(".ledgerbus/ledger.db")
 
 
-def _store(path: Path, *, readonly: bool = True) -> Any:
+def _store(path: Path, *, readonly: bool = True, create: bool = False) -> Any:
     from ledgerbus.errors import StoreError
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
+    if not create and not path.exists():
+        fail(f"no ledger at {path}", 2)  # opening it writable would create an empty one and call it intact
     try:
         return SQLiteEventStore(path, readonly=readonly)
     except StoreError as exc:
@@ -178,7 +180,7 @@ def import_(
         report = run(_import_stream(url, prefix, source))
         where = f"JetStream at {url}"
     else:
-        store = _store(into, readonly=False)
+        store = _store(into, readonly=False, create=True)
         try:
             report = import_into_store(store, read_lines(source))
         finally:

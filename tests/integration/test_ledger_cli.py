@@ -109,6 +109,7 @@ def test_export_import_verify_and_tamper(recorded, tmp_path):
     cli("import", dump, "--into", copy)
     assert cli("export", copy) .encode() == dump.read_bytes()
     assert "intact" in cli("verify", copy)
+    assert "no ledger" in cli("verify", tmp_path / "typo.db", code=2) and not (tmp_path / "typo.db").exists()
     # Edit one event's payload in the copy: verify fails and names the position.
     conn = sqlite3.connect(copy)
     pos, raw = conn.execute("SELECT position, envelope FROM events WHERE action = 'RESPONSE' LIMIT 1").fetchone()

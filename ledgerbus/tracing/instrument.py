@@ -1,7 +1,7 @@
 """The spans ledgerbus makes: a PRODUCER span per publish, a CONSUMER span per request an agent
 handles, a root span per conversation. Called by the bus, the agent runtime and the orchestrator.
 
-Every helper checks `setup.ON` first and does nothing when tracing is off. Off, the envelope still
+Every helper checks `setup.enabled()` first and does nothing when tracing is off. Off, the envelope still
 carries whatever `traceparent` it came with (`answer()` copies the request's), so a trace started
 elsewhere keeps flowing through a process that does not trace.
 """
@@ -47,7 +47,9 @@ def _parent_of(env: Envelope) -> OtelContext | None:
     if trace.get_current_span().get_span_context().is_valid:
         return None
     sc = parse_traceparent(env.traceparent)
-    return trace.set_span_in_context(trace.NonRecordingSpan(sc)) if sc is not None else None
+    if sc is None or sc.span_id == span_id_for(SEND, env.id):
+        return None  # nothing carried, or this envelope's own earlier send (a re-publish): not a parent
+    return trace.set_span_in_context(trace.NonRecordingSpan(sc))
 
 
 def start_send(prefix: str, env: Envelope) -> tuple[Span, dict[str, str]]:

@@ -57,10 +57,17 @@ def render(spans: Sequence[ReadableSpan], opts: TreeOptions | None = None) -> st
     children: dict[int | None, list[ReadableSpan]] = {}
     for s in spans:
         parent = s.parent.span_id if s.parent is not None and s.parent.span_id in present else None
+        if s.context is not None and parent == s.context.span_id:
+            parent = None  # a span naming itself as parent (foreign data): draw it as a root, not a loop
         children.setdefault(parent, []).append(s)
     lines: list[str] = []
+    drawn: set[int] = set()
 
     def walk(span: ReadableSpan, depth: int) -> None:
+        if span.context is not None:
+            if span.context.span_id in drawn:
+                return  # a cycle in foreign parent ids: each span is drawn once
+            drawn.add(span.context.span_id)
         pad = opts.indent * depth
         lines.append(pad + label(span, opts))
         if opts.events:
@@ -78,4 +85,8 @@ def render(spans: Sequence[ReadableSpan], opts: TreeOptions | None = None) -> st
             lines.append(f"trace {trace_id:032x}")
         for r in rs:
             walk(r, 1 if opts.ids else 0)
+    # Spans only reachable through a cycle of parent ids have no root: draw them anyway, never drop one.
+    for s in spans:
+        if s.context is not None and s.context.span_id not in drawn:
+            walk(s, 0)
     return "\n".join(lines)

@@ -113,3 +113,17 @@ def test_render_with_ids_and_durations():
 
 def _conv(spans) -> str:
     return next(s for s in spans if s.name.startswith("conversation")).attributes["ledgerbus.conversation_id"]
+
+
+def test_render_survives_spans_that_loop_on_their_parents():
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext
+
+    def ctx(i: int) -> SpanContext:
+        return SpanContext(1, i, is_remote=False)
+
+    spans = [ReadableSpan("self", context=ctx(1), parent=ctx(1)),
+             ReadableSpan("a", context=ctx(2), parent=ctx(3)), ReadableSpan("b", context=ctx(3), parent=ctx(2))]
+    lines = render(spans).splitlines()
+    assert lines[0].startswith("self")
+    assert sorted(line.split()[0] for line in lines) == ["a", "b", "self"]  # each once, none lost

@@ -146,3 +146,26 @@ def test_service_name_override_and_component_attribute():
     assert span.resource.attributes["service.name"] == "box"
     assert span.resource.attributes["ledgerbus.component"] == "ledgerbus"
     assert span.attributes["llm.model"] == "m"
+
+
+def test_republishing_an_envelope_does_not_make_it_its_own_parent():
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False)
+    env = new_request(sender="client", recipient="research", capability="research.search", payload={})
+    for _ in range(2):
+        with instrument.send_span("lb", env):
+            pass
+    first, second = exp.get_finished_spans()
+    assert first.context.span_id == second.context.span_id  # the same envelope, the same span id
+    assert second.parent is None
+
+
+def test_outside_any_span_the_envelope_context_is_the_parent():
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False)
+    env = new_request(sender="plain", recipient="research", capability="research.search", payload={})
+    env.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with instrument.send_span("lb", env):
+        pass
+    (span,) = exp.get_finished_spans()
+    assert (span.context.trace_id, span.parent.span_id) == (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331)

@@ -24,6 +24,11 @@ Address = Annotated[str, msgspec.Meta(pattern=ADDRESS_PATTERN, description="agen
 Token = Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN)]
 CapabilityName = Annotated[str, msgspec.Meta(pattern=CAPABILITY_PATTERN, max_length=128)]
 
+#: JavaScript's Number.MAX_SAFE_INTEGER. The contract is shared with TypeScript agents, and a bigger
+#: number would not fit the SQLite mirror's INTEGER columns either (one such envelope stopped the recorder).
+MAX_SAFE_INTEGER = 2**53 - 1
+Millis = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER, description="unix time in milliseconds")]
+
 _address_re = re.compile(ADDRESS_PATTERN)
 _token_re = re.compile(TOKEN_PATTERN)
 
@@ -50,13 +55,13 @@ class Envelope(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fiel
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
     causation_id: Token | None = None
     reply_to: Address | None = None
-    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
-    deadline: int | None = None
+    attempt: Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)] = 1
+    deadline: Millis | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
-    timestamp: int = 0
+    timestamp: Millis = 0
     error: ErrorInfo | None = None
     traceparent: str | None = None
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)] = SCHEMA_VERSION
 
     @property
     def answer_to(self) -> str:

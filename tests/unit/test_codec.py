@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from ledgerbus.errors import InvalidMessage, LedgerbusError
 from ledgerbus.schemas.codec import DEFAULT_MAX_BYTES, Codec, nesting_depth_exceeds, salvage_ids
 from ledgerbus.schemas.codes import Action
-from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, new_request
+from ledgerbus.schemas.envelope import MAX_SAFE_INTEGER, Envelope, ErrorInfo, answer, new_request
 
 # -- strategies ---------------------------------------------------------------------------------
 
@@ -45,9 +46,9 @@ def envelopes(draw: st.DrawFn) -> Envelope:
         sender=draw(addresses), recipient=draw(addresses), action=draw(st.sampled_from(list(Action))),
         capability=draw(capabilities), payload=draw(payloads),
         causation_id=draw(st.none() | tokens), reply_to=draw(st.none() | addresses),
-        attempt=draw(st.integers(1, 1000)), deadline=draw(st.none() | st.integers(0, 2**53)),
+        attempt=draw(st.integers(1, 1000)), deadline=draw(st.none() | st.integers(0, MAX_SAFE_INTEGER)),
         idempotency_key=draw(st.none() | st.text(min_size=1, max_size=50)),
-        timestamp=draw(st.integers(0, 2**53)), error=draw(errors),
+        timestamp=draw(st.integers(0, MAX_SAFE_INTEGER)), error=draw(errors),
         traceparent=draw(st.none() | st.just("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
     )
 
@@ -101,6 +102,24 @@ def test_answers_round_trip_and_point_at_their_request(req: Envelope) -> None:
         assert (back.causation_id, back.task_id, back.recipient) == (req.id, req.task_id, req.answer_to)
 
 
+def test_whatever_decodes_can_be_stored(tmp_path: Path) -> None:
+    from ledgerbus.eventstore.base import StoredEvent
+    from ledgerbus.eventstore.sqlite import SQLiteEventStore
+
+    extreme = {**valid_dict(), "attempt": MAX_SAFE_INTEGER, "timestamp": MAX_SAFE_INTEGER,
+               "deadline": MAX_SAFE_INTEGER, "schemaVersion": MAX_SAFE_INTEGER,
+               "payload": {"big": 2**70, "neg": -(2**70), "deep": _nested(20)}}
+    raw = json.dumps(extreme).encode()
+    env = codec.decode(raw)
+    store = SQLiteEventStore(tmp_path / "ledger.db")
+    try:
+        assert store.append([StoredEvent(1, env, raw)]) == 1
+        [back] = list(store.read())
+        assert back.envelope == env and back.raw == raw
+    finally:
+        store.close()
+
+
 def test_defaults_fill_optional_fields() -> None:
     env = codec.decode(json.dumps({
         "id": "a", "conversationId": "c", "taskId": "t", "sender": "s", "recipient": "r",
@@ -134,6 +153,12 @@ def test_defaults_fill_optional_fields() -> None:
         ({"conversationId": "c1\n"}, "$.conversationId", "regex"),
         ({"causationId": "e1\n"}, "$.causationId", "regex"),
         ({"capability": "research.search\n"}, "$.capability", "regex"),
+        # Numbers a TypeScript agent cannot represent, which the SQLite mirror cannot store either.
+        ({"attempt": 2**63}, "$.attempt", "<= 9007199254740991"),
+        ({"timestamp": 2**64 - 1}, "$.timestamp", "<="),
+        ({"timestamp": -5}, "$.timestamp", ">= 0"),
+        ({"deadline": 2**53}, "$.deadline", "<="),
+        ({"schemaVersion": 0}, "$.schemaVersion", ">= 1"),
     ],
 )
 def test_invalid_field_is_named(change: dict[str, Any], path: str, words: str) -> None:

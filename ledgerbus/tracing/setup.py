@@ -113,8 +113,9 @@ def configure_from_env(environ: dict[str, str] | None = None) -> bool:
 
 
 def _configure_with(env: dict[str, str]) -> None:
+    sampler = sampler_from_env(env)  # first: a bad value must not leave exporter threads behind
     configure(processor=_multi([BatchSpanProcessor(e) for e in exporters_from_env(env)]),
-              sampler=sampler_from_env(env), service_name=env.get("OTEL_SERVICE_NAME") or None)
+              sampler=sampler, service_name=env.get("OTEL_SERVICE_NAME") or None)
 
 
 def _multi(procs: list[SpanProcessor]) -> SpanProcessor:

@@ -169,3 +169,21 @@ def test_outside_any_span_the_envelope_context_is_the_parent():
         pass
     (span,) = exp.get_finished_spans()
     assert (span.context.trace_id, span.parent.span_id) == (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331)
+
+
+def test_tracestate_is_read_from_the_headers_and_passed_on():
+    from ledgerbus.schemas.codes import Action
+    from ledgerbus.schemas.envelope import answer
+
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False)
+    req = new_request(sender="orchestrator", recipient="research", capability="research.search", payload={})
+    incoming = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                "tracestate": "congo=t61rcWkgMzE"}
+    with instrument.process_span("lb", req, incoming, agent="research") as process:
+        with instrument.send_span("lb", answer(req, Action.ACK)) as headers:
+            pass
+    assert headers["tracestate"] == "congo=t61rcWkgMzE"
+    assert process.get_span_context().trace_state.get("congo") == "t61rcWkgMzE"
+    assert process.parent.span_id == 0xB7AD6B7169203331
+    assert [link.context.span_id for link in process.links] == [0xB7AD6B7169203331]

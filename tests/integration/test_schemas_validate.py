@@ -39,6 +39,10 @@ def validator(name: str) -> Draft202012Validator:
 
 
 ENVELOPE = validator("envelope.schema.json")
+ENVELOPE_EXAMPLE = json.dumps({
+    "id": "e1", "conversationId": "c1", "taskId": "t1", "sender": "tester", "recipient": "nobody",
+    "action": "REQUEST", "capability": "x.y", "payload": {}, "attempt": 1, "timestamp": 1,
+})
 
 
 def payload_validator(capability: str, kind: str) -> Draft202012Validator:
@@ -177,3 +181,18 @@ async def test_payload_schemas_refuse_a_broken_copy_of_a_real_payload(recorded: 
     assert problems(payload_validator("writing.draft", "output"), draft)
     outcome = dict(responses[ARTICLE], status=7)
     assert problems(payload_validator(ARTICLE, "output"), outcome)
+
+
+async def test_numbers_beyond_the_contract_are_rejects_and_the_recorder_goes_on(
+        bus: Bus, ledger: SQLiteEventStore) -> None:
+    # An attempt of 2^63 once decoded, then overflowed SQLite's INTEGER and stopped the recorder for good.
+    hostile = {**json.loads(ENVELOPE_EXAMPLE), "attempt": 2**63}
+    assert problems(ENVELOPE, hostile)  # the schema file refuses it, like the codec
+    good = new_request(sender="tester", recipient="nobody", capability="x.y", payload={})
+    async with Recorder(bus, ledger) as rec:
+        await bus.publish_raw(bus.subjects.of(good).replace(good.conversation_id, "hostile"), json.dumps(hostile).encode())
+        ack = await bus.publish(good)
+        await rec.wait_for(ack.seq)
+    [reject] = ledger.rejects()
+    assert reject.code == "INVALID_MESSAGE" and "$.attempt" in reject.reason
+    assert [e.id for e in ledger.envelopes()] == [good.id]

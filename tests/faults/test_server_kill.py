@@ -55,7 +55,8 @@ async def test_server_kill9_mid_load_loses_no_acknowledged_envelope(tmp_path, le
         assert not moved, "an acknowledged envelope is stored at another sequence than its PubAck said"
         assert not recorder.gaps
         positions = [p for (p,) in ledger.db.execute("select position from events union select position from rejects order by 1")]
-        assert positions == list(range(1, info.state.last_seq + 1))
+        # Late answers (redeliveries after the kills) may still arrive: contiguous from 1, at least to `last_seq`.
+        assert positions == list(range(1, positions[-1] + 1)) and positions[-1] >= info.state.last_seq
         assert len(set(calls)) == CONVERSATIONS * STEPS
         print(f"\n{len(acks.acked)} acknowledged envelopes, all in the ledger; {len(calls) - len(set(calls))} "
               f"handler re-runs after the kills; longest pause between acks {acks.longest_gap:.2f}s")

@@ -22,6 +22,7 @@ from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester
 from ledgerbus.eventstore.base import EventFilter, StoredEvent
+from ledgerbus.eventstore.fold import ConversationState, fold
 from ledgerbus.eventstore.recorder import Recorder
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
@@ -81,6 +82,10 @@ class System:
         return result, events
 
 
+def statuses(state: ConversationState) -> dict[str, tuple[str, int]]:
+    return {tid: (t.status.value, t.attempts) for tid, t in state.tasks.items()}
+
+
 def check_all(events: list[StoredEvent]) -> Counter[tuple[str, str]]:
     """Validate every envelope and every REQUEST/RESPONSE payload; returns what was checked."""
     checked: Counter[tuple[str, str]] = Counter()
@@ -102,6 +107,7 @@ async def test_envelopes_and_payloads_of_a_conversation_validate(bus: Bus, ledge
     async with System(bus, ledger) as system:
         result, events = await system.run("event sourcing", subtopics=2)
     assert result.ok, result.outcome.reasons
+    assert statuses(fold(events)) == statuses(result.state)  # the ledger's fold is what the orchestrator saw
     checked = check_all(events)
     assert len(events) >= 12  # root + 2 research + writing + editor, each REQUEST, ACK, RESPONSE
     for cap in ("research.search", "writing.draft", "editor.edit", ARTICLE):
@@ -133,6 +139,8 @@ async def test_decisions_fallbacks_errors_and_a_degraded_root_validate(bus: Bus,
     assert problems(payload_validator("research.search", "input"), bad.payload)
 
     assert result.status.value == "DEGRADED"
+    replayed = fold(events)
+    assert replayed.status is result.status and statuses(replayed) == statuses(result.state)
     codes = Counter(json.loads(e.raw)["error"]["code"] for e in events if json.loads(e.raw)["error"])
     assert codes["NO_RECEIPT"] == 2 and codes["RETRY_SCHEDULED"] == 1
     assert codes["FALLBACK_USED"] == 1 and codes["DEGRADED"] == 1

@@ -23,15 +23,15 @@ from typing import IO, Any
 
 import msgspec
 
-from ledgerbus.errors import StoreError
+from ledgerbus.errors import InvalidMessage, StoreError
 from ledgerbus.eventstore.base import Rejected, StoredEvent
 from ledgerbus.eventstore.compact import restore_link, restore_snapshot
 from ledgerbus.eventstore.integrity import GENESIS, chain_hash
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
+from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.envelope import Envelope
 
 HEADER = b'{"ledgerbus":"ledger","version":1}\n'
-_env_decoder = msgspec.json.Decoder(Envelope)
 
 
 class _RejectedLine(msgspec.Struct):
@@ -216,11 +216,15 @@ def parse(lines: Iterable[bytes]) -> Iterator[Entry]:
         yield Entry(no, item.position, raw, item.hash, None, item.prev_hash)
 
 
+_codec = Codec()
+
+
 def decode_entry(entry: Entry) -> Envelope:
+    """The line's envelope, held to the same limits and rules as one arriving on the bus."""
     try:
-        return _env_decoder.decode(entry.raw or b"")
-    except msgspec.DecodeError as exc:
-        raise StoreError(f"line {entry.line_no} (position {entry.position}): invalid envelope: {exc}") from None
+        return _codec.decode(entry.raw or b"")
+    except InvalidMessage as exc:
+        raise StoreError(f"line {entry.line_no} (position {entry.position}): {exc.code}: {exc.reason}") from None
 
 
 def import_into_store(store: SQLiteEventStore, lines: Iterable[bytes], *, batch: int = 5000) -> ImportReport:

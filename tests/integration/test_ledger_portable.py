@@ -80,3 +80,25 @@ async def test_import_into_a_jetstream_ledger(bus, ledger, nats_server):
         assert buf.getvalue() == exported
     finally:
         await other.close()
+
+
+def test_import_refuses_bad_lines_with_their_line_number(tmp_path):
+    import pytest
+
+    from ledgerbus.errors import StoreError
+
+    store = SQLiteEventStore(tmp_path / "bad.db")
+    header = b'{"ledgerbus":"ledger","version":1}\n'
+    cases = {
+        b"not json at all\n": "line 2: not a ledger line",
+        b'{"position":1,"envelope":{"id":"x"}}\n': "line 2 (position 1): INVALID_MESSAGE",
+        b'{"position":1,"envelope":{"deep":' + b"[" * 100 + b"]" * 100 + b"}}\n": "PAYLOAD_TOO_DEEP",
+        b'{"position":0,"envelope":{}}\n': "position must be",
+    }
+    for line, message in cases.items():
+        with pytest.raises(StoreError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            import_into_store(store, [header, line])
+    with pytest.raises(StoreError, match="missing the ledgerbus header"):
+        import_into_store(store, [b'{"position":1,"envelope":{}}\n'])
+    assert store.count() == 0
+    store.close()

@@ -20,9 +20,16 @@ ENVELOPES_PER_CONVERSATION = 17
 
 
 def unlimited_policies() -> Any:
-    from ledgerbus.orchestrator.policy import PolicySet, RateLimitPolicy
+    """No rate limits, and receipt/stall windows that allow for queueing.
 
-    return PolicySet(rate=RateLimitPolicy(global_rate=None, agent_rate=None))
+    The default 2 s receipt window is a liveness check; with hundreds of requests queued behind a
+    type's handler slots a receipt legitimately takes longer, and the defaults would then (correctly,
+    for them) call the agent unavailable and retry — measuring the policy instead of the bus.
+    """
+    from ledgerbus.orchestrator.policy import PolicySet, RateLimitPolicy, TaskPolicy
+
+    return PolicySet(rate=RateLimitPolicy(global_rate=None, agent_rate=None),
+                     default=TaskPolicy(receipt_timeout=60.0, stall_after=60.0, timeout=120.0))
 
 
 async def run_conversations(orch: Any, capability: str, payloads: list[dict[str, Any]], inflight: int) -> tuple[float, list[float], list[Any]]:

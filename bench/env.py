@@ -15,8 +15,8 @@ class Sizes:
     steps_seq: int = 1000  # sequential steps / round trips per repeat
     steps_conc: int = 5000  # steps per repeat with `inflight` outstanding
     inflight: int = 100
-    js_seq: int = 2000
-    js_async: int = 20000
+    js_seq: int = 1000
+    js_async: int = 10000
     conversations: int = 600
     conv_inflight: int = 200
     ledger_events: int = 200_000  # appended and replayed per repeat
@@ -24,7 +24,7 @@ class Sizes:
     scale_instances: tuple[int, ...] = (10, 100)
     scale_types: int = 10
     scale_conversations: tuple[int, ...] = (100, 1000)
-    tracing_steps: int = 2000
+    tracing_steps: int = 1000
 
     @classmethod
     def quick(cls) -> "Sizes":

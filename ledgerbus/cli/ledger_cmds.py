@@ -162,17 +162,30 @@ def import_(
 
       ledgerbus import bug-1234.jsonl --url nats://127.0.0.1:4222 --prefix bug1234
     """
-    from ledgerbus.eventstore.jsonl import import_into_store, parse, read_lines
+    from ledgerbus.errors import StoreError
+
+    try:
+        _import(source, into, url, prefix, force, as_json)
+    except StoreError as exc:
+        fail(f"{source}: {exc}")
+
+
+def _import(source: Path, into: Path | None, url: str | None, prefix: str | None, force: bool, as_json: bool) -> None:
+    from ledgerbus.eventstore.integrity import chain_hash
+    from ledgerbus.eventstore.jsonl import decode_entry, import_into_store, parse, read_lines
 
     if not source.exists():
         fail(f"no such file: {source}", 2)
     if (into is None) == (url is None):
         fail("say where to import: --into FILE.db or --url NATS_URL")
+    # A first pass checks every line, so a bad one stops the import before anything is written.
+    bad = []
+    for e in parse(read_lines(source)):
+        if e.raw is not None:
+            decode_entry(e)
+            if e.hash is not None and chain_hash(e.prev_hash or "", e.raw) != e.hash:
+                bad.append(e.position)
     if not force:
-        from ledgerbus.eventstore.integrity import chain_hash
-
-        bad = [e.position for e in parse(read_lines(source))
-               if e.raw is not None and e.hash is not None and chain_hash(e.prev_hash or "", e.raw) != e.hash]
         if bad:
             fail(f"{len(bad)} lines do not match their hashes (first: position {bad[0]}); the file was edited. "
                  "--force imports it anyway")

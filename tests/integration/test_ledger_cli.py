@@ -132,6 +132,11 @@ def test_export_import_verify_and_tamper(recorded, tmp_path):
     edited.write_bytes(b"".join(lines))
     cli("import", edited, "--into", tmp_path / "e.db", code=1)
     cli("import", edited, "--into", tmp_path / "f.db", "--force")
+    # A malformed line stops the import before anything is written, with the line number.
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"".join(lines[:4]) + b"garbage\n")
+    assert "line 5" in cli("import", broken, "--into", tmp_path / "g.db", "--force", code=1)
+    assert not (tmp_path / "g.db").exists()
 
 
 def test_retention_from_env_and_cli(nats_server):

@@ -67,3 +67,30 @@ async def test_sub_request_error_reaches_the_handler_as_an_exception(run_agent):
 def test_sub_keys_are_stable_and_bounded():
     assert sub_key("k", 2, "a.b") == sub_key("k", 2, "a.b") != sub_key("k", 3, "a.b")
     assert len(sub_key("x" * 300, 1, "a.b")) <= 256
+
+
+async def test_a_retried_task_gets_recorded_sub_answers_instead_of_repeating_work(run_agent):
+    reg = CapabilityRegistry()
+    echo, front = Agent("echo", registry=reg), Agent("front", registry=reg)
+    echo_runs: list[str] = []
+
+    @echo.capability("echo.say")
+    async def say(inp: Text, ctx) -> Text:
+        echo_runs.append(inp.text)
+        return Text(inp.text.upper())
+
+    @front.capability("front.shout")
+    async def shout(inp: Text, ctx) -> Shout:
+        answer = await ctx.request("echo", "echo.say", {"text": inp.text}, timeout=5, output=Text)
+        if ctx.attempt == 1:
+            raise AgentError("FLAKY", "lost the answer on the way out", retryable=True)
+        return Shout(text=inp.text, echoed=answer.text)
+
+    first = await run_agent(front, "front.shout", {"text": "hi"}, also=(echo,))
+    assert first.error.code == "FLAKY"
+    retry = await run_agent(front, "front.shout", {"text": "hi"}, conversation_id=first.conversation_id,
+                            task_id=first.request.task_id, attempt=2, idempotency_key=first.request.key)
+    assert retry.response == {"text": "hi", "echoed": "HI"}
+    assert echo_runs == ["hi"]  # the echo handler ran once; the retry's sub-request got the recorded answer
+    keys = {e.idempotency_key for e in retry.events if e.sender == "front" and e.action.value == "REQUEST"}
+    assert keys == {sub_key(first.request.key, 1, "echo.say")}

@@ -192,6 +192,10 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
             task.status = TaskStatus.ACKED
             task.acked_at = ts
             task.last_activity_at = ts
+        elif task.status is TaskStatus.ACKED and _is_current(task, env):
+            # Another instance took the redelivered REQUEST (the first one died): a fresh receipt is a sign
+            # of life, so the stall window starts again from it.
+            task.last_activity_at = max(task.last_activity_at or ts, ts)
     elif action is Action.PROGRESS:
         if task.status in (TaskStatus.SENT, TaskStatus.ACKED) and _is_current(task, env):
             task.status = TaskStatus.ACKED

@@ -71,6 +71,18 @@ def test_progress_keeps_it_alive() -> None:
     assert check_task(t, last + 10_000, POLICY) == "STALLED"
 
 
+def test_a_second_instance_taking_a_redelivered_request_is_a_sign_of_life() -> None:
+    h, _ = sent()
+    req = h.envelopes[0]
+    h.at(T0 + 100).ack(req)  # instance 1 takes it, then dies
+    h.at(T0 + 6_000).ack(req)  # JetStream redelivers the same attempt to instance 2
+    t = task_of(h)
+    assert (t.status, t.acked_at, t.attempt) == (TaskStatus.ACKED, T0 + 100, 1)
+    assert check_task(t, T0 + 15_999, POLICY) is None
+    assert next_check_ms(t, POLICY) == T0 + 16_000
+    assert check_task(t, T0 + 16_000, POLICY) == "STALLED"
+
+
 def test_progress_does_not_extend_the_timeout() -> None:
     h, _ = sent()
     req = h.envelopes[0]

@@ -4,6 +4,7 @@ import msgspec
 
 from ledgerbus.agents.context import sub_key
 from ledgerbus.agents.sdk import Agent, AgentError
+from ledgerbus.ids import now_ms
 from ledgerbus.schemas.capability import CapabilityRegistry
 
 
@@ -37,7 +38,7 @@ def make_agents() -> tuple[Agent, Agent]:
 
 async def test_sub_request_is_part_of_the_same_conversation(run_agent):
     echo, front = make_agents()
-    conv = await run_agent(front, "front.shout", {"text": "hi"}, also=(echo,))
+    conv = await run_agent(front, "front.shout", {"text": "hi"}, also=(echo,), deadline=now_ms() + 20_000)
     assert conv.response == {"text": "hi", "echoed": "HI"}, conv.timeline()
 
     sub_requests = [e for e in conv.events if e.sender == "front" and e.action.value == "REQUEST"]
@@ -47,6 +48,7 @@ async def test_sub_request_is_part_of_the_same_conversation(run_agent):
     assert sub.causation_id == conv.request.id  # caused by the request being handled
     assert sub.recipient == "echo" and sub.task_id != conv.request.task_id
     assert sub.idempotency_key == sub_key(conv.request.key, 1, "echo.say")
+    assert sub.deadline == conv.request.deadline  # the sub-request is useless after its parent's deadline too
     # The echo's answer went back to front, and it sits in the ledger before front's own RESPONSE.
     order = [(e.sender, e.action.value) for e in conv.events]
     assert order.index(("echo", "RESPONSE")) < order.index(("front", "RESPONSE"))

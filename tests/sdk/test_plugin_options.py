@@ -74,3 +74,11 @@ def test_nats_docker_uses_testcontainers_or_says_what_is_missing(tmp_path):
         assert "Traceback" not in out
         return
     assert run.returncode == 0, out  # Docker is here: the official image served the test
+
+
+def test_the_plugin_is_cheap_to_import():
+    # Loaded into every pytest run of every project that installs ledgerbus: it must not pull in the library.
+    code = ("import sys, ledgerbus.pytest_plugin; "
+            "print(sorted(m for m in sys.modules if m.startswith(('ledgerbus', 'nats', 'msgspec', 'opentelemetry'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "['ledgerbus', 'ledgerbus.pytest_plugin']", out.stdout + out.stderr

@@ -48,7 +48,9 @@ class ResultStore:
             try:
                 self._kv = await self.bus.js.key_value(name)
             except (BucketNotFoundError, NotFoundError):
-                self._kv = await self.bus.js.create_key_value(bucket=name, history=1, ttl=self.max_age)
+                # direct=True: a lookup is answered by the stream itself (DIRECT.GET), not queued behind the
+                # JetStream API — it is on every step's path.
+                self._kv = await self.bus.js.create_key_value(bucket=name, history=1, ttl=self.max_age, direct=True)
         return self._kv
 
     async def get(self, agent: str, key: str) -> Recorded | None:

@@ -20,7 +20,7 @@ FAILED = (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT)
 
 
 def summary(st: ConversationState) -> dict[str, Any]:
-    agents = {t.agent for t in st.tasks.values() if t.agent and t.task_id != st.root_task_id}
+    agents = {t.agent for t in st.tasks.values() if t.agent}  # the root's recipient too: it worked on it
     errors = sum(1 for t in st.tasks.values() if t.status in FAILED) + sum(
         1 for t in st.tasks.values() for d in t.decisions if d.code not in ("RETRY_SCHEDULED",))
     return {"conversationId": st.conversation_id, "capability": st.capability, "requester": st.requester,

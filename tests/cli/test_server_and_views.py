@@ -164,10 +164,10 @@ def test_conversations_lists_status_duration_agents_errors(cli, examples, backgr
     for r in rows:
         by_cap.setdefault((r["capability"], r["status"]), r)
     article = by_cap[("content.article", "DONE")]
-    assert article["agents"] == 3 and article["tasks"] == 5 and article["errors"] == 0
+    assert article["agents"] == 4 and article["tasks"] == 5 and article["errors"] == 0  # orchestrator + 3
     assert article["durationMs"] is not None and article["durationMs"] >= 0
     failed = next(r for r in rows if r["conversationId"] == failing.conversation_id)
-    assert failed["status"] == "FAILED" and failed["errors"] == 1
+    assert failed["status"] == "FAILED" and failed["errors"] == 1 and failed["agents"] == 1
     only_failed = json.loads(cli("conversations", "--status", "failed", "--json").stdout)
     assert [r["conversationId"] for r in only_failed] == [failing.conversation_id]
     assert len(json.loads(cli("conversations", "-n", "1", "--json").stdout)) == 1

@@ -92,9 +92,14 @@ class TaskState(msgspec.Struct, kw_only=True):
     @property
     def retry_pending(self) -> bool:
         """A failed attempt the orchestrator said it will retry (a RETRY_SCHEDULED after the failure)."""
-        # Not only the last decision: a RATE_LIMITED note about the next attempt may follow the RETRY_SCHEDULED.
-        return self.status in (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT) and any(
-            d.code == ErrorCode.RETRY_SCHEDULED.value and d.attempt >= self.attempt for d in self.decisions)
+        if self.status not in (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT):
+            return False
+        # The latest decision says it, skipping RATE_LIMITED notes about the next attempt (still coming);
+        # any other decision after the RETRY_SCHEDULED (a BREAKER_OPEN) means the retry was not sent.
+        for d in reversed(self.decisions):
+            if d.code != ErrorCode.RATE_LIMITED.value:
+                return d.code == ErrorCode.RETRY_SCHEDULED.value and d.attempt >= self.attempt
+        return False
 
 
 class ConversationState(msgspec.Struct, kw_only=True):

@@ -257,6 +257,17 @@ def test_a_rate_limited_note_about_the_next_attempt_keeps_the_retry_pending() ->
     assert [(d.code, d.attempt) for d in t.decisions] == [("RETRY_SCHEDULED", 1), ("RATE_LIMITED", 2)]
 
 
+def test_a_retry_stopped_by_an_open_breaker_is_not_pending() -> None:
+    h = History()
+    r1 = h.request("t1", "research", attempt=1)
+    h.error(r1, "INTERNAL", retryable=True)
+    h.decision(r1, "RETRY_SCHEDULED")
+    h.decision(r1, "BREAKER_OPEN")  # when the backoff ended, no agent could take attempt 2
+    t = fold(h.envelopes).tasks["t1"]
+    assert t.status is S.FAILED and not t.retry_pending
+    assert t.error is not None and t.error.code == "BREAKER_OPEN"
+
+
 def test_a_final_failure_after_an_earlier_retry_is_not_pending() -> None:
     h = History()
     r1 = h.request("t1", "research", attempt=1)
@@ -378,9 +389,13 @@ OUTCOMES_RETRIED = ["error", "stall", "no_receipt", "timeout"]
 
 
 def _attempt(draw: st.DrawFn, h: History, sc: Scenario, task: str, agent: str, k: int, gate: int,
-             last: bool) -> tuple[int | None, TaskStatus | None, bool]:
+             last: bool, prev: Envelope | None) -> tuple[int | None, TaskStatus | None, bool]:
     """One attempt's events. Returns (what the orchestrator reacted to, the status it ends in, a RESPONSE exists)."""
     req = h.request(task, agent, attempt=k)
+    if last and draw(st.integers(0, 5)) == 0:
+        # The breaker is open when the attempt is due: it is never sent, and the decision is about the
+        # previous REQUEST (or the unsent one, on a first attempt).
+        return sc.add(h.decision(prev or req, "BREAKER_OPEN"), gate), S.FAILED, False
     if draw(st.booleans()):  # the orchestrator waited for a token first, and said so
         gate = sc.add(h.decision(req, "RATE_LIMITED"), gate)
     i_req = sc.add(req, gate)
@@ -433,11 +448,14 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         task, agent = f"s{n}", ("research", "writing", "editor")[n]
         attempts = draw(st.integers(1, 3))
         gate, any_response, status = i_root_ack, False, S.PENDING
+        prev: Envelope | None = None
         for k in range(1, attempts + 1):
-            seen, status, answered = _attempt(draw, h, sc, task, agent, k, gate, k == attempts)
+            seen, status, answered = _attempt(draw, h, sc, task, agent, k, gate, k == attempts, prev)
             any_response |= answered
             if seen is None:
                 break
+            prev = next((nd.env for nd in reversed(sc.nodes)
+                         if nd.env.task_id == task and nd.env.action is Action.REQUEST), None)
             if k < attempts:
                 gate = sc.add(h.decision(sc.nodes[seen].env, "RETRY_SCHEDULED"), seen)
         else:

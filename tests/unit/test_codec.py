@@ -80,7 +80,7 @@ def decode_error(obj: Any) -> InvalidMessage:
 
 # -- round trips --------------------------------------------------------------------------------
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(envelopes())
 def test_round_trip(env: Envelope) -> None:
     data = codec.encode(env)
@@ -91,7 +91,7 @@ def test_round_trip(env: Envelope) -> None:
     assert wire["payload"] == json.loads(json.dumps(env.payload))
 
 
-@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(envelopes())
 def test_answers_round_trip_and_point_at_their_request(req: Envelope) -> None:
     for action in (Action.ACK, Action.PROGRESS, Action.RESPONSE, Action.ERROR):
@@ -293,7 +293,7 @@ def test_an_escaped_backslash_closes_the_string_so_later_brackets_count() -> Non
     assert not nesting_depth_exceeds(data, 41)
 
 
-@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values, st.integers(0, 8))
 def test_depth_scan_agrees_with_the_parsed_depth(value: Any, limit: int) -> None:
     data = json.dumps(value).encode()

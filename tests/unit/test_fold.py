@@ -535,7 +535,7 @@ def _plain(state: ConversationState) -> Any:
     return msgspec.to_builtins(state)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(any_envelope(), max_size=40))
 def test_fold_is_total_and_deterministic(events: list[Envelope]) -> None:
     first = fold(events)
@@ -555,7 +555,7 @@ def test_fold_is_total_and_deterministic(events: list[Envelope]) -> None:
     assert sum(s.events for s in states.values()) == len(events)
 
 
-@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(any_envelope(), max_size=40))
 def test_done_is_absorbing(events: list[Envelope]) -> None:
     state = ConversationState(conversation_id="c")

@@ -168,7 +168,7 @@ def test_a_retry_starts_the_clocks_again() -> None:
 limits = st.integers(1, 60_000).map(lambda ms: ms / 1000)  # policies in seconds, to the millisecond
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     receipt=limits, stall=limits, timeout=limits,
     ack_after=st.none() | st.integers(0, 70_000),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import enum
+import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -234,3 +237,43 @@ def test_schema_files_carry_the_version() -> None:
     docs = export.build(_versioned())
     assert docs["notes.find.input.schema.json"]["x-ledgerbus-version"] == 3
     assert docs["notes.find.input.schema.json"]["title"] == "notes.find input (v3)"
+
+
+# -- rich types survive dump → JSON → validate (strict validation must not refuse what dump wrote) ------
+
+class MRich(msgspec.Struct):
+    when: datetime.datetime
+    day: datetime.date
+    ref: uuid.UUID
+    tone: Tone
+    pair: tuple[int, int]
+    tags: set[str]
+    ratio: float
+
+
+class PRich(pydantic.BaseModel):
+    when: datetime.datetime
+    day: datetime.date
+    ref: uuid.UUID
+    tone: Tone
+    pair: tuple[int, int]
+    tags: set[str]
+    ratio: float
+    amount: decimal.Decimal
+
+
+RICH = {
+    "when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+    "day": datetime.date(2026, 1, 2), "ref": uuid.UUID(int=7), "tone": Tone.FORMAL,
+    "pair": (1, 2), "tags": {"a", "b"}, "ratio": 1,
+}
+
+
+@pytest.mark.parametrize(("tp", "extra"), [(MRich, {}), (PRich, {"amount": decimal.Decimal("1.50")})],
+                         ids=["msgspec", "pydantic"])
+def test_rich_types_round_trip_through_the_wire(tp: Any, extra: dict[str, Any]) -> None:
+    pt = PayloadType(tp)
+    value = tp(**RICH, **extra)
+    wire = msgspec.json.decode(msgspec.json.encode(pt.dump(value)))  # what the other side receives
+    assert pt.validate(wire) == value
+    assert not list(Draft202012Validator(pt.json_schema()).iter_errors(wire))

@@ -27,6 +27,22 @@ def _collect(figs: Figures, key: str, value: float, unit: str, higher_is_better:
     figs.setdefault(key, Measure([], unit, higher_is_better)).values.append(value)
 
 
+async def until_answered(call: Any, timeout: float = 15.0) -> None:
+    """Retry `call` until a responder answers: a worker's subscription may reach the server a moment
+    after the worker says it is ready (FastStream does not flush on start)."""
+    import nats.errors
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await call()
+            return
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 def sample_envelope_bytes() -> bytes:
     """A typical REQUEST envelope on the wire, so raw publishes carry what a step carries."""
     from ledgerbus.schemas.codec import Codec
@@ -49,6 +65,7 @@ async def raw_nats(env: BenchEnv) -> Figures:
         async def call() -> Any:
             return await nc.request(subject, data, timeout=10)
 
+        await until_answered(call)
         await timed_calls(50, 10, call)  # warm-up: connections, inbox subscription
         for _ in range(env.runs):
             n = env.sizes.steps_seq
@@ -131,6 +148,7 @@ async def faststream(env: BenchEnv) -> Figures:
             msg = await broker.request(body, subject, timeout=10)
             return Echo.model_validate(await msg.decode())
 
+        await until_answered(call)
         await timed_calls(20, 5, call)
         for _ in range(env.runs):
             n = env.sizes.steps_seq

@@ -64,6 +64,7 @@ class Bus:
         codec: Codec | None = None,
         ledger: LedgerConfig | None = None,
         connect_timeout: float = 5.0,
+        initial_attempts: int = 3,
         user_credentials: str | None = None,
         nkeys_seed: str | None = None,
         tls: Any = None,
@@ -93,7 +94,9 @@ class Bus:
                 name=name,
                 connect_timeout=connect_timeout,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # nats-py applies this to the first connect too, and with -1 it never gives up on an
+                # unreachable URL: bound the first connect, then reconnect forever once connected.
+                max_reconnect_attempts=initial_attempts,
                 reconnect_time_wait=0.25,
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
@@ -103,6 +106,7 @@ class Bus:
             if server is not None:
                 server.stop()
             raise ServerError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from None
+        nc.options["max_reconnect_attempts"] = -1
         bus = cls(
             nc,
             subjects=Subjects(prefix or os.environ.get(PREFIX_ENV) or "lb"),

@@ -37,7 +37,7 @@ class Requester:
     ) -> None:
         self.bus = bus
         self.address = address
-        self.registry = registry or default_registry
+        self.registry = registry if registry is not None else default_registry
         self.queue_group = queue_group
         self._watchers: dict[str, list[asyncio.Queue[Envelope]]] = {}
         self._listeners: list[Callable[[Envelope], None]] = []

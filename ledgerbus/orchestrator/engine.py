@@ -126,7 +126,7 @@ class Orchestrator:
         self.name = name
         self.decomposer = decomposer or SingleStepDecomposer()
         self.policies = policies or PolicySet()
-        self.registry = registry or default_registry
+        self.registry = registry if registry is not None else default_registry
         self.router = router or Router(directory=Directory(bus) if use_directory else None)
         self.rng = rng or random.Random()
         self.requester = Requester(bus, name, registry=self.registry)

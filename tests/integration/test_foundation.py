@@ -152,3 +152,22 @@ async def test_fold_of_sqlite_ledger_equals_live_state(bus, ledger):
     assert comparable(replayed) == comparable(live)
     assert {t.status for t in replayed.tasks.values()} == {TaskStatus.DONE}
     assert len(replayed.tasks) == 1 + 2 + 2  # root, two research angles, write, edit
+
+
+async def test_unreachable_server_is_a_clear_error_not_a_hang():
+    from ledgerbus.bus.connection import Bus
+    from ledgerbus.bus.server import free_port
+    from ledgerbus.errors import ServerError
+
+    url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(ServerError, match="cannot connect to NATS at " + url):
+        await asyncio.wait_for(Bus.connect(url), 10)
+
+
+async def test_empty_private_registry_is_used_not_replaced_by_the_global_one(bus):
+    from ledgerbus.errors import UnknownCapability
+
+    client = Requester(bus, "tester", registry=CapabilityRegistry())
+    assert len(client.registry) == 0
+    with pytest.raises(UnknownCapability):
+        client.build("greeter", "greeter.greet", Greeting(name="x"))  # a typed payload needs a known capability

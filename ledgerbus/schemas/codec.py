@@ -7,6 +7,7 @@ Limits are checked on the raw bytes before a full parse so a hostile message (a 
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -20,7 +21,15 @@ from ledgerbus.schemas.envelope import ADDRESS_PATTERN, CAPABILITY_PATTERN, TOKE
 DEFAULT_MAX_BYTES = 512 * 1024  # below NATS's default max_payload (1 MiB) so an ERROR about it still fits
 DEFAULT_MAX_DEPTH = 32
 
-_special = re.compile(rb'["\[\]{}\\]')
+# A whole JSON string, escapes included (an unterminated one runs to the end, as a parser would read it).
+# Written "unrolled" so it stays linear on hostile input (no nested quantifiers to backtrack through).
+_string = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
+_not_bracket = bytes(b for b in range(256) if b not in b"[]{}")
+_step = [0] * 256
+for _c in b"[{":
+    _step[_c] = 1
+for _c in b"]}":
+    _step[_c] = -1
 _path_re = re.compile(r" - at `(\$[^`]*)`")
 _field_re = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
 
@@ -29,28 +38,11 @@ def nesting_depth_exceeds(data: bytes, max_depth: int) -> bool:
     """True when JSON `data` nests arrays/objects deeper than `max_depth` (brackets in strings don't count)."""
     if data.count(b"[") + data.count(b"{") <= max_depth:
         return False
-    depth = 0
-    in_string = False
-    skip_until = -1
-    for m in _special.finditer(data):
-        pos = m.start()
-        if pos <= skip_until:
-            continue
-        ch = m.group()
-        if in_string:
-            if ch == b"\\":
-                skip_until = pos + 1  # the escaped character is not syntax
-            elif ch == b'"':
-                in_string = False
-        elif ch == b'"':
-            in_string = True
-        elif ch in (b"[", b"{"):
-            depth += 1
-            if depth > max_depth:
-                return True
-        elif ch in (b"]", b"}"):
-            depth -= 1
-    return False
+    # Every step runs in C (regex, translate, accumulate, filter): a Python loop per bracket cost ~70 ms
+    # on a 500 KB string of brackets, forty times the parse this check protects.
+    brackets = _string.sub(b"", data).translate(None, _not_bracket)
+    depths = accumulate(map(_step.__getitem__, brackets))
+    return next(filter(max_depth.__lt__, depths), None) is not None
 
 
 def error_path(exc: msgspec.ValidationError) -> str | None:

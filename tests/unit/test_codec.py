@@ -285,6 +285,23 @@ def test_brackets_inside_strings_do_not_count(text: str) -> None:
     assert codec.decode(data).payload["text"] == text
 
 
+@pytest.mark.parametrize(
+    ("data", "deep"),
+    [
+        (b'{"a":"' + b"[" * 100, False),  # an unterminated string runs to the end, as the parser reads it
+        (b"[" * 20 + b'"x' + b"[" * 20 + b"\\", False),  # ... even when it ends in a lone backslash
+        (b'"' * 1000 + b"[" * 40, True),  # 500 empty strings, then real nesting
+        (b'"' + b'\\"' * 1000 + b'"' + b"[" * 40, True),  # a string of escaped quotes, closed, then nesting
+        (b'"' + b'\\"' * 1000 + b"[" * 40, False),  # ... never closed: all of it is string
+        (b"[]" * 1000, False),  # many brackets, never deep
+        (b"[" * 33 + b"]" * 33, True),
+        (b"[" * 32 + b"]" * 32, False),
+    ],
+)
+def test_depth_scan_edge_cases(data: bytes, deep: bool) -> None:
+    assert nesting_depth_exceeds(data, 32) is deep
+
+
 def test_an_escaped_backslash_closes_the_string_so_later_brackets_count() -> None:
     # "a\\" ends after the escaped backslash: the brackets after it are real nesting.
     data = b'{"a":"x\\\\","b":' + b"[" * 40 + b"]" * 40 + b"}"

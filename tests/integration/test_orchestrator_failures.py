@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 from collections import Counter
 
 import pytest
@@ -186,8 +187,11 @@ async def test_breaker_opens_blocks_probes_after_cooldown_and_isolates_other_age
     assert [(a, o.value, n.value) for a, o, n in orch.breaker_log] == [
         ("slow", "closed", "open"), ("slow", "open", "half_open"), ("slow", "half_open", "open")]
     # Isolation: the healthy agent's latency does not move while its neighbour fails (generous bound).
+    # A cascade would hold the fast step behind the slow one's 400 ms timeout; a noisy machine only adds
+    # the odd spike, so bound the median tightly and every run by the timeout it must never wait for.
     during = [fast_latencies(st)[0] for st in opened]
-    assert max(during) <= 5 * max(baseline) + 100, (baseline, during)
+    assert statistics.median(during) <= 5 * statistics.median(baseline) + 100, (baseline, during)
+    assert max(during) < slow_policy.timeout * 1000, (baseline, during)
 
 
 async def test_fifty_conversations_eight_agent_types_random_failures(bus, ledger):

@@ -13,7 +13,11 @@ from typing import Any
 from ledgerbus.bus.connection import Bus
 from ledgerbus.orchestrator.engine import Orchestrator
 from ledgerbus.orchestrator.plan import Plan, Step
-from ledgerbus.orchestrator.policy import PolicySet, RateLimitPolicy
+from ledgerbus.orchestrator.policy import PolicySet, RateLimitPolicy, TaskPolicy
+
+# This test is about crash recovery, not receipts: generous windows so a loaded machine cannot turn a
+# slow ACK into a retry that the exactly-once assertions would then count.
+PATIENT = TaskPolicy(receipt_timeout=15.0, stall_after=30.0, timeout=60.0)
 
 
 class Chain:
@@ -27,8 +31,8 @@ class Chain:
 
 
 def make(bus: Bus, *, rate: RateLimitPolicy | None = None) -> Orchestrator:
-    return Orchestrator(bus, decomposer=Chain(),
-                        policies=PolicySet(rate=rate or RateLimitPolicy(global_rate=None, agent_rate=None)))
+    return Orchestrator(bus, decomposer=Chain(), policies=PolicySet(
+        default=PATIENT, rate=rate or RateLimitPolicy(global_rate=None, agent_rate=None)))
 
 
 async def main(url: str, prefix: str, conversation_id: str) -> None:

@@ -67,7 +67,9 @@ async def test_killed_orchestrator_is_replaced_and_every_handler_runs_once(bus, 
     assert state.status is ConversationStatus.DONE
     assert all(t.status is TaskStatus.DONE for t in state.tasks.values())
     b_requests = [e for e in events if e.action is Action.REQUEST and e.task_id.endswith("_b")]
-    assert len(b_requests) == 1  # watched, not re-sent
+    b_story = [(e.action.value, e.attempt, e.sender, e.error.code if e.error else None)
+               for e in events if e.task_id.endswith("_b")]
+    assert len(b_requests) == 1, b_story  # watched, not re-sent
     c_requests = sorted((e for e in events if e.action is Action.REQUEST and e.task_id[-3:-1] == "_c"),
                         key=lambda e: e.timestamp)
     assert len(c_requests) == 3

@@ -74,6 +74,9 @@ class ServerConfig:
     max_payload: int = 1024 * 1024
     extra: list[str] = field(default_factory=list)  # raw config lines (cluster, accounts, TLS)
 
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)  # accept str as well as Path
+
     def render(self, port: int) -> str:
         store = (self.data_dir / "jetstream").resolve()
         lines = [

@@ -44,7 +44,8 @@ class Recorder:
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.recorded_seq = 0
-        self.gaps: list[tuple[int, int]] = []  # (first missing, last missing) stream sequences
+        self.gaps: list[tuple[int, int]] = []
+        self.write_errors = 0  # failed SQLite writes, each retried  # (first missing, last missing) stream sequences
         self._new_gaps: list[tuple[int, int]] = []  # found in the batch being written; stored with it
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -146,10 +147,21 @@ class Recorder:
                 last = seq
                 self._decode(seq, msg.subject, msg.data, events, rejects, msg.headers)
             if last > self.recorded_seq:
-                await loop.run_in_executor(
-                    self._writer, lambda: self.store.append(events, rejects=rejects, checkpoint=last,
-                                                            gaps=list(self._new_gaps))
-                )
+                gaps = list(self._new_gaps)
+                delay = 0.1
+                while True:
+                    try:
+                        await loop.run_in_executor(
+                            self._writer, lambda: self.store.append(events, rejects=rejects, checkpoint=last, gaps=gaps)
+                        )
+                        break
+                    except Exception as exc:
+                        # Disk full, a locked file…: keep the batch (unacked, so JetStream keeps it too) and
+                        # try again, rather than let the mirror stop for good.
+                        self.write_errors += 1
+                        log.error("recorder could not write to %s (%s); retrying in %.1fs", self.store.path, exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 5.0)
                 self._new_gaps.clear()
             try:
                 await msgs[-1].ack()

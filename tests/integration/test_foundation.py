@@ -171,3 +171,30 @@ async def test_empty_private_registry_is_used_not_replaced_by_the_global_one(bus
     assert len(client.registry) == 0
     with pytest.raises(UnknownCapability):
         client.build("greeter", "greeter.greet", Greeting(name="x"))  # a typed payload needs a known capability
+
+
+async def test_recorder_survives_a_failing_write_and_loses_nothing(bus, ledger):
+    import sqlite3
+
+    for i in range(5):
+        await bus.publish(new_request(sender="tester", recipient="sink", capability="sink.put", payload={"i": i}))
+    real_append = ledger.append
+    failures = {"left": 2}
+
+    def flaky_append(*args, **kwargs):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_append(*args, **kwargs)
+
+    ledger.append = flaky_append  # the storage fails, not the bus: a real server still feeds the recorder
+    async with Recorder(bus, ledger) as rec:
+        await rec.catch_up(timeout=10)
+        assert rec.write_errors == 2
+    assert [e.envelope.payload["i"] for e in ledger.read()] == list(range(5))
+
+
+def test_server_config_accepts_a_string_path(tmp_path):
+    from ledgerbus.bus.server import ServerConfig
+
+    assert ServerConfig(data_dir=str(tmp_path)).data_dir == tmp_path

@@ -65,9 +65,24 @@ class Publisher:
 
 
 async def leader(js) -> str:
-    info = await js.stream_info(SUBJECTS.stream)
-    assert info.cluster is not None and info.cluster.leader
-    return info.cluster.leader
+    async def elected() -> str:
+        info = await js.stream_info(SUBJECTS.stream)
+        if info.cluster is None or not info.cluster.leader:
+            raise LookupError("no stream leader yet")
+        return info.cluster.leader
+
+    return await retry(elected, "the stream leader")
+
+
+async def retry(call, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: the cluster's JetStream API did not answer within {timeout}s") from None
+            await asyncio.sleep(0.2)
 
 
 async def wait_acks(pub: Publisher, n: int, what: str, timeout: float = 30) -> None:
@@ -141,11 +156,13 @@ async def test_r3_cluster_survives_leader_follower_pause_and_quorum_loss(tmp_pat
 
         pub.stop.set()
         await load
-        info = await js.stream_info(SUBJECTS.stream)
+        info = await retry(lambda: js.stream_info(SUBJECTS.stream), "stream info")
         last = info.state.last_seq
 
         # every acknowledged envelope is in the stream, once, at the sequence its ack said
-        sub = await js.subscribe(SUBJECTS.all(), ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL)
+        # The JetStream API may still be settling after the quorum came back (a meta leader election): retry.
+        sub = await retry(lambda: js.subscribe(SUBJECTS.all(), stream=SUBJECTS.stream, ordered_consumer=True,
+                                               deliver_policy=api.DeliverPolicy.ALL), "an ordered consumer")
         ids: Counter[str] = Counter()
         at: dict[str, int] = {}
         for _ in range(info.state.messages):

@@ -61,10 +61,11 @@ def conversation_name(capability: str) -> str:
 
 
 def _common(env: Envelope) -> dict[str, Any]:
+    # Each attribute costs the SDK a validation on the hot path: no duplicates (the conversation id is
+    # messaging.message.conversation_id; the agent is messaging.consumer.group.name).
     return {
         MESSAGING_SYSTEM: SYSTEM,
         CONVERSATION_ID: env.conversation_id,
-        LB_CONVERSATION: env.conversation_id,
         LB_TASK: env.task_id,
         LB_ATTEMPT: env.attempt,
         LB_CAPABILITY: env.capability,
@@ -98,10 +99,8 @@ def process_attributes(prefix: str, req: Envelope, agent: str, instance: str | N
         DESTINATION_TEMPLATE: destination_template(prefix, req),
         MESSAGE_ID: req.id,
         OPERATION_TYPE: "process",
-        OPERATION_NAME: "process",
         CONSUMER_GROUP: agent,
         LB_ACTION: req.action.value,
-        LB_AGENT: agent,
     })
     if instance:
         attrs[LB_INSTANCE] = instance
@@ -110,6 +109,7 @@ def process_attributes(prefix: str, req: Envelope, agent: str, instance: str | N
 
 def conversation_attributes(root: Envelope) -> dict[str, Any]:
     attrs = _common(root)
+    attrs[LB_CONVERSATION] = root.conversation_id
     attrs[LB_SENDER] = root.sender
     attrs[LB_ENVELOPE] = root.id
     return attrs

@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from functools import lru_cache
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
@@ -79,15 +79,6 @@ class PresetIdGenerator(IdGenerator):
     def generate_trace_id(self) -> int:
         p = _preset.get()
         return p[0] if p is not None and p[0] else self._random.generate_trace_id()
-
-
-def set_preset(trace_id: int | None, span_id: int) -> "Token[tuple[int | None, int] | None]":
-    """The cheap form of `preset()` for the publish path: pair with `reset_preset(token)`."""
-    return _preset.set((trace_id, span_id))
-
-
-def reset_preset(token: "Token[tuple[int | None, int] | None]") -> None:
-    _preset.reset(token)
 
 
 @contextmanager

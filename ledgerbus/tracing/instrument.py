@@ -17,17 +17,17 @@ from typing import Any, ContextManager
 from opentelemetry import trace
 from opentelemetry.context import Context as OtelContext
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import TraceState
 
 from ledgerbus.bus import headers as H
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.tracing import conventions as C
-from ledgerbus.tracing import setup
+from ledgerbus.tracing import setup, spans
+from ledgerbus.tracing.spans import LightSpan
 from ledgerbus.tracing.ids import (CONVERSATION, PROCESS, SEND, format_traceparent, parse_traceparent, preset,
-                                   reset_preset, set_preset, span_id_for, trace_id_for)
+                                   span_id_for, trace_id_for)
 
-_W3C = TraceContextTextMapPropagator()
 _NO_HEADERS: dict[str, str] = {}
 _OFF: ContextManager[dict[str, str]] = nullcontext(_NO_HEADERS)
 _OFF_SPAN: ContextManager[Span] = nullcontext(INVALID_SPAN)
@@ -52,32 +52,30 @@ def _parent_of(env: Envelope) -> OtelContext | None:
     return trace.set_span_in_context(trace.NonRecordingSpan(sc))
 
 
-def start_send(prefix: str, env: Envelope) -> tuple[Span, dict[str, str]]:
+def start_send(prefix: str, env: Envelope) -> tuple[LightSpan, dict[str, str]]:
     """Start the PRODUCER span of `env`, write its context into `env.traceparent`, return the headers."""
-    component = _component.get() or env.sender
-    token = set_preset(trace_id_for(env.conversation_id), span_id_for(SEND, env.id))
-    try:
-        span = setup.tracer(component).start_span(
-            C.send_name(prefix, env), context=_parent_of(env), kind=SpanKind.PRODUCER,
-            attributes=C.send_attributes(prefix, env),
-        )
-    finally:
-        reset_preset(token)
+    parent_ctx = _parent_of(env)
+    parent: trace.SpanContext | None = trace.get_current_span(parent_ctx).get_span_context()
+    if not parent.is_valid:
+        parent = None
+    span = spans.start(
+        setup.emitter(_component.get() or env.sender), C.send_name(prefix, env), SpanKind.PRODUCER,
+        parent_context=parent_ctx, parent=parent,
+        trace_id=parent.trace_id if parent is not None else trace_id_for(env.conversation_id),
+        span_id=span_id_for(SEND, env.id), attributes=C.send_attributes(prefix, env),
+    )
     sc = span.get_span_context()
-    headers: dict[str, str] = {}
-    if sc.is_valid:
-        env.traceparent = format_traceparent(sc)
-        headers[H.TRACEPARENT] = env.traceparent
-        if sc.trace_state:
-            headers[H.TRACESTATE] = sc.trace_state.to_header()
+    env.traceparent = format_traceparent(sc)
+    headers = {H.TRACEPARENT: env.traceparent}
+    if sc.trace_state:
+        headers[H.TRACESTATE] = sc.trace_state.to_header()
     return span, headers
 
 
-def end_send(span: Span, exc: BaseException | None) -> None:
-    if exc is not None and span.is_recording():
+def end_send(span: LightSpan, exc: BaseException | None) -> None:
+    if exc is not None:
         span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.set_attribute(C.ERROR_TYPE, type(exc).__qualname__)
+        span.fail(type(exc).__qualname__, f"{type(exc).__name__}: {exc}")
     span.end()
 
 
@@ -86,14 +84,15 @@ class _Send:
 
     def __init__(self, prefix: str, env: Envelope) -> None:
         self.prefix, self.env = prefix, env
-        self.span: Span = INVALID_SPAN
+        self.span: LightSpan | None = None
 
     def __enter__(self) -> dict[str, str]:
         self.span, headers = start_send(self.prefix, self.env)
         return headers
 
     def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
-        end_send(self.span, exc)
+        if self.span is not None:
+            end_send(self.span, exc)
 
 
 def send_span(prefix: str, env: Envelope) -> ContextManager[dict[str, str]]:
@@ -103,7 +102,7 @@ def send_span(prefix: str, env: Envelope) -> ContextManager[dict[str, str]]:
     return _Send(prefix, env)
 
 
-def end_send_when_acked(span: Span, fut: "asyncio.Future[Any]") -> None:
+def end_send_when_acked(span: LightSpan, fut: "asyncio.Future[Any]") -> None:
     """A pipelined publish's span ends when its PubAck (or failure) arrives."""
     def done(f: "asyncio.Future[Any]") -> None:
         end_send(span, None if f.cancelled() else f.exception())
@@ -112,11 +111,15 @@ def end_send_when_acked(span: Span, fut: "asyncio.Future[Any]") -> None:
 
 
 def _extract(headers: Mapping[str, str] | None, req: Envelope) -> trace.SpanContext | None:
-    if headers and H.TRACEPARENT in headers:
-        sc = trace.get_current_span(_W3C.extract(dict(headers))).get_span_context()
-        if sc.is_valid:
-            return sc
-    return parse_traceparent(req.traceparent)
+    """The sender's context: the W3C headers, else the envelope's field (a sender that sets only one)."""
+    sc = parse_traceparent(headers.get(H.TRACEPARENT)) if headers else None
+    if sc is None:
+        return parse_traceparent(req.traceparent)
+    state = headers.get(H.TRACESTATE) if headers else None
+    if state:
+        sc = trace.SpanContext(sc.trace_id, sc.span_id, is_remote=True, trace_flags=sc.trace_flags,
+                               trace_state=TraceState.from_header([state]))
+    return sc
 
 
 def process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None, *,
@@ -135,15 +138,17 @@ def process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None, 
 def _process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None, agent: str,
                   instance: str | None) -> Iterator[Span]:
     sender = _extract(headers, req)
-    parent = trace.set_span_in_context(trace.NonRecordingSpan(sender)) if sender is not None else OtelContext()
+    # The sender's context, and nothing else: a handler task must not inherit an unrelated current span.
+    parent_ctx = trace.set_span_in_context(trace.NonRecordingSpan(sender)) if sender is not None else OtelContext()
+    span = spans.start(
+        setup.emitter(agent), C.process_name(req.capability), SpanKind.CONSUMER,
+        parent_context=parent_ctx, parent=sender,
+        trace_id=sender.trace_id if sender is not None else trace_id_for(req.conversation_id),
+        span_id=span_id_for(PROCESS, req.id), attributes=C.process_attributes(prefix, req, agent, instance),
+        links=[Link(sender)] if sender is not None else (),
+    )
     token = _component.set(agent)
     try:
-        with preset(trace_id_for(req.conversation_id), span_id_for(PROCESS, req.id)):
-            span = setup.tracer(agent).start_span(
-                C.process_name(req.capability), context=parent, kind=SpanKind.CONSUMER,
-                links=[Link(sender)] if sender is not None else None,
-                attributes=C.process_attributes(prefix, req, agent, instance),
-            )
         with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
             yield span
     finally:
@@ -153,7 +158,9 @@ def _process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None,
 def mark_error(code: str, message: str) -> None:
     """The current span failed with this ledgerbus error code (an agent answering ERROR)."""
     span = trace.get_current_span()
-    if span.is_recording():
+    if isinstance(span, LightSpan):
+        span.fail(code, message)
+    elif span.is_recording():
         span.set_status(Status(StatusCode.ERROR, message))
         span.set_attribute(C.ERROR_TYPE, code)
 

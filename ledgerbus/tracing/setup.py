@@ -28,6 +28,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, ALWAYS_ON, ParentBased, ParentBasedTraceIdRatio, Sampler,
                                               TraceIdRatioBased)
 
@@ -50,6 +51,18 @@ class _State:
     resource: dict[str, Any] = field(default_factory=dict)
     tracers: dict[str, trace.Tracer] = field(default_factory=dict)
     providers: dict[str, TracerProvider] = field(default_factory=dict)
+    emitters: dict[str, "Emitter"] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Emitter:
+    """What a leaf span needs to be finished without the SDK's Span object (see instrument.start_send):
+    the component's resource and scope, the sampler, and the processors to hand it to."""
+
+    resource: Resource
+    scope: InstrumentationScope
+    sampler: Sampler
+    processors: tuple[SpanProcessor, ...]
 
 
 _state: _State | None = None
@@ -258,8 +271,22 @@ def tracer(component: str) -> trace.Tracer:
             for proc in st.processors:
                 provider.add_span_processor(proc)
             st.providers[component] = provider
+            st.emitters[component] = Emitter(provider.resource, InstrumentationScope(INSTRUMENTATION, __version__),
+                                             st.sampler, tuple(st.processors))
             t = st.tracers[component] = provider.get_tracer(INSTRUMENTATION, __version__)
     return t
+
+
+def emitter(component: str) -> Emitter | None:
+    """The leaf-span emitter of `component`, None when tracing is off."""
+    st = _state
+    if st is None:
+        return None
+    e = st.emitters.get(component)
+    if e is None:
+        tracer(component)
+        e = st.emitters.get(component)
+    return e
 
 
 def force_flush(timeout_millis: int = 10_000) -> bool:

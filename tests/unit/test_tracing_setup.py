@@ -185,5 +185,7 @@ def test_tracestate_is_read_from_the_headers_and_passed_on():
             pass
     assert headers["tracestate"] == "congo=t61rcWkgMzE"
     assert process.get_span_context().trace_state.get("congo") == "t61rcWkgMzE"
-    assert process.parent.span_id == 0xB7AD6B7169203331
-    assert [link.context.span_id for link in process.links] == [0xB7AD6B7169203331]
+    ack, done = exp.get_finished_spans()
+    assert done.kind is trace.SpanKind.CONSUMER and ack.parent.span_id == done.context.span_id
+    assert done.parent.span_id == 0xB7AD6B7169203331
+    assert [link.context.span_id for link in done.links] == [0xB7AD6B7169203331]

@@ -1,0 +1,90 @@
+"""LightSpan: a full Span for user code, exported once, with user values validated like the SDK does."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+import ledgerbus.tracing as tracing
+from ledgerbus.tracing import setup, spans
+
+
+@pytest.fixture
+def exporter():
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False)
+    yield exp
+    tracing.shutdown()
+
+
+def _span(**kw) -> spans.LightSpan:
+    return spans.start(setup.emitter("worker"), "process x", SpanKind.CONSUMER, parent_context=None, parent=None,
+                       trace_id=7, span_id=9, attributes={"messaging.system": "nats"}, **kw)
+
+
+class Opaque:
+    __slots__ = ()
+
+
+def test_user_values_are_cleaned_and_ours_kept(exporter):
+    span = _span()
+    span.set_attribute("llm.tokens", 12)
+    span.set_attributes({"llm.stop": ["a", "b"], "odd": Opaque()})  # not an attribute value: stringified/dropped
+    span.add_event("llm.retry", {"attempt": 2})
+    span.end()
+    (done,) = exporter.get_finished_spans()
+    assert done.attributes["messaging.system"] == "nats"
+    assert done.attributes["llm.tokens"] == 12 and done.attributes["llm.stop"] == ("a", "b")
+    assert done.attributes["odd"] is None or isinstance(done.attributes["odd"], str)
+    assert [e.name for e in done.events] == ["llm.retry"] and done.events[0].attributes["attempt"] == 2
+    assert (done.context.trace_id, done.context.span_id, done.kind) == (7, 9, SpanKind.CONSUMER)
+
+
+def test_ended_once_and_ok_is_final(exporter):
+    span = _span()
+    span.set_status(Status(StatusCode.OK))
+    span.set_status(StatusCode.ERROR, "too late")
+    span.end()
+    span.end()
+    span.set_attribute("after", 1)  # ignored: no longer recording
+    (done,) = exporter.get_finished_spans()
+    assert done.status.status_code is StatusCode.OK and "after" not in done.attributes
+
+
+def test_exceptions_become_events_and_use_span_sets_the_status(exporter):
+    span = _span()
+    with pytest.raises(ValueError):
+        with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+            assert trace.get_current_span() is span
+            raise ValueError("bad input")
+    (done,) = exporter.get_finished_spans()
+    assert done.status.status_code is StatusCode.ERROR and "bad input" in done.status.description
+    (event,) = done.events
+    assert event.name == "exception" and event.attributes["exception.type"] == "ValueError"
+    assert "Traceback" in event.attributes["exception.stacktrace"]
+
+
+def test_unsampled_spans_export_nothing_but_keep_a_valid_context():
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False, sampler=ParentBased(ALWAYS_OFF))
+    try:
+        span = _span()
+        span.set_attribute("x", 1)
+        span.end()
+        assert not span.is_recording() and span.get_span_context().is_valid
+        assert not span.get_span_context().trace_flags.sampled
+        assert exp.get_finished_spans() == ()
+    finally:
+        tracing.shutdown()
+
+
+def test_sdk_child_spans_nest_under_a_light_span(exporter):
+    span = _span()
+    with trace.use_span(span, end_on_exit=True):
+        with tracing.span("child"):
+            pass
+    child, parent = exporter.get_finished_spans()
+    assert child.parent.span_id == parent.context.span_id == 9 and child.context.trace_id == 7

@@ -38,7 +38,7 @@ def test_user_values_are_cleaned_and_ours_kept(exporter):
     (done,) = exporter.get_finished_spans()
     assert done.attributes["messaging.system"] == "nats"
     assert done.attributes["llm.tokens"] == 12 and done.attributes["llm.stop"] == ("a", "b")
-    assert done.attributes["odd"] is None or isinstance(done.attributes["odd"], str)
+    assert done.attributes["odd"] is None  # as the SDK does with a value it cannot represent
     assert [e.name for e in done.events] == ["llm.retry"] and done.events[0].attributes["attempt"] == 2
     assert (done.context.trace_id, done.context.span_id, done.kind) == (7, 9, SpanKind.CONSUMER)
 

@@ -1,8 +1,9 @@
 """The agent runtime: pulls its type's requests, confirms receipt, runs the handler, answers.
 
 Order for each request — the receipt comes before the work, the JetStream ack after the answer:
-  decode + validate → ACK (in the ledger) → handler (heartbeats keep the message ours) →
-  result recorded by idempotency key → RESPONSE (in the ledger) → JetStream ack.
+  decode + validate → ACK (sent; the lookup and the handler run during its round trip) → handler
+  (heartbeats keep the message ours) → ACK confirmed in the ledger → result recorded by idempotency
+  key and RESPONSE, pipelined → both confirmed in the ledger → JetStream ack.
 Every failure becomes an ERROR envelope; nothing a request contains can stop the agent serving.
 """
 
@@ -33,6 +34,36 @@ from ledgerbus.security.binding import check_sender
 from ledgerbus.security.deadletters import DeadLetterWatcher
 
 log = logging.getLogger("ledgerbus.agent")
+
+
+class _Heartbeat:
+    """In-progress acks every `interval` while a handler runs.
+
+    A timer rather than a task per request: most handlers finish long before the first beat, and
+    creating, starting and cancelling a task for each of them is measurable on the hot path.
+    """
+
+    def __init__(self, msg: Msg, interval: float) -> None:
+        self._msg = msg
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._sending: asyncio.Task[None] | None = None
+        self._timer = self._loop.call_later(interval, self._beat)
+
+    def _beat(self) -> None:
+        self._sending = self._loop.create_task(self._send())
+        self._timer = self._loop.call_later(self._interval, self._beat)
+
+    async def _send(self) -> None:
+        try:
+            await self._msg.in_progress()
+        except Exception:
+            self._timer.cancel()  # the connection is gone: redelivery decides, not us
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
 
 
 class AgentRuntime:
@@ -228,7 +259,7 @@ class AgentRuntime:
 
         ctx = Context(req, agent=self.agent.name, instance=self.instance, progress=progress,
                       requester=sub_requester(self.bus, self.agent.name))
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        heartbeat = _Heartbeat(msg, max(self.consumer.ack_wait / 3, 0.5))
         try:
             out = await (reg.handler(value, ctx) if reg.takes_context else reg.handler(value))
         except AgentError as exc:
@@ -262,15 +293,6 @@ class AgentRuntime:
         await self._confirm(*pending)
         await msg.ack()
         self.handled += 1
-
-    async def _heartbeat(self, msg: Msg) -> None:
-        interval = max(self.consumer.ack_wait / 3, 0.5)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await msg.in_progress()
-            except Exception:
-                return
 
     async def _error(
         self,

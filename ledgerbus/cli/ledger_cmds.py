@@ -1,8 +1,9 @@
-"""Ledger debugging commands: diff, export, import, verify, compact, fork, retention (and replay's modes)."""
+"""Ledger debugging commands: diff, export, import, verify, compact, fork, retention."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,10 @@ def export(
     """
     from ledgerbus.eventstore.jsonl import export_store
 
-    sink = open(out, "wb") if out else sys.stdout.buffer
+    try:
+        sink = open(out, "wb") if out else sys.stdout.buffer
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}", 2)
     try:
         if url:
             n = run(_export_stream(url, prefix, tuple(conversation), sink))
@@ -134,12 +138,12 @@ def export(
 
 
 async def _export_stream(url: str, prefix: str | None, cids: tuple[str, ...], sink: Any) -> int:
-    from ledgerbus.bus.connection import Bus
+    from ledgerbus.cli.live import connect
     from ledgerbus.eventstore.base import EventFilter
     from ledgerbus.eventstore.jetstream import JetStreamLedger
     from ledgerbus.eventstore.jsonl import export_stream
 
-    bus = await Bus.connect(url, prefix=prefix, name="ledgerbus-export")
+    bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-export")
     try:
         return await export_stream(JetStreamLedger(bus).batches(EventFilter(conversation_ids=cids)), sink)
     finally:
@@ -208,10 +212,10 @@ def _import(source: Path, into: Path | None, url: str | None, prefix: str | None
 
 
 async def _import_stream(url: str, prefix: str | None, source: Path) -> Any:
-    from ledgerbus.bus.connection import Bus
+    from ledgerbus.cli.live import connect
     from ledgerbus.eventstore.jsonl import import_into_stream, read_lines
 
-    bus = await Bus.connect(url, prefix=prefix, name="ledgerbus-import")
+    bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-import")
     try:
         return await import_into_stream(bus, read_lines(source))
     finally:
@@ -340,11 +344,11 @@ def fork(
 
 async def _fork(url: str | None, data_dir: Path, prefix: str | None, events: list[Any], at: int,
                 body: dict[str, Any] | None, event: int | None, merge: bool, max_requests: int | None) -> Any:
-    from ledgerbus.bus.connection import Bus
+    from ledgerbus.cli.live import connect
     from ledgerbus.cli.replay_modes import decomposer_for
     from ledgerbus.orchestrator.replaymodes import fork as do_fork
 
-    bus = await Bus.connect(url, data_dir=data_dir, prefix=prefix, name="ledgerbus-fork")
+    bus = await connect(url, data_dir, prefix=prefix, name="ledgerbus-fork")
     try:
         return await do_fork(bus, events, at, payload=body, edit_position=event, merge=merge,
                              decomposer=decomposer_for(events), max_requests=max_requests)
@@ -378,12 +382,12 @@ def retention(
 
 async def _retention(url: str | None, data_dir: Path, prefix: str | None, max_age: str | None,
                      max_bytes: str | None, as_json: bool) -> None:
-    from ledgerbus.bus.connection import Bus
+    from ledgerbus.cli.live import connect
     from ledgerbus.bus.retention import apply_retention, describe, parse_bytes, parse_duration
 
     age = parse_duration(max_age) if max_age is not None else None
     size = parse_bytes(max_bytes) if max_bytes is not None else None
-    bus = await Bus.connect(url, data_dir=data_dir, prefix=prefix, name="ledgerbus-retention")
+    bus = await connect(url, data_dir, prefix=prefix, name="ledgerbus-retention")
     try:
         info = await apply_retention(bus, max_age=age, max_bytes=size)
     finally:

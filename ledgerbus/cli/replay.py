@@ -8,6 +8,7 @@ ledger it prints one line per conversation as each ends.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,10 @@ def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
 
 
 async def _from_stream(url: str, prefix: str | None, flt: Any, sink: ReplaySink) -> None:
-    from ledgerbus.bus.connection import Bus
+    from ledgerbus.cli.live import connect
     from ledgerbus.eventstore.jetstream import JetStreamLedger
 
-    bus = await Bus.connect(url, prefix=prefix, name="ledgerbus-replay")
+    bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-replay")
     try:
         source = JetStreamLedger(bus)
         total = (await source.last_position() - flt.after) if is_tty() else None

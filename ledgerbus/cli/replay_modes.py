@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,10 @@ async def _resimulate(events: list[Any]) -> Any:
 
 
 async def _re_execute(url: str | None, prefix: str | None, events: list[Any], budget: int) -> Any:
-    from ledgerbus.bus.connection import Bus
+    from ledgerbus.cli.live import connect
     from ledgerbus.orchestrator.replaymodes import re_execute
 
-    bus = await Bus.connect(url, prefix=prefix, name="ledgerbus-reexecute")
+    bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-reexecute")
     try:
         return await re_execute(bus, events, max_requests=budget, decomposer=decomposer_for(events))
     finally:

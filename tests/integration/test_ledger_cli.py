@@ -86,6 +86,8 @@ def test_replay_from_the_live_stream_equals_replay_from_the_file(recorded):
     out = cli("replay", path, "--summary")
     assert "2 conversations: 2 DONE" in out and "ev/s" not in out
     assert [c["state"]["status"] for c in json.loads(cli("replay", path, "--json", "--summary"))] == ["DONE", "DONE"]
+    # A dead address is one line and exit 2, not a hang.
+    assert "no NATS server reachable" in cli("replay", "--url", "nats://127.0.0.1:1", "-c", cids[0], code=2)
     # A small ledger without -c is shown in full: both timelines.
     assert cli("replay", path).count("timeline of") == 2
 

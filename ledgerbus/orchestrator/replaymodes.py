@@ -114,7 +114,11 @@ def compare(recorded: ConversationState, simulated: ConversationState) -> list[D
 
 
 class _Playback:
-    """Answers today's REQUESTs with the recorded answers to the same task and attempt."""
+    """Answers today's REQUESTs with the recorded answers to the same task and attempt, on the recorded clock.
+
+    Each answer goes out as long after today's REQUEST as it came after the recorded one, so an answer
+    that arrived after a stall or timeout decision arrives after today's decision too.
+    """
 
     def __init__(self, bus: Bus, events: Sequence[StoredEvent], orchestrator: str) -> None:
         self.bus = bus
@@ -130,6 +134,7 @@ class _Playback:
         self.seen: list[Envelope] = []
         self.unanswered: list[str] = []
         self._sub: Any = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self, conversation_id: str) -> None:
         subject = f"{self.bus.subjects.prefix}.*.REQUEST.{conversation_id}"
@@ -138,6 +143,9 @@ class _Playback:
     async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
+        for task in self._pending:
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def _on_request(self, msg: Any) -> None:
         req = self.bus.codec.decode(msg.data)
@@ -148,7 +156,17 @@ class _Playback:
         if not recorded:
             self.unanswered.append(f"{req.task_id}#{req.attempt}")
             return  # the recorded agent never answered either: today's orchestrator must notice the silence
+        sent_at = self.requests.get((req.task_id, req.attempt), req).timestamp
+        task = asyncio.create_task(self._answer(req, recorded, sent_at))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _answer(self, req: Envelope, recorded: list[Envelope], sent_at: int) -> None:
+        start = asyncio.get_running_loop().time()
         for ans in recorded:
+            delay = max(0, ans.timestamp - sent_at) / 1000 - (asyncio.get_running_loop().time() - start)
+            if delay > 0:
+                await asyncio.sleep(delay)
             await self.bus.publish(msgspec.structs.replace(
                 ans, id=uuid7(), causation_id=req.id, recipient=req.answer_to, timestamp=now_ms()))
 

@@ -124,3 +124,40 @@ async def test_fork_leaves_the_original_byte_identical(bus, ledger):
     changes = {c.path: c for c in diff_conversations(fold(events), fold(ledger.envelopes(report.fork)))}
     assert changes["tasks.root.input.topic"].after == "cuckoo filters"
 
+
+
+STALLY = PolicySet(default=TaskPolicy(receipt_timeout=1.0, stall_after=0.4, timeout=5.0,
+                                      retry=RetryPolicy(max_attempts=2, backoff=Backoff(initial=0.01, cap=0.02))))
+
+
+async def test_resimulate_keeps_the_recorded_clock_for_late_answers(bus, ledger):
+    """Attempt 1 is ACKed, goes silent past the stall window, and answers late: the stall must replay too."""
+    from ledgerbus.schemas.envelope import answer
+
+    late: list[asyncio.Task] = []
+
+    async def on_request(msg):
+        req = bus.codec.decode(msg.data)
+        await bus.publish(answer(req, Action.ACK))
+        if req.attempt == 1:
+            async def respond_late():
+                await asyncio.sleep(1.2)
+                await bus.publish(answer(req, Action.RESPONSE, payload={"n": 1}))
+            late.append(asyncio.create_task(respond_late()))
+        else:
+            await bus.publish(answer(req, Action.RESPONSE, payload={"n": 2}))
+
+    sub = await bus.nc.subscribe(f"{bus.subjects.prefix}.stally.REQUEST.>", cb=on_request)
+    async with Recorder(bus, ledger) as rec:
+        async with Orchestrator(bus, policies=STALLY, use_directory=False) as orch:
+            result = await orch.run("stally.work", {"n": 0})
+        await asyncio.gather(*late)
+        await rec.catch_up()
+    await sub.unsubscribe()
+    assert result.ok
+    events = list(ledger.read(EventFilter(conversation_ids=(result.conversation_id,))))
+    codes = [e.envelope.error.code for e in events if e.envelope.error is not None]
+    assert codes[:2] == ["STALLED", "RETRY_SCHEDULED"]
+    assert events[-1].envelope.action is Action.RESPONSE and events[-1].envelope.attempt == 1  # the late answer
+    report = await resimulate(events, policies=STALLY, timeout=20)
+    assert report.same, report.divergences

@@ -177,7 +177,7 @@ async def resimulate(
     decomposer: Decomposer | None = None,
     policies: PolicySet | None = None,
     orchestrator: str = "orchestrator",
-    timeout: float = 60.0,
+    timeout: float | None = None,
     seed: int = 0,
 ) -> ResimulationReport:
     """Run today's orchestrator on a private server against the recorded answers; report divergences."""
@@ -188,6 +188,9 @@ async def resimulate(
     root = _root_request(events)
     cid = root.conversation_id
     recorded = fold(events)
+    if timeout is None:  # playback keeps the recorded clock: allow the recorded duration, twice over
+        span = (events[-1].envelope.timestamp - events[0].envelope.timestamp) / 1000
+        timeout = max(60.0, 2 * span + 10)
     with tempfile.TemporaryDirectory(prefix="ledgerbus-resim-") as tmp:
         server = await asyncio.to_thread(EmbeddedServer(ServerConfig(data_dir=Path(tmp))).start)
         bus = await Bus.connect(server.url, prefix="resim", name="ledgerbus-resimulate")

@@ -239,17 +239,19 @@ class AgentRuntime:
     async def _confirm(self, *pending: "asyncio.Future[Any] | None") -> None:
         """Wait until pipelined appends are stored; a PubAck that never comes must not hang the task."""
         futs = [f for f in pending if f is not None]
-        if not futs:
-            return
-        done, late = await asyncio.wait(futs, timeout=self.publish_timeout)
-        for f in late:
-            f.cancel()
-        # Look at every outcome (an exception nobody retrieves is logged as an error by asyncio).
-        errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
-        if errors:
-            raise errors[0]
-        if late:
-            raise asyncio.TimeoutError(f"{len(late)} append(s) not confirmed within {self.publish_timeout}s")
+        try:
+            # Awaiting the futures themselves (not asyncio.wait): no waiter or callbacks per step.
+            async with asyncio.timeout(self.publish_timeout):
+                for f in futs:
+                    await f
+        except BaseException:
+            for f in futs:
+                if f.done():
+                    if not f.cancelled():
+                        f.exception()  # retrieved: asyncio would log an unretrieved one as an error
+                else:
+                    f.cancel()
+            raise
 
     async def _run(self, req: Envelope, msg: Msg, reg: Registration, value: Any,
                    receipt: "asyncio.Future[Any] | None" = None) -> None:

@@ -43,6 +43,26 @@ async def until_answered(call: Any, timeout: float = 15.0) -> None:
             await asyncio.sleep(0.05)
 
 
+async def request_reply(env: BenchEnv, figs: Figures, key: str, call: Any, unit: str,
+                        cpu: Any = None) -> None:
+    """Sequential and `inflight`-at-once runs of `call`, repeated: rate, p50 and p99 of each mode.
+
+    `cpu`, when given, returns {figure suffix: CPU seconds so far}; the in-flight run then also
+    records each as µs of CPU per call.
+    """
+    for _ in range(env.runs):
+        for mode, n, inflight in (("seq", env.sizes.steps_seq, 1), ("conc", env.sizes.steps_conc, env.sizes.inflight)):
+            before = cpu() if cpu and mode == "conc" else {}
+            elapsed, lat = await timed_calls(n, inflight, call)
+            after = cpu() if cpu and mode == "conc" else {}
+            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
+            _collect(figs, f"{key}.{mode}.rate", rate, unit)
+            _collect(figs, f"{key}.{mode}.p50", p50, "µs", False)
+            _collect(figs, f"{key}.{mode}.p99", p99, "µs", False)
+            for name, t in after.items():
+                _collect(figs, f"{key}.{mode}.{name}", (t - before[name]) / n * 1e6, "µs CPU/step", False)
+
+
 def sample_envelope_bytes() -> bytes:
     """A typical REQUEST envelope on the wire, so raw publishes carry what a step carries."""
     from ledgerbus.schemas.codec import Codec
@@ -67,17 +87,7 @@ async def raw_nats(env: BenchEnv) -> Figures:
 
         await until_answered(call)
         await timed_calls(50, 10, call)  # warm-up: connections, inbox subscription
-        for _ in range(env.runs):
-            n = env.sizes.steps_seq
-            elapsed, lat = await timed_calls(n, 1, call)
-            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
-            _collect(figs, "raw.seq.rate", rate, "req/s")
-            _collect(figs, "raw.seq.p50", p50, "µs", False)
-            n = env.sizes.steps_conc
-            elapsed, lat = await timed_calls(n, env.sizes.inflight, call)
-            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
-            _collect(figs, "raw.conc.rate", rate, "req/s")
-            _collect(figs, "raw.conc.p99", p99, "µs", False)
+        await request_reply(env, figs, "raw", call, "req/s")
     finally:
         await nc.close()
         await worker.stop()
@@ -150,17 +160,7 @@ async def faststream(env: BenchEnv) -> Figures:
 
         await until_answered(call)
         await timed_calls(20, 5, call)
-        for _ in range(env.runs):
-            n = env.sizes.steps_seq
-            elapsed, lat = await timed_calls(n, 1, call)
-            rate, p50, _ = rate_and_latency(n, elapsed, lat)
-            _collect(figs, "fs.seq.rate", rate, "req/s")
-            _collect(figs, "fs.seq.p50", p50, "µs", False)
-            n = env.sizes.steps_conc
-            elapsed, lat = await timed_calls(n, env.sizes.inflight, call)
-            rate, _, p99 = rate_and_latency(n, elapsed, lat)
-            _collect(figs, "fs.conc.rate", rate, "req/s")
-            _collect(figs, "fs.conc.p99", p99, "µs", False)
+        await request_reply(env, figs, "fs", call, "req/s")
     finally:
         await broker.stop()
         await worker.stop()

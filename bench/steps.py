@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.agents_trivial import ECHO_PAYLOAD, echo_agents, echo_capability, echo_registry, echo_type
-from bench.baselines import Figures, _collect
-from bench.env import BenchEnv, rate_and_latency, timed_calls
+from bench.baselines import Figures, request_reply
+from bench.env import BenchEnv, timed_calls
 from bench.procs import cpu_seconds, spawn
 
 
@@ -33,23 +33,14 @@ async def steps(env: BenchEnv) -> Figures:
             return await req.request(echo_type(0), echo_capability(0), ECHO_PAYLOAD, timeout=30)
 
         await timed_calls(50, 10, call)
-        for _ in range(env.runs):
-            n = env.sizes.steps_seq
-            elapsed, lat = await timed_calls(n, 1, call)
-            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
-            _collect(figs, "lb.seq.rate", rate, "steps/s")
-            _collect(figs, "lb.seq.p50", p50, "µs", False)
-            _collect(figs, "lb.seq.p99", p99, "µs", False)
-            n = env.sizes.steps_conc
-            cpu0, srv0 = cpu_seconds() + cpu_seconds(worker.pid), _server_cpu(env)
-            elapsed, lat = await timed_calls(n, env.sizes.inflight, call)
-            rate, p50, p99 = rate_and_latency(n, elapsed, lat)
-            _collect(figs, "lb.conc.cpu", (cpu_seconds() + cpu_seconds(worker.pid) - cpu0) / n * 1e6, "µs CPU/step", False)
+
+        def cpu() -> dict[str, float]:
+            out = {"cpu": cpu_seconds() + cpu_seconds(worker.pid)}
             if env.server_pid:
-                _collect(figs, "lb.conc.server_cpu", (_server_cpu(env) - srv0) / n * 1e6, "µs CPU/step", False)
-            _collect(figs, "lb.conc.rate", rate, "steps/s")
-            _collect(figs, "lb.conc.p50", p50, "µs", False)
-            _collect(figs, "lb.conc.p99", p99, "µs", False)
+                out["server_cpu"] = _server_cpu(env)
+            return out
+
+        await request_reply(env, figs, "lb", call, "steps/s", cpu=cpu)
     finally:
         await req.stop()
         await worker.stop()

@@ -87,15 +87,19 @@ class World:
         assert resp.payload == {"sum": a + b}
 
     async def accounted(self) -> None:
-        """Nothing neither answered nor recorded: every stream message is in SQLite as an event or a reject,
-        or is a second copy of an envelope id already there (which the store skips by design)."""
-        last = await self.recorder.catch_up()
-        db = self.ledger.db
-        seen = {p for (p,) in db.execute("select position from events union select position from rejects")}
-        for seq in range(1, last + 1):
-            if seq in seen:
-                continue
-            raw = await self.bus.js.get_msg(self.bus.subjects.stream, seq)
-            env = self.bus.codec.decode(raw.data or b"")  # undecodable would have been a reject
-            first = db.execute("select position from events where id=?", (env.id,)).fetchone()
-            assert first is not None and first[0] < seq, f"stream sequence {seq} is not in the mirror"
+        await accounted(self.bus, self.ledger, self.recorder)
+
+
+async def accounted(bus: Any, ledger: Any, recorder: Any) -> None:
+    """Nothing neither answered nor recorded: every stream message is in SQLite as an event or a reject,
+    or is a second copy of an envelope id already there (which the store skips by design)."""
+    last = await recorder.catch_up()
+    db = ledger.db
+    seen = {p for (p,) in db.execute("select position from events union select position from rejects")}
+    for seq in range(1, last + 1):
+        if seq in seen:
+            continue
+        raw = await bus.js.get_msg(bus.subjects.stream, seq)
+        env = bus.codec.decode(raw.data or b"")  # undecodable would have been a reject
+        first = db.execute("select position from events where id=?", (env.id,)).fetchone()
+        assert first is not None and first[0] < seq, f"stream sequence {seq} is not in the mirror"

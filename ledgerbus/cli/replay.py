@@ -32,6 +32,7 @@ def replay(
     until: str = typer.Option(None, "--until", help="state as it was at this position (42) or time (ISO, @unix-ms)"),
     mode: str = typer.Option("reconstruct", "--mode", help="reconstruct (fold; never publishes) | resimulate | re-execute"),
     max_requests: int = typer.Option(None, "--max-requests", min=0, help="re-execute: budget of REQUESTs it may send"),
+    task: list[str] = typer.Option([], "--task", help="re-execute: run this task again (repeatable; default: the unfinished ones)"),
     timeline: bool = typer.Option(True, "--timeline/--no-timeline", help="print the event timeline"),
     summary: bool = typer.Option(False, "--summary", help="one line per conversation, even for a few"),
     upcast: bool = typer.Option(True, "--upcast/--no-upcast", help="bring old payload versions up to today's"),
@@ -51,6 +52,8 @@ def replay(
       ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode resimulate
 
       ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode re-execute --max-requests 20 --url nats://…
+
+      ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode re-execute --task 0193…_edit --max-requests 3
     """
     if mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -59,7 +62,7 @@ def replay(
     if mode != "reconstruct":
         from ledgerbus.cli.replay_modes import run_mode
 
-        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, as_json)
+        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, as_json, task)
         return
     sink = ReplaySink(console, conversations=tuple(conversation), timeline=timeline, summary=summary,
                       as_json=as_json, upcast=upcast, point=point)

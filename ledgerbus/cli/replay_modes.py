@@ -28,7 +28,7 @@ def decomposer_for(events: list[Any]) -> Any:
 
 
 def run_mode(mode: str, ledger: Path | None, url: str | None, prefix: str | None, conversation: list[str],
-             point: Any, max_requests: int | None, as_json: bool) -> None:
+             point: Any, max_requests: int | None, as_json: bool, tasks: list[str] | None = None) -> None:
     if len(conversation) != 1:
         fail(f"--mode {mode} works on one conversation: give exactly one -c ID")
     from ledgerbus.cli.ledger_cmds import _events
@@ -51,7 +51,19 @@ def run_mode(mode: str, ledger: Path | None, url: str | None, prefix: str | None
         return
     if max_requests is None:
         fail("--mode re-execute sends REQUESTs for real: give a budget with --max-requests N")
-    report = run(_re_execute(url, prefix, events, max_requests))
+    report = run(_re_execute(url, prefix, events, max_requests, tasks or []))
+    if tasks:
+        reruns = {t: {"task": s.task_id, "status": s.status.value, "attempts": s.attempts,
+                      "error": s.error.code if s.error else None} for t, s in report.reruns.items()}
+        if as_json:
+            _print({"conversationId": report.conversation_id, "sent": report.sent, "budget": report.budget,
+                    "refused": report.refused, "reruns": reruns})
+        else:
+            for t, r in reruns.items():
+                console.print(f"re-ran {t} as {r['task']}: {r['status']} after {r['attempts']} attempt(s)"
+                              + (f" ({r['error']})" if r["error"] else ""))
+            console.print(f"{report.sent} of at most {report.budget} requests sent" + (" (budget reached)" if report.refused else ""))
+        return
     status = report.result.status.value if report.result else "nothing unfinished"
     if as_json:
         _print({"conversationId": report.conversation_id, "sent": report.sent, "budget": report.budget,
@@ -82,12 +94,12 @@ async def _resimulate(events: list[Any]) -> Any:
     return await resimulate(events, decomposer=decomposer_for(events))
 
 
-async def _re_execute(url: str | None, prefix: str | None, events: list[Any], budget: int) -> Any:
+async def _re_execute(url: str | None, prefix: str | None, events: list[Any], budget: int, tasks: list[str]) -> Any:
     from ledgerbus.cli.live import connect
     from ledgerbus.orchestrator.replaymodes import re_execute
 
     bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-reexecute")
     try:
-        return await re_execute(bus, events, max_requests=budget, decomposer=decomposer_for(events))
+        return await re_execute(bus, events, max_requests=budget, decomposer=decomposer_for(events), tasks=tasks)
     finally:
         await bus.close()

@@ -20,8 +20,8 @@ import nats.errors
 from ledgerbus.agents.directory import Directory
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester
-from ledgerbus.errors import InvalidMessage, LedgerbusError
-from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskStatus, apply, fold
+from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError
+from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskState, TaskStatus, apply, fold
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.orchestrator.aggregate import Outcome
 from ledgerbus.orchestrator.breaker import BreakerRegistry, BreakerState
@@ -249,6 +249,42 @@ class Orchestrator:
                 return await self._execute(run)
         finally:
             self.runs.pop(root.conversation_id, None)
+
+    async def rerun(self, events: Iterable[Envelope], task_ids: Iterable[str], *,
+                    results: dict[str, TaskState] | None = None) -> dict[str, TaskState]:
+        """Run chosen tasks of a recorded conversation again, live, each as a new task `<task>_rerunN`.
+
+        The original tasks and their results stay as recorded; a rerun carries the recorded input, a
+        fresh idempotency key (so the agent really runs it instead of answering from its record) and goes
+        through routing, breakers, retries and the rate limiter like any task. Returns the new tasks' states
+        (also written into `results` as each finishes, so a caller keeps them if a later one raises).
+        """
+        events = list(events)
+        state = fold(events)
+        root = next((e for e in events if e.action is Action.REQUEST and e.task_id == state.root_task_id), None)
+        if root is None:
+            raise ConfigError("no conversation to re-run tasks of: its root REQUEST is not in the events")
+        if root.conversation_id in self.runs:
+            raise ConfigError(f"conversation {root.conversation_id} is running in this orchestrator")
+        run = _Run(ConversationState(conversation_id=root.conversation_id), root)
+        for env in events:
+            run.fold_in(env)
+        self.runs[root.conversation_id] = run
+        out: dict[str, TaskState] = results if results is not None else {}
+        try:
+            for task_id in task_ids:
+                req = run.requests.get(task_id)
+                if req is None or task_id == root.task_id:
+                    known = ", ".join(t for t in run.requests if t != root.task_id) or "none"
+                    raise ConfigError(f"task {task_id!r} is not a task of conversation {root.conversation_id} (tasks: {known})")
+                n = 1 + sum(1 for t in run.state.tasks if t.startswith(f"{task_id}_rerun"))
+                new_id = f"{task_id}_rerun{n}"
+                await self._task(run, Step(new_id, req.capability, dict(req.payload)), new_id, req.capability,
+                                 dict(req.payload))
+                out[task_id] = run.state.tasks[new_id]
+        finally:
+            self.runs.pop(root.conversation_id, None)
+        return out
 
     async def recover(self) -> list[ConversationResult]:
         """Finish every conversation addressed to this orchestrator that the ledger shows as unfinished."""

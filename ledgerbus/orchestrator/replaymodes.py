@@ -239,6 +239,7 @@ class ReexecuteReport:
     budget: int | None
     result: ConversationResult | None
     refused: bool = False  # the budget stopped at least one REQUEST
+    reruns: dict[str, TaskState] = field(default_factory=dict)  # chosen task id -> its re-run's state
 
 
 async def re_execute(
@@ -250,12 +251,15 @@ async def re_execute(
     policies: PolicySet | None = None,
     orchestrator: str = "orchestrator",
     on_orchestrator: Callable[[Orchestrator], None] | None = None,
+    tasks: Sequence[str] = (),
 ) -> ReexecuteReport:
     """Resume a conversation live, sending at most `max_requests` REQUESTs.
 
-    Only unfinished tasks are re-sent: Orchestrator.resume re-reads the conversation from the ledger,
-    so a finished step cannot be chosen for a re-run without an engine hook for it.
+    Without `tasks`, unfinished tasks are re-sent (Orchestrator.resume). With `tasks`, those tasks —
+    finished or not — run again as new tasks `<task>_rerunN` beside the recorded ones (Orchestrator.rerun).
     """
+    if tasks:
+        return await _rerun(bus, events, tasks, max_requests, decomposer, policies, orchestrator, on_orchestrator)
     view = [ev.envelope for ev in events]
     cid = events[0].envelope.conversation_id if events else ""
     async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies) as orch:
@@ -267,6 +271,25 @@ async def re_execute(
     refused = max_requests is not None and limiter.used >= max_requests and result is not None and any(
         "BudgetExhausted" in r for r in result.outcome.reasons)
     return ReexecuteReport(cid, limiter.used, max_requests, result, refused)
+
+
+async def _rerun(bus: Bus, events: Sequence[StoredEvent], tasks: Sequence[str], max_requests: int | None,
+                 decomposer: Decomposer | None, policies: PolicySet | None, orchestrator: str,
+                 on_orchestrator: Callable[[Orchestrator], None] | None) -> ReexecuteReport:
+    view = [ev.envelope for ev in events]
+    cid = view[0].conversation_id if view else ""
+    reruns: dict[str, TaskState] = {}
+    refused = False
+    async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies) as orch:
+        limiter = BudgetLimiter(orch.limiter, max_requests)
+        orch.limiter = limiter  # type: ignore[assignment]
+        if on_orchestrator is not None:
+            on_orchestrator(orch)
+        try:
+            await orch.rerun(view, tasks, results=reruns)  # fills `reruns` as each finishes
+        except BudgetExhausted:
+            refused = True
+    return ReexecuteReport(cid, limiter.used, max_requests, None, refused, reruns)
 
 
 # -- fork -------------------------------------------------------------------------------------

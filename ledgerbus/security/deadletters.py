@@ -130,7 +130,7 @@ async def _scan(bus: Bus, timeout: float) -> list[tuple[int, Envelope]]:
         return out
     prefix = bus.subjects.prefix
     sub = await bus.js.subscribe(
-        bus.subjects.all(), ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL,
+        bus.subjects.all(), stream=bus.subjects.stream, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL,
         config=api.ConsumerConfig(filter_subjects=[f"{prefix}.*.REQUEST.>", f"{prefix}.*.ERROR.>"]),
     )
     try:

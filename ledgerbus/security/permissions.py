@@ -77,6 +77,7 @@ def client(name: str, subjects: Subjects) -> Permissions:
             f"$JS.API.STREAM.INFO.{stream}",
             f"$JS.API.STREAM.MSG.GET.{stream}",
             f"$JS.API.DIRECT.GET.{stream}.>",
+            f"$JS.API.CONSUMER.CREATE.{stream}",  # ephemeral readers (several filter subjects: no name in the subject)
             f"$JS.API.CONSUMER.CREATE.{stream}.>",
             f"$JS.API.CONSUMER.INFO.{stream}.>",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",

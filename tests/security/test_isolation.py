@@ -110,7 +110,7 @@ async def test_alpha_cannot_publish_as_another(secured, tmp_path):
 
 async def test_alpha_cannot_pull_beta_requests(secured):
     alpha = await secured.connect("alpha")
-    js = alpha.nc.jetstream(timeout=1.0)
+    js = alpha.nc.jetstream(timeout=0.5)
     try:
         stream = alpha.subjects.stream
         # its own consumer name with beta's filter: the create subject pins the filter, the server refuses
@@ -158,7 +158,7 @@ async def test_alpha_cannot_read_beta_answers(secured):
 async def test_alpha_cannot_delete_or_purge_the_ledger(secured):
     alpha = await secured.connect("alpha")
     await secured.admin.publish(new_request(sender="admin", recipient="beta", capability="beta.shout", payload={"text": "keep"}))
-    js = alpha.nc.jetstream(timeout=1.0)
+    js = alpha.nc.jetstream(timeout=0.5)
     stream = alpha.subjects.stream
     try:
         for attempt in (js.purge_stream(stream), js.delete_stream(stream),

@@ -91,7 +91,7 @@ async def wait_acks(pub: Publisher, n: int, what: str, timeout: float = 30) -> N
 
 
 @pytest.mark.slow
-async def test_r3_cluster_survives_leader_follower_pause_and_quorum_loss(tmp_path, record_property):
+async def test_r3_cluster_survives_leader_follower_pause_and_quorum_loss(tmp_path, record_testsuite_property):
     cluster = await asyncio.to_thread(Cluster.start, tmp_path)
     nc = await nats.connect(servers=cluster.urls, ping_interval=1, max_outstanding_pings=2,
                             reconnect_time_wait=0.1, max_reconnect_attempts=-1, connect_timeout=2)
@@ -183,7 +183,7 @@ async def test_r3_cluster_survives_leader_follower_pause_and_quorum_loss(tmp_pat
 
         await eventually(lambda: agree(), 30, "the replicas to agree", every=0.2)
         for fault, gap in report.items():
-            record_property(f"longest ack gap after {fault} (s)", round(gap, 2))  # in the JUnit report
+            record_testsuite_property(f"longest ack gap after {fault} (s)", round(gap, 2))  # in the JUnit report
         print("\nlongest gap between acknowledgements: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.items()))
         print(f"{len(pub.acked)} acknowledged envelopes, {info.state.messages} stored, replicas agree at {last}")
     finally:

@@ -36,6 +36,12 @@ from ledgerbus.security.deadletters import DeadLetterWatcher
 log = logging.getLogger("ledgerbus.agent")
 
 
+def _retrieve(fut: "asyncio.Future[Any]") -> None:
+    """Mark a pipelined append's failure as seen (it is still raised to whoever awaits the future)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class _Heartbeat:
     """In-progress acks every `interval` while a handler runs.
 
@@ -226,6 +232,7 @@ class AgentRuntime:
         # The receipt goes out before the work, pipelined: the record lookup and the handler run during its
         # round trip, and it is confirmed stored before any answer (one stream, one connection: kept in order).
         receipt = await self.bus.publish_async(answer(req, Action.ACK, payload={"instance": self.instance}))
+        receipt.add_done_callback(_retrieve)  # if the lookup fails first, nobody else awaits the receipt
         if self.results is not None:
             rec = await self.results.get(self.agent.name, req.key)
             if rec is not None:

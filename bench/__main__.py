@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import os
@@ -78,23 +79,41 @@ def render(report: Report, *, header: list[str], md: bool) -> str:
     return "\n".join(parts) + "\n"
 
 
+#: Groups whose repeats are interleaved (repeat 1 of each, then repeat 2 of each, …): on a shared,
+#: noisy machine a figure and its baseline then see the same load. Ledger and scale run their
+#: repeats in one go (they build large fixtures once).
+INTERLEAVED = ("baselines", "steps", "conversations", "tracing")
+
+
 async def run_all(env: BenchEnv, only: list[str]) -> tuple[dict[str, Measure], list[str]]:
     figures: dict[str, Measure] = {}
     failures: list[str] = []
-    for group in only:
-        for bench in BENCHES[group]:
-            name = f"{group}.{bench.__name__}"
-            env.log(f"· {name} …")
-            t0 = time.perf_counter()
-            try:
-                res = bench(env)
-                if asyncio.iscoroutine(res):
-                    res = await asyncio.wait_for(res, timeout=900)
-                figures.update(res)  # type: ignore[arg-type]
-            except Exception as exc:  # one broken benchmark must not hide the others' figures
-                failures.append(f"{name}: {type(exc).__name__}: {exc}")
-                env.log(traceback.format_exc())
-            env.log(f"  {name} took {time.perf_counter() - t0:.1f}s")
+    once = dataclasses.replace(env, runs=1)
+    plan: list[tuple[str, Bench, BenchEnv, str]] = []
+    for r in range(env.runs):
+        plan += [(g, b, once, f" (repeat {r + 1}/{env.runs})") for g in only if g in INTERLEAVED for b in BENCHES[g]]
+    plan += [(g, b, env, "") for g in only if g not in INTERLEAVED for b in BENCHES[g]]
+    broken: set[str] = set()
+    for group, bench, bench_env, label in plan:
+        name = f"{group}.{bench.__name__}"
+        if name in broken:
+            continue
+        env.log(f"· {name}{label} …")
+        t0 = time.perf_counter()
+        try:
+            res = bench(bench_env)
+            if asyncio.iscoroutine(res):
+                res = await asyncio.wait_for(res, timeout=900)
+            for key, m in res.items():  # type: ignore[union-attr]
+                if key in figures:
+                    figures[key].values.extend(m.values)
+                else:
+                    figures[key] = m
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            broken.add(name)  # its later repeats would fail the same way
+            env.log(traceback.format_exc())
+        env.log(f"  {name} took {time.perf_counter() - t0:.1f}s")
     return figures, failures
 
 
@@ -146,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {started:%Y-%m-%d %H:%M UTC} (took {took:.0f} s)",
         f"- machine: {machine()}",
         f"- versions: {versions()}",
-        f"- run: {'--quick' if args.quick else 'full'}, {args.runs} repeat(s) per figure, median (min–max); "
+        f"- run: {'--quick' if args.quick else 'full'}, {args.runs} repeat(s) per figure, median (min–max), "
+        f"repeats of {', '.join(INTERLEAVED)} interleaved; "
         f"nats-server {'embedded, sync_interval always' if args.url is None else args.url}; "
         f"{sizes.inflight} in flight for the concurrent step figures",
     ]
@@ -158,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replace(sizes: Sizes, **kw: Any) -> Sizes:
-    import dataclasses
-
     return dataclasses.replace(sizes, **kw)
 
 

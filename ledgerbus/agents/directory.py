@@ -12,7 +12,9 @@ import logging
 from typing import Any
 
 import msgspec
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+import nats.errors
+from nats.js import api
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from ledgerbus.agents.sdk import Agent
 from ledgerbus.bus.connection import Bus
@@ -91,23 +93,39 @@ class Directory:
             log.debug("withdraw failed: %s", exc)
 
     async def instances(self) -> list[InstanceInfo]:
+        """Live instances, read from the bucket's stream: the latest entry per key.
+
+        Not `kv.keys()`: nats-py's watcher can signal "initial values done" before values it has already
+        received, so it sometimes lists nothing while instances are live. A pull consumer created at the
+        latest entry per key knows exactly how many it has to deliver.
+        """
         kv = await self.bucket()
-        try:
-            keys = await kv.keys()
-        except (NotFoundError, KeyNotFoundError):
-            return []
-        except Exception as exc:  # nats-py raises NoKeysError (a NotFoundError subclass in some versions)
-            if "no keys" in str(exc).lower():
-                return []
-            raise
+        bucket = kv._name
+        stream = f"KV_{bucket}"
+        sub = await self.bus.js.pull_subscribe(
+            f"$KV.{bucket}.>", stream=stream,
+            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                                      ack_policy=api.AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True),
+        )
         out: list[InstanceInfo] = []
-        for key in keys:
+        try:
+            left = (await sub.consumer_info()).num_pending
+            while left > 0:
+                try:
+                    msgs = await sub.fetch(min(left, 256), timeout=2.0)
+                except nats.errors.TimeoutError:
+                    break
+                left -= len(msgs)
+                for msg in msgs:
+                    if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+                        continue
+                    if msg.data:
+                        out.append(_dec.decode(msg.data))
+        finally:
             try:
-                entry = await kv.get(key)
-            except (KeyNotFoundError, NotFoundError):
-                continue
-            if entry.value:
-                out.append(_dec.decode(entry.value))
+                await sub.unsubscribe()
+            except Exception:
+                pass
         horizon = now_ms() - int(self.ttl * 1000)
         return sorted((i for i in out if i.seen_at >= horizon), key=lambda i: (i.agent, i.instance))
 

@@ -293,6 +293,13 @@ class AgentRuntime:
             await self._error(req, msg, ErrorCode.INVALID_OUTPUT, f"handler returned an invalid result: {exc.reason}", details={"path": exc.path})
             return
         resp = answer(req, Action.RESPONSE, payload=payload)
+        try:
+            # Refused before it is recorded: a stored oversized result would fail every redelivery the same way.
+            self.bus.codec.encode(resp)
+        except InvalidMessage as exc:
+            await self._confirm(receipt)
+            await self._error(req, msg, exc.code, f"the handler's result cannot be sent: {exc.reason}", details=exc.details)
+            return
         # The record goes on the wire before the answer; both pipelined, the JetStream ack only once all are stored.
         pending = [receipt]
         if self.results is not None:

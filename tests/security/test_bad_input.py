@@ -148,3 +148,30 @@ async def test_instruction_like_payload_changes_nothing(bus, ledger):
         assert mine[-1].payload == {"sum": r.payload["a"] + 1}
     info = await bus.js.stream_info(bus.subjects.stream)
     assert info.state.messages == 3 * len(reqs)
+
+
+async def test_oversized_result_is_an_error_not_a_redelivery_loop(bus, ledger):
+    """A handler whose result would break the size limit: its requester gets PAYLOAD_TOO_LARGE at once."""
+    from ledgerbus.agents.runtime import AgentRuntime
+    from ledgerbus.agents.sdk import Agent
+    from ledgerbus.bus.requester import Requester
+    from ledgerbus.errors import RemoteError
+    from ledgerbus.schemas.capability import CapabilityRegistry
+
+    reg = CapabilityRegistry()
+    agent = Agent("bloat", registry=reg)
+    runs: list[int] = []
+
+    @agent.capability("bloat.make", input=dict, output=dict)
+    async def make(inp: dict, ctx) -> dict:
+        runs.append(1)
+        return {"text": "x" * int(inp["size"])}
+
+    async with AgentRuntime(agent, bus, announce=False):
+        req = await Requester(bus, "tester", registry=reg).start()
+        with pytest.raises(RemoteError) as info:
+            await req.request("bloat", "bloat.make", {"size": 600_000}, timeout=10)
+        assert info.value.code == "PAYLOAD_TOO_LARGE" and "the limit is" in info.value.message
+        ok = await req.request("bloat", "bloat.make", {"size": 10}, timeout=10)
+        assert ok.payload == {"text": "x" * 10}
+    assert len(runs) == 2

@@ -87,6 +87,8 @@ def client(name: str, subjects: Subjects) -> Permissions:
             f"$JS.API.STREAM.MSG.GET.KV_{agents}",
             f"$JS.API.DIRECT.GET.KV_{agents}.>",
             f"$JS.API.CONSUMER.CREATE.KV_{agents}.>",
+            f"$JS.API.CONSUMER.INFO.KV_{agents}.>",
+            f"$JS.API.CONSUMER.MSG.NEXT.KV_{agents}.>",
             f"$JS.API.CONSUMER.DELETE.KV_{agents}.>",
         ],
         subscribe=[

@@ -4,6 +4,9 @@ the watcher; its DEAD_LETTER is signed by it and recorded as an event, and it is
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 
 from ledgerbus.bus.streams import ConsumerSettings, consumer_name
 from ledgerbus.eventstore.recorder import Recorder
@@ -45,6 +48,16 @@ async def test_orchestrator_dead_letters_a_request_beta_never_acknowledged(secur
         assert store.db.execute("select count(*) from rejects").fetchone()[0] == 0  # signed by its sender
         (found,) = await dl.find(orch)
         assert found.id == letter.id and found.redriven_by is None
+        # The CLI, as the orchestrator user of the deployment
+        listed = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "ledgerbus.cli.main", "deadletters", "list", "--json", "--url", secured.server.url,
+            "--secrets", str(secured.dir / "secrets"), "--user", "orchestrator"], capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert [r["id"] for r in json.loads(listed.stdout)] == [letter.id]
+        refused = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "ledgerbus.cli.main", "deadletters", "list", "--url", secured.server.url],
+            capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "Authorization" in refused.stderr  # no user: the server says no
         assert not beta.violations and not orch.violations
         await watcher.stop()
     finally:

@@ -125,9 +125,12 @@ def export(
         if url:
             n = run(_export_stream(url, prefix, tuple(conversation), sink))
         else:
+            from ledgerbus.cli.progress import bar
+
             store = _store(ledger or DEFAULT_LEDGER)
             try:
-                n = export_store(store, sink, conversation_ids=tuple(conversation))
+                with bar("exporting the ledger") as tick:
+                    n = export_store(store, sink, conversation_ids=tuple(conversation), progress=tick)
             finally:
                 store.close()
     finally:
@@ -184,7 +187,9 @@ def _import(source: Path, into: Path | None, url: str | None, prefix: str | None
         fail("say where to import: --into FILE.db or --url NATS_URL")
     # A first pass checks every line, so a bad one stops the import before anything is written.
     bad = []
+    lines = 0
     for e in parse(read_lines(source)):
+        lines += 1
         if e.raw is not None:
             decode_entry(e)
             if e.hash is not None and chain_hash(e.prev_hash or "", e.raw) != e.hash:
@@ -197,9 +202,12 @@ def _import(source: Path, into: Path | None, url: str | None, prefix: str | None
         report = run(_import_stream(url, prefix, source))
         where = f"JetStream at {url}"
     else:
+        from ledgerbus.cli.progress import bar
+
         store = _store(into, readonly=False, create=True)
         try:
-            report = import_into_store(store, read_lines(source))
+            with bar(f"importing {source.name}") as tick:
+                report = import_into_store(store, read_lines(source), progress=tick, total=lines)
         finally:
             store.close()
         where = str(into)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import heapq
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Callable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -100,7 +100,8 @@ class Chainer:
         return prev, digest
 
 
-def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: tuple[str, ...] = ()) -> int:
+def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: tuple[str, ...] = (),
+                 progress: Callable[[int, int], None] | None = None) -> int:
     """Write the store (or some conversations) as JSONL. Returns the number of lines after the header.
 
     Compacted conversations go along as what is left of them: their chain links (in position order,
@@ -127,10 +128,13 @@ def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: t
             yield pos, b'{"position":%d,"compacted":%s}\n' % (pos, body)
 
     rejects = ((r.position, reject_line(r)) for r in (() if conversation_ids else store.rejects()))
+    total = conn.execute(f"SELECT COUNT(*) FROM events {where}", args).fetchone()[0] if progress else 0
     n = 0
     for _pos, line in heapq.merge(events(), links(), rejects, key=lambda item: item[0]):
         out.write(line)
         n += 1
+        if progress is not None and n % 5000 == 0:
+            progress(n, max(total, n))
     for row in conn.execute("SELECT conversation_id, status, events, first_position, last_position, head_hash, hash,"
                             f" state FROM snapshots {where} ORDER BY conversation_id", args).fetchall():
         state = row[7].encode() if isinstance(row[7], str) else bytes(row[7])
@@ -227,7 +231,8 @@ def decode_entry(entry: Entry) -> Envelope:
         raise StoreError(f"line {entry.line_no} (position {entry.position}): {exc.code}: {exc.reason}") from None
 
 
-def import_into_store(store: SQLiteEventStore, lines: Iterable[bytes], *, batch: int = 5000) -> ImportReport:
+def import_into_store(store: SQLiteEventStore, lines: Iterable[bytes], *, batch: int = 5000,
+                      progress: Callable[[int, int], None] | None = None, total: int = 0) -> ImportReport:
     """Append a JSONL ledger to a SQLite store at its recorded positions; hashes are recomputed and compared."""
     report = ImportReport()
     events: list[StoredEvent] = []
@@ -262,6 +267,8 @@ def import_into_store(store: SQLiteEventStore, lines: Iterable[bytes], *, batch:
             report.events += 1
         if len(events) + len(rejects) >= batch:
             flush()
+            if progress is not None:
+                progress(report.events + report.rejects, max(total, report.events + report.rejects))
     flush()
     return report
 

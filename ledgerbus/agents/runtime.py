@@ -20,15 +20,15 @@ from nats.aio.msg import Msg
 
 from ledgerbus.agents.context import Context, sub_requester
 from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, describe
+from ledgerbus.agents.rejection import reject_raw
 from ledgerbus.agents.results import Recorded, ResultStore
 from ledgerbus.agents.sdk import Agent, AgentError, Registration
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, consumer_name
 from ledgerbus.errors import InvalidMessage
 from ledgerbus.ids import now_ms, uuid7
-from ledgerbus.schemas.codec import salvage_ids
 from ledgerbus.schemas.codes import Action, ErrorCode
-from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, is_address, is_token
+from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer
 from ledgerbus.tracing import instrument as tracing
 from ledgerbus.security.binding import check_sender
 from ledgerbus.security.deadletters import DeadLetterWatcher
@@ -330,28 +330,4 @@ class AgentRuntime:
 
     async def _reject_raw(self, msg: Msg, exc: InvalidMessage) -> None:
         """An undecodable request: record an ERROR addressed back to whoever we can tell sent it."""
-        ids = salvage_ids(msg.data, max_bytes=self.bus.codec.max_bytes)
-        parts = msg.subject.split(".")
-        conv = ids.get("conversationId") or (parts[3] if len(parts) == 4 and is_token(parts[3]) else "unknown")
-        to = ids.get("replyTo") or ids.get("sender") or (msg.headers or {}).get("Lb-Sender", "")
-        if not is_address(to):
-            to = "unknown"
-        cap = ids.get("capability", "unknown")
-        eid = uuid7()
-        env = Envelope(
-            id=eid,
-            conversation_id=conv,
-            task_id=ids.get("taskId") or eid,
-            causation_id=ids.get("id"),
-            sender=self.agent.name,
-            recipient=to,
-            action=Action.ERROR,
-            capability=cap,
-            timestamp=now_ms(),
-            error=ErrorInfo(code=exc.code, message=exc.reason, details={k: v for k, v in {"path": exc.path, **exc.details}.items() if v is not None}),
-        )
-        try:
-            await self.bus.publish(env)
-        except Exception as pub_exc:
-            log.warning("%s: could not record the rejection: %s", self.instance, pub_exc)
-        await msg.term()  # never redeliver what can never decode
+        await reject_raw(self.bus, msg, exc, sender=self.agent.name)

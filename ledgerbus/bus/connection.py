@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,6 +53,12 @@ class Bus:
         self.codec = codec
         self.server = server
         self._ledger_ready = False
+        # When (time.monotonic) this connection last lost or regained the server. Timeouts decided around
+        # then may be the outage's doing, not an agent's (the orchestrator's breakers look at it).
+        self.trouble_at = float("-inf")
+
+    def note_trouble(self) -> None:
+        self.trouble_at = time.monotonic()
 
     @classmethod
     async def connect(
@@ -78,8 +85,17 @@ class Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats: %s", exc)
 
+        holder: dict[str, Bus] = {}
+
         async def on_disconnect() -> None:
             log.info("nats: disconnected; reconnecting")
+            if "bus" in holder:
+                holder["bus"].note_trouble()
+
+        async def on_reconnect() -> None:
+            log.info("nats: reconnected")
+            if "bus" in holder:
+                holder["bus"].note_trouble()
 
         kwargs: dict[str, Any] = {}
         if user_credentials:
@@ -100,6 +116,7 @@ class Bus:
                 reconnect_time_wait=0.25,
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
                 **kwargs,
             )
         except Exception as exc:  # nats raises several unrelated types for "can't connect"
@@ -113,6 +130,7 @@ class Bus:
             codec=codec or Codec(),
             server=server,
         )
+        holder["bus"] = bus
         from ledgerbus.bus.retention import ledger_config_from_env
 
         configured = ledger or ledger_config_from_env()  # LEDGERBUS_LEDGER_MAX_AGE / _MAX_BYTES

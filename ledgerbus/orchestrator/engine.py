@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,7 @@ class Orchestrator:
         )
         self.runs: dict[str, _Run] = {}
         self.sent_requests = 0  # REQUESTs to agents, first attempts and retries alike
+        self.publish_patience = 60.0  # seconds an envelope is re-published while the server is unreachable
         self.breaker_log: list[tuple[str, BreakerState, BreakerState]] = []
 
     async def start(self) -> "Orchestrator":
@@ -175,8 +177,32 @@ class Orchestrator:
     async def _emit(self, run: _Run, env: Envelope) -> None:
         # Fold before publishing: an answer can arrive before our PubAck does.
         run.fold_in(env)
-        await self.bus.publish(env)
+        await self._publish(env)
         tracing.on_emit(env, run.root.task_id)  # decisions become span events with their codes
+
+    async def _publish(self, env: Envelope) -> None:
+        """Publish until JetStream has stored it, riding out a server restart or a leader election.
+
+        Already folded, the envelope must reach the ledger or the live state and the replay would
+        disagree. Publishing the same envelope id again is safe: JetStream deduplicates it.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.publish_patience
+        delay = 0.1
+        while True:
+            try:
+                await self.bus.publish(env)
+                return
+            except (LedgerbusError, nats.errors.ConnectionClosedError):
+                raise  # refused by the codec (too large…) or closed by us: retrying cannot help
+            except Exception as exc:
+                self.bus.note_trouble()
+                if loop.time() + delay > give_up:
+                    raise
+                log.warning("publish of %s %s failed (%s); retrying in %.1fs", env.action.value, env.id,
+                            exc or type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _decision(self, run: _Run, request: Envelope, code: ErrorCode, message: str, *,
                         retryable: bool = False, details: dict[str, Any] | None = None) -> None:
@@ -345,8 +371,9 @@ class Orchestrator:
             try:
                 root = self.bus.codec.decode(msg.data)
             except InvalidMessage as exc:
-                log.warning("undecodable request for %s: %s", self.name, exc.reason)
-                await msg.term()  # the recorder keeps it as a reject with the reason
+                from ledgerbus.agents.rejection import reject_raw
+
+                await reject_raw(self.bus, msg, exc, sender=self.name)
                 return
             if root.conversation_id in self.runs:
                 await msg.ack()  # started in this process by run()
@@ -363,7 +390,9 @@ class Orchestrator:
                     code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})))
                 await msg.ack()
                 return
-            events = await conversation_events(self.bus, root.conversation_id)
+            # Only a redelivery (a previous orchestrator died holding it) can have history to resume from;
+            # a first delivery goes straight to work, so a burst of requests costs no ledger reads.
+            events = await conversation_events(self.bus, root.conversation_id) if msg.metadata.num_delivered > 1 else []
             if len(events) > 1:
                 await self.resume(events)  # redelivered after a crash: finish, don't restart
             else:
@@ -552,7 +581,11 @@ class Orchestrator:
     def _after_failure(self, agent: str, err: ErrorInfo, policy: TaskPolicy, attempt: int) -> bool:
         """Charge the breaker for the failure; whether to try again."""
         breaker = self.breakers.get(agent)
-        if err.code in _AGENT_FAULTS:
+        # An outage of our own connection (disconnect, reconnect, failed publish) makes agents look silent
+        # for up to a stall window afterwards: those failures are not the agents' to pay for.
+        window = policy.stall_after + policy.receipt_timeout + 1.0
+        ours = not self.bus.nc.is_connected or time.monotonic() - self.bus.trouble_at < window
+        if err.code in _AGENT_FAULTS and not ours:
             breaker.record_failure()
         else:
             breaker.release()  # the agent answered; the request was the problem

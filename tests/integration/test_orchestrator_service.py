@@ -53,3 +53,22 @@ async def _raw_request(client: Requester, payload: dict) -> None:
     async for ans in client.stream(env, timeout=5):
         if ans.action is Action.ERROR:
             raise RemoteError(ans.error.code, ans.error.message)
+
+
+async def test_orchestrator_service_answers_an_undecodable_request_with_an_error(bus, ledger):
+    stop, ready = asyncio.Event(), asyncio.Event()
+    orch = Orchestrator(bus, decomposer=ContentPipeline())
+    client = await Requester(bus, "cli").start()
+    got: asyncio.Queue = asyncio.Queue()
+    client.add_listener(got.put_nowait)
+    service = asyncio.create_task(orch.serve(stop=stop, ready=ready, recover=False))
+    await asyncio.wait_for(ready.wait(), 10)
+    # Valid JSON, but not an envelope: no action, a bad attempt. The sender can still be told.
+    await bus.publish_raw(f"{bus.subjects.prefix}.orchestrator.REQUEST.c1",
+                          b'{"sender": "cli", "conversationId": "c1", "attempt": "first"}')
+    err = await asyncio.wait_for(got.get(), 10)
+    stop.set()
+    await asyncio.wait_for(service, 5)
+    await orch.stop()
+    assert err.action is Action.ERROR and err.sender == "orchestrator" and err.conversation_id == "c1"
+    assert err.error.code == "INVALID_MESSAGE" and "$." in err.error.message

@@ -11,7 +11,8 @@ from rich.markdown import Markdown
 from rich.panel import Panel
 
 from ledgerbus.cli.common import DataDirOption, UrlOption, console, run
-from ledgerbus.cli.render import state_table, timeline_table
+from ledgerbus.cli.ledger_view import timeline
+from ledgerbus.cli.render import state_table
 
 
 def demo(
@@ -66,7 +67,7 @@ async def _demo(topic: str, subtopics: int, ledger: Path, url: str | None, data_
             console.print("[bold]editor's changes:[/] " + "; ".join(art["changes"]))
         for reason in result.outcome.reasons:
             console.print(f"[yellow]degraded:[/] {reason}")
-        console.print(timeline_table(events, title=f"timeline of conversation {result.conversation_id} (from the ledger)"))
+        console.print(timeline(events, title=f"timeline of conversation {result.conversation_id} (from the ledger)"))
         console.print(state_table(fold(events)))
         console.print(f"\nledger: [bold]{ledger}[/]  ({len(events)} events in this conversation)")
         console.print(f"replay: [bold]ledgerbus replay {ledger} --conversation {result.conversation_id}[/]")

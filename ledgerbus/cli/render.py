@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -39,26 +38,6 @@ def detail(ev: StoredEvent) -> str:
     if e.action.value == "REQUEST" or not e.payload:
         return short(e.payload)
     return f"{e.capability} → " + short(e.payload)
-
-
-def timeline_table(events: Sequence[StoredEvent], *, title: str | None = None) -> Table:
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for col, kw in (("pos", {"justify": "right", "min_width": 3}), ("+ms", {"justify": "right", "min_width": 4}),
-                    ("from → to", {"min_width": 22}), ("action", {"min_width": 8}), ("task", {"min_width": 10}),
-                    ("detail", {"overflow": "ellipsis", "max_width": 70})):
-        table.add_column(col, no_wrap=True, **kw)
-    start = events[0].envelope.timestamp if events else 0
-    prev = start
-    for ev in events:
-        e = ev.envelope
-        table.add_row(
-            str(ev.position), str(e.timestamp - start),
-            f"{e.sender} → {e.recipient}",
-            f"[{ACTION_STYLE.get(e.action.value, '')}]{e.action.value}[/]" + (f" #{e.attempt}" if e.attempt > 1 else ""),
-            task_label(e.task_id, e.conversation_id), detail(ev),
-        )
-        prev = e.timestamp
-    return table
 
 
 def _task_row(t: TaskState, conv: str) -> list[str]:

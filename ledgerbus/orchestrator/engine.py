@@ -323,85 +323,10 @@ class Orchestrator:
 
     async def serve(self, *, recover: bool = True, concurrency: int = 256,
                     stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
-        """Run as a service: take REQUESTs addressed to this orchestrator from its durable consumer.
+        """Run as a service taking REQUESTs addressed to this orchestrator (see `orchestrator.service`)."""
+        from ledgerbus.orchestrator.service import serve
 
-        The JetStream message is acked when the conversation has ended, so if this process dies the
-        REQUEST is redelivered to another orchestrator, which resumes from the ledger.
-        """
-        from ledgerbus.bus.streams import ConsumerSettings
-
-        await self.start()
-        stop = stop or asyncio.Event()
-        if recover:
-            await self.recover()
-        sub = await self.bus.agent_consumer(self.name, ConsumerSettings(ack_wait=60.0, max_deliver=-1))
-        if ready is not None:
-            ready.set()  # requests published from now on reach this service
-        slots = asyncio.Semaphore(concurrency)
-        tasks: set[asyncio.Task[None]] = set()
-        while not stop.is_set() and not self.bus.nc.is_closed:
-            try:
-                msgs = await sub.fetch(16, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
-            except nats.errors.ConnectionClosedError:
-                break
-            except Exception as exc:  # reconnecting: wait a little rather than spin
-                log.warning("orchestrator fetch failed: %s", exc)
-                await asyncio.sleep(0.2)
-                continue
-            for msg in msgs:
-                await slots.acquire()
-                t = asyncio.create_task(self._serve_one(msg))
-                tasks.add(t)
-                t.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
-        for t in list(tasks):
-            t.cancel()
-
-    async def _serve_one(self, msg: Any) -> None:
-        from ledgerbus.orchestrator.recovery import conversation_events
-
-        async def heartbeat() -> None:
-            while True:
-                await asyncio.sleep(20)
-                await msg.in_progress()
-
-        beat = asyncio.create_task(heartbeat())
-        try:
-            try:
-                root = self.bus.codec.decode(msg.data)
-            except InvalidMessage as exc:
-                from ledgerbus.agents.rejection import reject_raw
-
-                await reject_raw(self.bus, msg, exc, sender=self.name)
-                return
-            if root.conversation_id in self.runs:
-                await msg.ack()  # started in this process by run()
-                return
-            cap = self.registry.find(root.capability)
-            try:
-                if cap is None:
-                    from ledgerbus.errors import UnknownCapability
-
-                    raise UnknownCapability(root.capability)
-                cap.validate_input(root.payload)
-            except InvalidMessage as exc:
-                await self.bus.publish(answer(root, Action.ERROR, error=ErrorInfo(
-                    code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})))
-                await msg.ack()
-                return
-            # Only a redelivery (a previous orchestrator died holding it) can have history to resume from;
-            # a first delivery goes straight to work, so a burst of requests costs no ledger reads.
-            events = await conversation_events(self.bus, root.conversation_id) if msg.metadata.num_delivered > 1 else []
-            if len(events) > 1:
-                await self.resume(events)  # redelivered after a crash: finish, don't restart
-            else:
-                await self._conduct(root, publish_root=False)
-            await msg.ack()
-        except Exception:
-            log.exception("conversation failed in the orchestrator; it will be redelivered")
-        finally:
-            beat.cancel()
+        await serve(self, recover=recover, concurrency=concurrency, stop=stop, ready=ready)
 
     async def _execute(self, run: _Run) -> ConversationResult:
         root = run.root

@@ -1,0 +1,96 @@
+"""The orchestrator as a service: it takes REQUESTs addressed to it from its durable consumer.
+
+The JetStream message is acked when the conversation has ended, so if the process dies the REQUEST is
+redelivered to another orchestrator, which resumes the conversation from the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import nats.errors
+
+from ledgerbus.agents.rejection import reject_raw
+from ledgerbus.bus.streams import ConsumerSettings
+from ledgerbus.errors import InvalidMessage, UnknownCapability
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.orchestrator.recovery import conversation_events
+from ledgerbus.schemas.codes import Action
+from ledgerbus.schemas.envelope import ErrorInfo, answer
+
+log = logging.getLogger("ledgerbus.orchestrator")
+
+
+async def serve(orch: Orchestrator, *, recover: bool = True, concurrency: int = 256,
+                stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+    """Take REQUESTs addressed to `orch` until `stop` is set; `ready` is set once requests reach it."""
+    await orch.start()
+    stop = stop or asyncio.Event()
+    if recover:
+        await orch.recover()
+    sub = await orch.bus.agent_consumer(orch.name, ConsumerSettings(ack_wait=60.0, max_deliver=-1))
+    if ready is not None:
+        ready.set()  # requests published from now on reach this service
+    slots = asyncio.Semaphore(concurrency)
+    tasks: set[asyncio.Task[None]] = set()
+    while not stop.is_set() and not orch.bus.nc.is_closed:
+        try:
+            msgs = await sub.fetch(16, timeout=1.0)
+        except nats.errors.TimeoutError:
+            continue
+        except nats.errors.ConnectionClosedError:
+            break
+        except Exception as exc:  # reconnecting: wait a little rather than spin
+            log.warning("orchestrator fetch failed: %s", exc)
+            await asyncio.sleep(0.2)
+            continue
+        for msg in msgs:
+            await slots.acquire()
+            t = asyncio.create_task(_serve_one(orch, msg))
+            tasks.add(t)
+            t.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+    for t in list(tasks):
+        t.cancel()
+
+
+async def _serve_one(orch: Orchestrator, msg: Any) -> None:
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(20)
+            await msg.in_progress()
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        try:
+            root = orch.bus.codec.decode(msg.data)
+        except InvalidMessage as exc:
+            await reject_raw(orch.bus, msg, exc, sender=orch.name)
+            return
+        if root.conversation_id in orch.runs:
+            await msg.ack()  # started in this process by run()
+            return
+        cap = orch.registry.find(root.capability)
+        try:
+            if cap is None:
+                raise UnknownCapability(root.capability)
+            cap.validate_input(root.payload)
+        except InvalidMessage as exc:
+            await orch.bus.publish(answer(root, Action.ERROR, error=ErrorInfo(
+                code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})))
+            await msg.ack()
+            return
+        # Only a redelivery (a previous orchestrator died holding it) can have history to resume from;
+        # a first delivery goes straight to work, so a burst of requests costs no ledger reads.
+        events = await conversation_events(orch.bus, root.conversation_id) if msg.metadata.num_delivered > 1 else []
+        if len(events) > 1:
+            await orch.resume(events)  # redelivered after a crash: finish, don't restart
+        else:
+            await orch._conduct(root, publish_root=False)
+        await msg.ack()
+    except Exception:
+        log.exception("conversation failed in the orchestrator; it will be redelivered")
+    finally:
+        beat.cancel()
+

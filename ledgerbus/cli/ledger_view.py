@@ -65,7 +65,7 @@ def timeline(events: Sequence[StoredEvent], *, title: str | None = None) -> Tabl
     table = Table(title=title, header_style="bold")
     for col, kw in (("pos", {"justify": "right"}), ("+ms", {"justify": "right"}), ("gap", {"justify": "right"}),
                     ("from → to", {"min_width": 20}), ("action", {"min_width": 8}), ("task", {"min_width": 8}),
-                    ("detail", {"overflow": "ellipsis", "max_width": 70})):
+                    ("detail", {"overflow": "ellipsis", "max_width": 60})):
         table.add_column(col, no_wrap=True, **kw)
     start = events[0].envelope.timestamp if events else 0
     prev = start

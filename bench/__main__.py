@@ -94,8 +94,11 @@ async def run_all(env: BenchEnv, only: list[str]) -> tuple[dict[str, Measure], l
         plan += [(g, b, once, f" (repeat {r + 1}/{env.runs})") for g in only if g in INTERLEAVED for b in BENCHES[g]]
     plan += [(g, b, env, "") for g in only if g not in INTERLEAVED for b in BENCHES[g]]
     broken: set[str] = set()
+    progress = _bar(len(plan))
     for group, bench, bench_env, label in plan:
         name = f"{group}.{bench.__name__}"
+        if progress is not None:
+            progress.update(progress.task_ids[0], advance=1, description=name)
         if name in broken:
             continue
         env.log(f"· {name}{label} …")
@@ -114,7 +117,23 @@ async def run_all(env: BenchEnv, only: list[str]) -> tuple[dict[str, Measure], l
             broken.add(name)  # its later repeats would fail the same way
             env.log(traceback.format_exc())
         env.log(f"  {name} took {time.perf_counter() - t0:.1f}s")
+    if progress is not None:
+        progress.stop()
     return figures, failures
+
+
+def _bar(total: int) -> Any:
+    """An overall progress bar on a terminal (stderr); None when piped, so logs and CI stay plain."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True)
+    progress.add_task("benchmarks", total=total)
+    progress.start()
+    return progress
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
     .venv/bin/python -m bench --quick         # tiny sizes: checks that everything runs
     .venv/bin/python -m bench --only steps,baselines --runs 5
 
-Writes the table to stdout and to bench/results/latest.md (machine, versions and date at the top).
+Writes the table to stdout and to bench/results/latest.md (quick.md with --quick), machine, versions and date at the top.
 A benchmark never fails on a timing; the exit code is non-zero only when a benchmark could not run.
 """
 
@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated groups: {', '.join(BENCHES)}")
     p.add_argument("--scale-instances", default=None, help="instance counts for the scale run, e.g. 10,100")
     p.add_argument("--scale-conversations", default=None, help="conversation counts for the scale run, e.g. 100,1000")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where to write the markdown table")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write the markdown table (default: bench/results/latest.md; quick.md with --quick)")
     p.add_argument("--url", default=None, help="use this NATS server instead of starting one (results then depend on it)")
     args = p.parse_args(argv)
     only = [g.strip() for g in args.only.split(",") if g.strip()]
@@ -151,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or args.runs < 1:
         p.error(f"unknown group(s) {', '.join(unknown)}" if unknown else "--runs must be at least 1")
     sizes = Sizes.quick() if args.quick else Sizes()
+    # A smoke run must not overwrite the last full run's table, which README quotes.
+    args.out = args.out or (RESULTS.with_name("quick.md") if args.quick else RESULTS)
     if args.scale_instances:
         sizes = _replace(sizes, scale_instances=tuple(int(x) for x in args.scale_instances.split(",")))
     if args.scale_conversations:

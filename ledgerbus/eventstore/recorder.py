@@ -28,6 +28,10 @@ class Gap(Exception):
     pass
 
 
+class _Retry(Exception):
+    """This batch cannot be completed now; nothing of it is committed and it is read again."""
+
+
 class Recorder:
     def __init__(
         self,
@@ -89,8 +93,9 @@ class Recorder:
             except NotFoundError:
                 raw = None
             except Exception as exc:
-                log.warning("could not fetch stream sequence %d: %s", seq, exc)
-                raw = None
+                # Not "gone", just not reachable now (a restart, a leader election): recording a gap here
+                # would move the checkpoint past envelopes the stream still holds.
+                raise _Retry(f"could not fetch stream sequence {seq}: {exc or type(exc).__name__}") from exc
             if raw is None or raw.data is None:
                 missing_from = seq if missing_from is None else missing_from
                 continue
@@ -138,14 +143,31 @@ class Recorder:
             events: list[StoredEvent] = []
             rejects: list[Rejected] = []
             last = self.recorded_seq
+            gaps_before = len(self.gaps)
+            retry: _Retry | None = None
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
                 if seq <= last:
                     continue  # redelivered after a crash between commit and ack
                 if seq != last + 1:
-                    await self._fill(last + 1, seq - 1, events, rejects)
+                    try:
+                        await self._fill(last + 1, seq - 1, events, rejects)
+                    except _Retry as err:
+                        retry = err
+                        break
                 last = seq
                 self._decode(seq, msg.subject, msg.data, events, rejects, msg.headers)
+            if retry is not None:
+                # Nothing of this batch is committed: read it again from the checkpoint once the server answers.
+                log.warning("recorder: %s; reading again from sequence %d", retry, self.recorded_seq + 1)
+                del self.gaps[gaps_before:]
+                self._new_gaps.clear()
+                await asyncio.sleep(0.2)
+                try:
+                    sub = await self._consumer()
+                except Exception as again:  # still unreachable: the next turn tries again
+                    log.warning("recorder could not reposition its consumer: %s", again)
+                continue
             if last > self.recorded_seq:
                 gaps = list(self._new_gaps)
                 delay = 0.1

@@ -198,3 +198,33 @@ def test_server_config_accepts_a_string_path(tmp_path):
     from ledgerbus.bus.server import ServerConfig
 
     assert ServerConfig(data_dir=str(tmp_path)).data_dir == tmp_path
+
+
+async def test_recorder_tells_a_real_gap_from_a_fetch_that_failed_for_now(bus, ledger):
+    import nats.errors
+
+    from ledgerbus.eventstore.recorder import _Retry
+
+    for i in range(3):
+        await bus.publish(new_request(sender="tester", recipient="sink", capability="sink.put", payload={"i": i}))
+    await bus.js.delete_msg(bus.subjects.stream, 2)  # gone for real (as retention would remove it)
+    rec = Recorder(bus, ledger)
+    events, rejects = [], []
+    await rec._fill(1, 2, events, rejects)
+    assert [e.position for e in events] == [1] and rec.gaps == [(2, 2)]
+
+    real_get = bus.js.get_msg
+
+    async def unreachable(*a, **kw):
+        raise nats.errors.TimeoutError  # the server is restarting: not "gone"
+
+    bus.js.get_msg = unreachable
+    try:
+        with pytest.raises(_Retry):
+            await rec._fill(3, 3, [], [])
+    finally:
+        bus.js.get_msg = real_get
+    assert rec.gaps == [(2, 2)]  # no gap invented for sequence 3
+    async with Recorder(bus, ledger) as live:
+        await live.catch_up()
+    assert [e.position for e in ledger.read()] == [1, 3]

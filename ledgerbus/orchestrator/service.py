@@ -33,11 +33,16 @@ async def serve(orch: Orchestrator, *, recover: bool = True, concurrency: int = 
     sub = await orch.bus.agent_consumer(orch.name, ConsumerSettings(ack_wait=60.0, max_deliver=-1))
     if ready is not None:
         ready.set()  # requests published from now on reach this service
-    slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
     while not stop.is_set() and not orch.bus.nc.is_closed:
+        if len(tasks) >= concurrency:
+            # Full: wait for a conversation to end, or for stop — never block where stop cannot reach.
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            continue
         try:
-            msgs = await sub.fetch(16, timeout=1.0)
+            msgs = await sub.fetch(min(16, concurrency - len(tasks)), timeout=1.0)
         except nats.errors.TimeoutError:
             continue
         except nats.errors.ConnectionClosedError:
@@ -47,12 +52,11 @@ async def serve(orch: Orchestrator, *, recover: bool = True, concurrency: int = 
             await asyncio.sleep(0.2)
             continue
         for msg in msgs:
-            await slots.acquire()
             t = asyncio.create_task(_serve_one(orch, msg))
             tasks.add(t)
-            t.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+            t.add_done_callback(tasks.discard)
     for t in list(tasks):
-        t.cancel()
+        t.cancel()  # unacked: redelivered to the next orchestrator, which resumes from the ledger
 
 
 async def _serve_one(orch: Orchestrator, msg: Any) -> None:

@@ -7,20 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledgerbus.errors import ConfigError
+from fakeclock import FakeClock
+
 from ledgerbus.orchestrator.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledgerbus.errors import ConfigError
+from fakeclock import FakeClock
+
 from ledgerbus.orchestrator.ratelimit import RateLimiter, TokenBucket
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def fake_sleep(clock: FakeClock, log: list[float] | None = None):

@@ -18,7 +18,7 @@ import sqlite_utils
 
 from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
-from ledgerbus.eventstore.sqlite_schema import ensure_schema
+from ledgerbus.eventstore.sqlite_schema import ensure_schema, stores_payload
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
 from ledgerbus.schemas.codes import Action
@@ -47,7 +47,13 @@ _trusted_decoder = msgspec.json.Decoder(StoredEnvelope)
 
 _INSERT = (
     "INSERT OR IGNORE INTO events (position, id, conversation_id, task_id, causation_id, sender, recipient,"
-    " action, capability, attempt, timestamp, payload, error, envelope, prev_hash, hash)"
+    " action, capability, attempt, timestamp, envelope, prev_hash, hash)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+# Ledgers written before payload and error became virtual columns store both; they go on being written.
+_INSERT_STORED = (
+    "INSERT OR IGNORE INTO events (position, id, conversation_id, task_id, causation_id, sender, recipient,"
+    " action, capability, attempt, timestamp, envelope, prev_hash, hash, payload, error)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _UPSERT_HEAD = (
@@ -55,18 +61,15 @@ _UPSERT_HEAD = (
     " ON CONFLICT(conversation_id) DO UPDATE SET hash = excluded.hash, count = excluded.count,"
     " last_position = excluded.last_position"
 )
-_MAX_VARS = 900  # SQLite host parameters per IN (...) query, under every build's limit
+_MAX_VARS = 450  # rows per IN (...) lookup: two lists of them stay under every build's 999 host parameters
 
 
 _ACTION = {a: a.value for a in Action}
 _NO_END = (GENESIS, 0, 0)
 
 
-def _row(ev: StoredEvent, raw: bytes, prev: str, digest: str, encode: Any = _json.encode) -> tuple[Any, ...]:
-    e = ev.envelope
-    return (ev.position, e.id, e.conversation_id, e.task_id, e.causation_id, e.sender, e.recipient, _ACTION[e.action],
-            e.capability, e.attempt, e.timestamp, encode(e.payload).decode(),
-            encode(e.error).decode() if e.error is not None else None, raw, prev, digest)
+def _stored_columns(e: Envelope, encode: Any = _json.encode) -> tuple[str, str | None]:
+    return encode(e.payload).decode(), encode(e.error).decode() if e.error is not None else None
 
 
 class SQLiteEventStore:
@@ -92,6 +95,7 @@ class SQLiteEventStore:
             self.db.conn.execute("PRAGMA synchronous=NORMAL")
             if ensure_schema(self.db):
                 self.rechain()
+        self._stores_payload = stores_payload(self.db)
 
     def rechain(self) -> int:
         """Recompute every chain from the stored bytes (after a migration or an import). Returns events chained."""
@@ -143,22 +147,28 @@ class SQLiteEventStore:
         rows: list[tuple[Any, ...]] = []
         # The hot loop of every append: chain ends as plain tuples (hash, count, last position).
         ends: dict[str, tuple[str, int, int]] = {c: (h.hash, h.count, h.last_position) for c, h in heads.items()}
-        touched: set[str] = set()
         encode = _json.encode
         sha256 = hashlib.sha256
         add_row = rows.append
+        action = _ACTION
         for ev in fresh:
-            cid = ev.envelope.conversation_id
+            e = ev.envelope
+            cid = e.conversation_id
             prev, count, last = ends.get(cid, _NO_END)
-            if ev.position <= last:
-                raise StoreError(f"position {ev.position} of conversation {cid} is not after its chain's end "
+            pos = ev.position
+            if pos <= last:
+                raise StoreError(f"position {pos} of conversation {cid} is not after its chain's end "
                                  f"({last}): events must be appended in ledger order")
-            raw = ev.raw or encode(ev.envelope)
+            raw = ev.raw or encode(e)
             digest = sha256(prev.encode() + raw).hexdigest()  # = integrity.chain_hash(prev, raw), inlined
-            ends[cid] = (digest, count + 1, ev.position)
-            touched.add(cid)
-            add_row(_row(ev, raw, prev, digest))
-        conn.executemany(_INSERT, rows)
+            ends[cid] = (digest, count + 1, pos)
+            add_row((pos, e.id, cid, e.task_id, e.causation_id, e.sender, e.recipient, action[e.action],
+                     e.capability, e.attempt, e.timestamp, raw, prev, digest))
+        if self._stores_payload:
+            conn.executemany(_INSERT_STORED, [row + _stored_columns(ev.envelope) for row, ev in zip(rows, fresh)])
+        else:
+            conn.executemany(_INSERT, rows)
+        touched = {ev.envelope.conversation_id for ev in fresh}
         conn.executemany(_UPSERT_HEAD, [(c, *ends[c]) for c in touched])
         if rejects:
             conn.executemany(
@@ -183,17 +193,23 @@ class SQLiteEventStore:
         conn = self.db.conn
         seen_ids: set[str] = set()
         seen_pos: set[int] = set()
+        # Positions only need looking up when the batch reaches back into what is stored (a re-read after
+        # a restart); the recorder's usual batch starts past the end, which two index seeks tell.
+        stored_end = conn.execute("SELECT MAX(p) FROM (SELECT MAX(position) AS p FROM events"
+                                  " UNION ALL SELECT MAX(position) FROM compacted)").fetchone()[0] or 0
+        check_positions = min(ev.position for ev in events) <= stored_end
         for i in range(0, len(events), _MAX_VARS):
             chunk = events[i:i + _MAX_VARS]
             marks = ",".join("?" * len(chunk))
+            ids = [ev.envelope.id for ev in chunk]
             seen_ids.update(r[0] for r in conn.execute(
-                f"SELECT id FROM events WHERE id IN ({marks})", [ev.envelope.id for ev in chunk]))
-            seen_pos.update(r[0] for r in conn.execute(
-                f"SELECT position FROM events WHERE position IN ({marks})", [ev.position for ev in chunk]))
-            seen_pos.update(r[0] for r in conn.execute(
-                f"SELECT position FROM compacted WHERE position IN ({marks})", [ev.position for ev in chunk]))
-            seen_ids.update(r[0] for r in conn.execute(
-                f"SELECT id FROM compacted WHERE id IN ({marks})", [ev.envelope.id for ev in chunk]))
+                f"SELECT id FROM events WHERE id IN ({marks}) UNION ALL SELECT id FROM compacted WHERE id IN ({marks})",
+                ids + ids))
+            if check_positions:
+                positions = [ev.position for ev in chunk]
+                seen_pos.update(r[0] for r in conn.execute(
+                    f"SELECT position FROM events WHERE position IN ({marks})"
+                    f" UNION ALL SELECT position FROM compacted WHERE position IN ({marks})", positions + positions))
         out: list[StoredEvent] = []
         for ev in events:
             if ev.envelope.id in seen_ids or ev.position in seen_pos:

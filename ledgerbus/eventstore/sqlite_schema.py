@@ -4,33 +4,45 @@ from __future__ import annotations
 
 import sqlite_utils
 
+_EVENTS = """
+CREATE TABLE [events] (
+    [position] INTEGER PRIMARY KEY,
+    [id] TEXT NOT NULL,
+    [conversation_id] TEXT NOT NULL,
+    [task_id] TEXT NOT NULL,
+    [causation_id] TEXT,
+    [sender] TEXT NOT NULL,
+    [recipient] TEXT NOT NULL,
+    [action] TEXT NOT NULL,
+    [capability] TEXT NOT NULL,
+    [attempt] INTEGER NOT NULL,
+    [timestamp] INTEGER NOT NULL,
+    [envelope] BLOB NOT NULL,
+    [prev_hash] TEXT,
+    [hash] TEXT,
+    [payload] TEXT GENERATED ALWAYS AS (CASE WHEN json_valid(CAST([envelope] AS TEXT))
+        THEN json_extract(CAST([envelope] AS TEXT), '$.payload') END) VIRTUAL,
+    [error] TEXT GENERATED ALWAYS AS (CASE WHEN json_valid(CAST([envelope] AS TEXT))
+        THEN json_extract(CAST([envelope] AS TEXT), '$.error') END) VIRTUAL
+)
+"""
+
+
+def stores_payload(db: sqlite_utils.Database) -> bool:
+    """True for ledgers from before payload and error became virtual columns (the store must write them)."""
+    for row in db.conn.execute("PRAGMA table_xinfo(events)"):
+        if row[1] == "payload":
+            return row[6] == 0  # hidden: 0 = an ordinary column, 2/3 = generated
+    return False
+
 
 def ensure_schema(db: sqlite_utils.Database) -> bool:
     """Create what is missing. True when an older ledger got hash-chain columns and must be chained."""
     if "events" not in db.table_names():
-        db["events"].create(
-            {
-                "position": int,
-                "id": str,
-                "conversation_id": str,
-                "task_id": str,
-                "causation_id": str,
-                "sender": str,
-                "recipient": str,
-                "action": str,
-                "capability": str,
-                "attempt": int,
-                "timestamp": int,
-                "payload": str,
-                "error": str,
-                "envelope": bytes,
-                "prev_hash": str,
-                "hash": str,
-            },
-            pk="position",
-            not_null={"id", "conversation_id", "task_id", "sender", "recipient", "action", "capability",
-                      "attempt", "timestamp", "payload", "envelope"},
-        )
+        # payload and error are views into the envelope (virtual columns): SQL can still filter on them,
+        # but each append writes the payload once, not twice, and does not re-encode it. Bytes that are
+        # not JSON (a damaged row) read as NULL there, so the row can still be selected and looked at.
+        db.conn.execute(_EVENTS)
         # Only the indexes replay and dedup need: every extra one costs each append a B-tree insert.
         # Time filters ride the position scan (timestamps follow positions closely).
         db["events"].create_index(["id"], unique=True)

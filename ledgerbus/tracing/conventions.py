@@ -5,6 +5,7 @@ One module builds them for both live spans and spans rebuilt from the ledger, so
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from ledgerbus.schemas.envelope import Envelope
@@ -43,13 +44,19 @@ LB_REBUILT = "ledgerbus.rebuilt"
 LB_COMPONENT = "ledgerbus.component"
 
 
-def destination_template(prefix: str, env: Envelope) -> str:
+@lru_cache(maxsize=1024)  # a process talks on few channels; every publish asks
+def _channel(prefix: str, recipient: str, action: str) -> tuple[str, str]:
     # The conversation id is the only high-cardinality token; recipient and action name the channel.
-    return f"{prefix}.{env.recipient}.{env.action.value}.{{conversationId}}"
+    template = f"{prefix}.{recipient}.{action}.{{conversationId}}"
+    return template, f"send {template}"
+
+
+def destination_template(prefix: str, env: Envelope) -> str:
+    return _channel(prefix, env.recipient, env.action.value)[0]
 
 
 def send_name(prefix: str, env: Envelope) -> str:
-    return f"send {destination_template(prefix, env)}"
+    return _channel(prefix, env.recipient, env.action.value)[1]
 
 
 def process_name(capability: str) -> str:
@@ -73,14 +80,15 @@ def _common(env: Envelope) -> dict[str, Any]:
 
 
 def send_attributes(prefix: str, env: Envelope) -> dict[str, Any]:
+    action = env.action.value
     attrs = _common(env)
     attrs.update({
-        DESTINATION: f"{prefix}.{env.recipient}.{env.action.value}.{env.conversation_id}",
-        DESTINATION_TEMPLATE: destination_template(prefix, env),
+        DESTINATION: f"{prefix}.{env.recipient}.{action}.{env.conversation_id}",
+        DESTINATION_TEMPLATE: _channel(prefix, env.recipient, action)[0],
         MESSAGE_ID: env.id,
         OPERATION_TYPE: "send",
         OPERATION_NAME: "send",
-        LB_ACTION: env.action.value,
+        LB_ACTION: action,
         LB_SENDER: env.sender,
         LB_RECIPIENT: env.recipient,
     })

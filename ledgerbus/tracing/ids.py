@@ -50,7 +50,7 @@ def parse_traceparent(value: str | None, *, remote: bool = True) -> SpanContext 
     a bad traceparent from a foreign agent must not stop its message being handled)."""
     if not value:
         return None
-    m = _TRACEPARENT.match(value.strip().lower())
+    m = _TRACEPARENT.match(value) or _TRACEPARENT.match(value.strip().lower())  # the usual form first
     if m is None or m.group(1) == "ff" or (m.group(1) == "00" and m.group(5)):
         return None
     trace_id, span_id = int(m.group(2), 16), int(m.group(3), 16)

@@ -14,6 +14,7 @@ from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, ContextManager
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context as OtelContext
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
@@ -41,23 +42,22 @@ def current_component() -> str | None:
     return _component.get()
 
 
-def _parent_of(env: Envelope) -> OtelContext | None:
+def _parent_of(env: Envelope) -> tuple[OtelContext | None, trace.SpanContext | None]:
     """The current span, else the context the envelope already carries (a process that traces
-    publishing outside any span, e.g. a plain client answering a traced request)."""
-    if trace.get_current_span().get_span_context().is_valid:
-        return None
+    publishing outside any span, e.g. a plain client answering a traced request): the context the
+    sampler sees (None: the current one) and the parent's span context."""
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid:
+        return None, current
     sc = parse_traceparent(env.traceparent)
     if sc is None or sc.span_id == span_id_for(SEND, env.id):
-        return None  # nothing carried, or this envelope's own earlier send (a re-publish): not a parent
-    return trace.set_span_in_context(trace.NonRecordingSpan(sc))
+        return None, None  # nothing carried, or this envelope's own earlier send (a re-publish): not a parent
+    return trace.set_span_in_context(trace.NonRecordingSpan(sc)), sc
 
 
 def start_send(prefix: str, env: Envelope) -> tuple[LightSpan, dict[str, str]]:
     """Start the PRODUCER span of `env`, write its context into `env.traceparent`, return the headers."""
-    parent_ctx = _parent_of(env)
-    parent: trace.SpanContext | None = trace.get_current_span(parent_ctx).get_span_context()
-    if not parent.is_valid:
-        parent = None
+    parent_ctx, parent = _parent_of(env)
     span = spans.start(
         setup.emitter(_component.get() or env.sender), C.send_name(prefix, env), SpanKind.PRODUCER,
         parent_context=parent_ctx, parent=parent,
@@ -131,28 +131,43 @@ def process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None, 
     """
     if not setup.enabled():
         return _OFF_SPAN
-    return _process_span(prefix, req, headers, agent, instance)
+    return _Process(prefix, req, headers, agent, instance)
 
 
-@contextmanager
-def _process_span(prefix: str, req: Envelope, headers: Mapping[str, str] | None, agent: str,
-                  instance: str | None) -> Iterator[Span]:
-    sender = _extract(headers, req)
-    # The sender's context, and nothing else: a handler task must not inherit an unrelated current span.
-    parent_ctx = trace.set_span_in_context(trace.NonRecordingSpan(sender)) if sender is not None else OtelContext()
-    span = spans.start(
-        setup.emitter(agent), C.process_name(req.capability), SpanKind.CONSUMER,
-        parent_context=parent_ctx, parent=sender,
-        trace_id=sender.trace_id if sender is not None else trace_id_for(req.conversation_id),
-        span_id=span_id_for(PROCESS, req.id), attributes=C.process_attributes(prefix, req, agent, instance),
-        links=[Link(sender)] if sender is not None else (),
-    )
-    token = _component.set(agent)
-    try:
-        with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
-            yield span
-    finally:
-        _component.reset(token)
+class _Process:
+    """What `trace.use_span(span, end_on_exit=True)` does, plus the component, without two generators:
+    this runs once per message an agent handles."""
+
+    __slots__ = ("span", "_token", "_component")
+
+    def __init__(self, prefix: str, req: Envelope, headers: Mapping[str, str] | None, agent: str,
+                 instance: str | None) -> None:
+        sender = _extract(headers, req)
+        # The sender's context, and nothing else: a handler task must not inherit an unrelated current span.
+        parent_ctx = trace.set_span_in_context(trace.NonRecordingSpan(sender)) if sender is not None else OtelContext()
+        self.span = spans.start(
+            setup.emitter(agent), C.process_name(req.capability), SpanKind.CONSUMER,
+            parent_context=parent_ctx, parent=sender,
+            trace_id=sender.trace_id if sender is not None else trace_id_for(req.conversation_id),
+            span_id=span_id_for(PROCESS, req.id), attributes=C.process_attributes(prefix, req, agent, instance),
+            links=(Link(sender),) if sender is not None else (),
+        )
+        self._component = agent
+
+    def __enter__(self) -> Span:
+        self._token = (_component.set(self._component), otel_context.attach(trace.set_span_in_context(self.span)))
+        return self.span
+
+    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        component, ctx = self._token
+        otel_context.detach(ctx)
+        _component.reset(component)
+        span = self.span
+        # As use_span: Exception subclasses only (a cancelled handler is not the handler's error).
+        if isinstance(exc, Exception) and span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.end()
 
 
 def mark_error(code: str, message: str) -> None:

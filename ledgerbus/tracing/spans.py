@@ -24,6 +24,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from ledgerbus.tracing.setup import Emitter
 
 _UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
 class LightSpan(trace.Span):
@@ -36,8 +38,9 @@ class LightSpan(trace.Span):
         self._name, self._context, self._parent, self._kind = name, context, parent, kind
         self._attributes = attributes
         self._user: dict[str, Any] | None = None
-        self._events: list[Event] = []
-        self._links = list(links)
+        # Most spans never get an event or a link: no list (one tracked object less per span) until one comes.
+        self._events: list[Event] | None = None
+        self._links: Sequence[Link] = links
         self._status = _UNSET
         self._emitter = emitter
         self._recording = recording and emitter is not None
@@ -63,11 +66,13 @@ class LightSpan(trace.Span):
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
         if self._recording:
+            if self._events is None:
+                self._events = []
             self._events.append(Event(name, BoundedAttributes(attributes=attributes), timestamp))
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
         if self._recording and context.is_valid:
-            self._links.append(Link(context, BoundedAttributes(attributes=attributes)))
+            self._links = [*self._links, Link(context, BoundedAttributes(attributes=attributes))]
 
     def update_name(self, name: str) -> None:
         self._name = name
@@ -96,7 +101,7 @@ class LightSpan(trace.Span):
         assert em is not None
         attrs = self._attributes if self._user is None else {**self._attributes, **BoundedAttributes(attributes=self._user)}
         span = ReadableSpan(self._name, context=self._context, parent=self._parent, resource=em.resource,
-                            attributes=attrs, events=self._events, links=self._links, kind=self._kind,
+                            attributes=attrs, events=self._events or (), links=self._links, kind=self._kind,
                             status=self._status, start_time=self._start, end_time=end_time or time.time_ns(),
                             instrumentation_scope=em.scope)
         for proc in em.processors:
@@ -123,6 +128,6 @@ def start(emitter: Emitter | None, name: str, kind: SpanKind, *, parent_context:
         recording, sampled, state = result.decision.is_recording(), result.decision.is_sampled(), result.trace_state
         if result.attributes:
             attributes.update(result.attributes)
-    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-    context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags, trace_state=state)
+    context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED if sampled else _NOT_SAMPLED,
+                          trace_state=state)
     return LightSpan(name, context, parent, kind, attributes, emitter, recording, links)

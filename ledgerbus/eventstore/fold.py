@@ -152,33 +152,44 @@ def _overruled(task: TaskState, env: Envelope) -> bool:
         d.attempt == env.attempt and d.code in VERDICT_CODES for d in task.decisions)
 
 
+# Module constants: the fold runs once per envelope on every replay, so no enum lookups in its body.
+_REQUEST, _ACK, _PROGRESS, _RESPONSE, _ERROR = Action.REQUEST, Action.ACK, Action.PROGRESS, Action.RESPONSE, Action.ERROR
+_FALLBACK_USED = ErrorCode.FALLBACK_USED.value
+
+
 def apply(state: ConversationState, env: Envelope, position: int = 0) -> ConversationState:
     """Fold one envelope into `state` (mutates and returns it). Total: every envelope is accepted."""
     ts = env.timestamp
+    action = env.action
+    task_id = env.task_id
     state.events += 1
-    state.last_position = max(state.last_position, position)
+    if position > state.last_position:
+        state.last_position = position
     if state.started_at is None:
         state.started_at = ts
-    state.last_timestamp = ts if state.last_timestamp is None else max(state.last_timestamp, ts)
+    last_ts = state.last_timestamp
+    if last_ts is None or ts > last_ts:
+        state.last_timestamp = ts
 
-    task = state.tasks.get(env.task_id)
+    task = state.tasks.get(task_id)
     if task is None:
+        request = action is _REQUEST
         task = TaskState(
-            task_id=env.task_id,
+            task_id=task_id,
             capability=env.capability,
-            agent=env.recipient if env.action is Action.REQUEST else env.sender,
-            requester=env.sender if env.action is Action.REQUEST else env.recipient,
-            idempotency_key=env.key,
+            agent=env.recipient if request else env.sender,
+            requester=env.sender if request else env.recipient,
+            idempotency_key=env.idempotency_key or task_id,  # = env.key
         )
-        state.tasks[env.task_id] = task
-        if state.root_task_id is None and env.action is Action.REQUEST:
-            state.root_task_id = env.task_id
+        state.tasks[task_id] = task
+        if request and state.root_task_id is None:
+            state.root_task_id = task_id
             state.requester = env.sender
             state.capability = env.capability
-    task.last_position = max(task.last_position, position)
+    if position > task.last_position:
+        task.last_position = position
 
-    action = env.action
-    if action is Action.REQUEST:
+    if action is _REQUEST:
         if task.status is not TaskStatus.DONE and env.attempt >= task.attempt:
             task.status = TaskStatus.SENT
             task.attempt = env.attempt
@@ -192,7 +203,7 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
         task.attempts += 1
         if task.requested_at is None:
             task.requested_at = ts
-    elif action is Action.ACK:
+    elif action is _ACK:
         if task.status is TaskStatus.SENT and _is_current(task, env):
             task.status = TaskStatus.ACKED
             task.acked_at = ts
@@ -201,14 +212,14 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
             # Another instance took the redelivered REQUEST (the first one died): a fresh receipt is a sign
             # of life, so the stall window starts again from it.
             task.last_activity_at = max(task.last_activity_at or ts, ts)
-    elif action is Action.PROGRESS:
+    elif action is _PROGRESS:
         if task.status in (TaskStatus.SENT, TaskStatus.ACKED) and _is_current(task, env):
             task.status = TaskStatus.ACKED
             task.acked_at = task.acked_at or ts
             task.last_activity_at = ts
             task.progress += 1
             task.last_progress = env.payload
-    elif action is Action.RESPONSE:
+    elif action is _RESPONSE:
         if task.status is not TaskStatus.DONE:
             # Any attempt's RESPONSE completes the task: tasks are idempotent, so a late answer is a valid one.
             task.status = TaskStatus.DONE
@@ -216,10 +227,10 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
             task.finished_at = ts
             task.last_activity_at = ts
             task.error = env.error  # a RESPONSE with an error is a partial success (fallback / degraded)
-            if env.error is not None and env.error.code == ErrorCode.FALLBACK_USED.value:
+            if env.error is not None and env.error.code == _FALLBACK_USED:
                 task.fallback = True
                 task.decisions.append(Decision(position, ts, env.error.code, env.error.message, env.attempt))
-    elif action is Action.ERROR:
+    elif action is _ERROR:
         err = env.error or ErrorInfo(code=ErrorCode.INTERNAL.value, message="ERROR without an error object")
         if err.code in NOTE_CODES:
             task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
@@ -231,7 +242,7 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
                 # Self-addressed ERRORs are the orchestrator's decisions (a stall, a timeout, a breaker…).
                 task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
 
-    if env.task_id == state.root_task_id:
+    if task_id == state.root_task_id:
         _settle(state, task)
     return state
 
@@ -241,7 +252,7 @@ def _settle(state: ConversationState, root: TaskState) -> None:
         degraded = root.error is not None
         state.status = ConversationStatus.DEGRADED if degraded else ConversationStatus.DONE
         state.result, state.error, state.ended_at = root.result, root.error, root.finished_at
-    elif root.finished and not root.retry_pending:
+    elif root.status in TERMINAL and not root.retry_pending:
         state.status = ConversationStatus.FAILED
         state.error, state.ended_at = root.error, root.finished_at
     else:

@@ -38,7 +38,9 @@ def build(f: Figures) -> Report:
             "plain sqlite3 executemany", g("floor.sqlite.us")),
         Row("ledger", "recorder: JetStream → SQLite mirror", g("ledger.recorder.rate")),
         Row("ledger", "replay from SQLite (decode + fold)", g("ledger.replay.sqlite"),
-            "msgspec decode + dict fold", g("floor.replay.rate")),
+            "sqlite3 read + msgspec decode + dict fold", g("floor.replay.rate")),
+        Row("ledger", "replay from SQLite (decode + fold)", g("ledger.replay.sqlite"),
+            "msgspec decode + dict fold, bytes in memory", g("floor.decode.rate")),
         Row("ledger", "replay from JetStream (fetch + decode + fold)", g("ledger.replay.js")),
     ]
     mem = sorted((k for k in f if k.startswith("ledger.mem.")), key=lambda k: int(k.rsplit(".", 1)[1]))
@@ -46,8 +48,7 @@ def build(f: Figures) -> Report:
         small, big = mem
         rows.append(Row("ledger", f"replay peak memory growth, {int(big.rsplit('.', 1)[1]):,} events", f[big],
                         f"at {int(small.rsplit('.', 1)[1]):,} events", f[small]))
-    rows += [Row("ledger", f"{k[4:]} (bench/ledger_bench.py, one run)", v, "its same-run floor", f.get("extbase." + k[4:]))
-             for k, v in f.items() if k.startswith("ext.")]
+    rows += _external_rows(f)
     rows += _scale_rows(f)
     rows += [
         Row("tracing", "sequential step p50, tracing on (all sampled)", g("trace.on.p50"), "tracing off", g("trace.off.p50")),
@@ -57,6 +58,32 @@ def build(f: Figures) -> Report:
     ]
     rows = [r for r in rows if r.value is not None]
     return Report(rows=rows, targets=targets(f))
+
+
+# bench/ledger_bench.py's figures: 50 conversations open at once (the figures above: one at a time), each
+# beside the plainest way to do its job. Named here so a reader can tell them from the rows above.
+_EXTERNAL = {
+    "append.sqlite": ("append, 50 conversations interleaved", "sqlite3 executemany of the same bytes"),
+    "replay.sqlite": ("replay (read + decode + fold), 50 conversations interleaved", "sqlite3 read loop only"),
+    "decode.sqlite": ("read + decode, no fold", "sqlite3 read loop only"),
+    "replay.seconds": ("seconds to replay the ledger", "sqlite3 read loop only"),
+    "replay.peak_mem": ("replay peak memory growth", "sqlite3 read loop"),
+    "replay.jetstream": ("replay from JetStream (JetStreamLedger)", "raw nats-py pull fetch, no decode"),
+}
+
+
+def _external_rows(f: Figures) -> list[Row]:
+    rows = []
+    for k, v in f.items():
+        if not k.startswith("ext."):
+            continue
+        name = k[4:]
+        size = ""
+        if name.startswith("replay.seconds."):
+            name, size = "replay.seconds", f", {int(k.rsplit('.', 1)[1]):,} events"
+        label, floor = _EXTERNAL.get(name, (name, "its same-run floor"))
+        rows.append(Row("ledger", f"{label}{size} (bench/ledger_bench.py, one run)", v, floor, f.get("extbase." + k[4:])))
+    return rows
 
 
 def _scale_rows(f: Figures) -> list[Row]:
@@ -132,9 +159,13 @@ def targets(f: Figures) -> list[Target]:
     rp = g("ledger.replay.sqlite")
     out.append(_check("replay ≥ 300,000 events/s", rp.median if rp else None,
                       rp is not None and rp.median >= 300_000, f"{fmt(rp.median)} events/s" if rp else ""))
-    r = _ratio(rp, g("floor.replay.rate"))
-    out.append(_check("replay ≥ 0.8 × msgspec + dict floor", r, r is not None and r >= 0.8,
-                      f"{r:.2f}×" if r is not None else ""))
+    # The floor does the same job as the replay (read the rows from SQLite, decode, fold into dicts);
+    # the second line holds the replay to decode + fold of bytes already in memory, which it also reads.
+    for label, key in (("sqlite3 read + msgspec decode + dict fold", "floor.replay.rate"),
+                       ("msgspec decode + dict fold of bytes in memory", "floor.decode.rate")):
+        r = _ratio(rp, g(key))
+        out.append(_check(f"replay ≥ 0.8 × floor ({label})", r, r is not None and r >= 0.8,
+                          f"{r:.2f}×" if r is not None else ""))
     mem = sorted((k for k in f if k.startswith("ledger.mem.")), key=lambda k: int(k.rsplit(".", 1)[1]))
     if len(mem) == 2:
         small, big = f[mem[0]].median, f[mem[1]].median

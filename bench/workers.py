@@ -5,7 +5,7 @@ serves until SIGTERM.
 
   raw URL SUBJECT                      core NATS responder echoing the request bytes
   faststream URL SUBJECT               FastStream subscriber with a pydantic-typed handler
-  agents URL PREFIX TYPES INSTANCES CONCURRENCY [--handlers echo|pipeline] [--tracing]
+  agents URL PREFIX TYPES INSTANCES CONCURRENCY [--handlers echo|pipeline] [--tracing] [--no-idempotent]
                                        ledgerbus AgentRuntime instances with trivial handlers,
                                        each instance on its own connection
 """
@@ -62,7 +62,8 @@ async def faststream(url: str, subject: str) -> None:
     await _serve_until_term({}, broker.stop)
 
 
-async def agents(url: str, prefix: str, types: int, instances: int, concurrency: int, kind: str) -> None:
+async def agents(url: str, prefix: str, types: int, instances: int, concurrency: int, kind: str,
+                 idempotent: bool = True) -> None:
     from bench.agents_trivial import echo_agents, pipeline_agents
     from ledgerbus.agents.runtime import AgentRuntime
     from ledgerbus.bus.connection import Bus
@@ -75,7 +76,7 @@ async def agents(url: str, prefix: str, types: int, instances: int, concurrency:
         bus = await Bus.connect(url, prefix=prefix, name=f"bench-agent-{i}")
         buses.append(bus)
         rt = AgentRuntime(agent_types[i % len(agent_types)], bus, concurrency=concurrency,
-                          idempotent=os.environ.get("BENCH_IDEMPOTENT", "1") == "1")
+                          idempotent=idempotent)
         runtimes.append(await rt.start())
 
     async def stop() -> None:
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("concurrency", type=int)
     a.add_argument("--handlers", choices=("echo", "pipeline"), default="echo")
     a.add_argument("--tracing", action="store_true", help="every span sampled, exported to nowhere")
+    a.add_argument("--no-idempotent", action="store_true", help="no idempotency record (AgentRuntime(idempotent=False))")
     args = p.parse_args(argv)
     if getattr(args, "tracing", False):
         from bench.tracing_bench import turn_on
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.kind == "faststream":
         coro = faststream(args.url, args.subject)
     else:
-        coro = agents(args.url, args.prefix, args.types, args.instances, args.concurrency, args.handlers)
+        coro = agents(args.url, args.prefix, args.types, args.instances, args.concurrency, args.handlers,
+                      not args.no_idempotent)
     try:
         asyncio.run(coro)
     except KeyboardInterrupt:

@@ -183,6 +183,7 @@ def storage_floor(env: BenchEnv) -> Figures:
     with tempfile.TemporaryDirectory() as d:
         for r in range(env.runs):
             conn = sqlite3.connect(os.path.join(d, f"floor{r}.db"))
+            conn.execute("PRAGMA page_size=16384")  # the ledger's own page size: the floor gets every setting it has
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE events (position INTEGER PRIMARY KEY, id TEXT UNIQUE, conversation_id TEXT, envelope BLOB)")

@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -174,7 +175,7 @@ def storage_floor(env: BenchEnv) -> Figures:
     The envelopes are the ledger benchmark's own (bench/ledger.py), so both sides handle the same
     bytes. The replay floor reads them back from SQLite as ledgerbus's replay does; the same decode +
     dict fold over bytes already in memory is kept beside it (`floor.decode.rate`)."""
-    from bench.ledger import synthetic_events
+    from bench.ledger import settle, synthetic_events
 
     figs: Figures = {}
     n = env.sizes.ledger_events
@@ -182,6 +183,7 @@ def storage_floor(env: BenchEnv) -> Figures:
     n = len(rows)
     with tempfile.TemporaryDirectory() as d:
         for r in range(env.runs):
+            os.sync()  # as the ledger's repeats: earlier writeback is not this repeat's cost
             conn = sqlite3.connect(os.path.join(d, f"floor{r}.db"))
             conn.execute("PRAGMA page_size=16384")  # the ledger's own page size: the floor gets every setting it has
             conn.execute("PRAGMA journal_mode=WAL")
@@ -197,6 +199,7 @@ def storage_floor(env: BenchEnv) -> Figures:
             _collect(figs, "floor.replay.rate", n / (time.perf_counter() - t0), "events/s")
             blobs = [raw for (raw,) in conn.execute("SELECT envelope FROM events ORDER BY position")]
             conn.close()
+            settle(Path(d) / f"floor{r}.db")
             t0 = time.perf_counter()
             _dict_fold(blobs)
             _collect(figs, "floor.decode.rate", n / (time.perf_counter() - t0), "events/s")

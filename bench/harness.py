@@ -56,6 +56,8 @@ def fmt(v: float) -> str:
     if v != v:  # NaN
         return "n/a"
     a = abs(v)
+    if a < 1e-9:  # a difference of two equal medians, give or take a rounding error
+        return "0"
     if a >= 1000:
         return f"{v:,.0f}"
     if a >= 100:

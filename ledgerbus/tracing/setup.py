@@ -63,6 +63,17 @@ class Emitter:
     scope: InstrumentationScope
     sampler: Sampler
     processors: tuple[SpanProcessor, ...]
+    # The sampler always samples a child of a local sampled span (parent-based or always-on), so such a
+    # child needs no sampler call: an agent's ACK and RESPONSE under its process span.
+    follows_local_parent: bool = False
+
+
+def follows_local_parent(sampler: Sampler) -> bool:
+    """True when `sampler` is known to sample every child of a local sampled parent. Unknown samplers
+    (or a future SDK without these attributes) are asked every time."""
+    if sampler is ALWAYS_ON:
+        return True
+    return isinstance(sampler, ParentBased) and getattr(sampler, "_local_parent_sampled", None) is ALWAYS_ON
 
 
 _state: _State | None = None
@@ -272,7 +283,7 @@ def tracer(component: str) -> trace.Tracer:
                 provider.add_span_processor(proc)
             st.providers[component] = provider
             st.emitters[component] = Emitter(provider.resource, InstrumentationScope(INSTRUMENTATION, __version__),
-                                             st.sampler, tuple(st.processors))
+                                             st.sampler, tuple(st.processors), follows_local_parent(st.sampler))
             t = st.tracers[component] = provider.get_tracer(INSTRUMENTATION, __version__)
     return t
 

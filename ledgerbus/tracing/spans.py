@@ -123,7 +123,10 @@ def start(emitter: Emitter | None, name: str, kind: SpanKind, *, parent_context:
     context for the record. Not sampled, it still carries a valid context (flags 00) onward.
     """
     recording, sampled, state = False, False, parent.trace_state if parent is not None else None
-    if emitter is not None:
+    if emitter is not None and parent is not None and emitter.follows_local_parent and not parent.is_remote \
+            and parent.trace_flags.sampled:
+        recording = sampled = True  # what the sampler would say, without asking it (see Emitter)
+    elif emitter is not None:
         result = emitter.sampler.should_sample(parent_context, trace_id, name, kind, attributes, links)
         recording, sampled, state = result.decision.is_recording(), result.decision.is_sampled(), result.trace_state
         if result.attributes:

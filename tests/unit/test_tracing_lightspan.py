@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import ledgerbus.tracing as tracing
@@ -88,3 +88,55 @@ def test_sdk_child_spans_nest_under_a_light_span(exporter):
             pass
     child, parent = exporter.get_finished_spans()
     assert child.parent.span_id == parent.context.span_id == 9 and child.context.trace_id == 7
+
+
+class _DropSends(Sampler):
+    """A user's own sampler: keeps everything but send spans (so it must be asked about every span)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        self.asked.append(name)
+        return SamplingResult(Decision.DROP if name.startswith("send ") else Decision.RECORD_AND_SAMPLE)
+
+    def get_description(self) -> str:
+        return "drop sends"
+
+
+def _child_send(parent: spans.LightSpan) -> spans.LightSpan:
+    return spans.start(setup.emitter("worker"), "send lb.x.ACK.{conversationId}", SpanKind.PRODUCER,
+                       parent_context=None, parent=parent.get_span_context(), trace_id=7, span_id=11,
+                       attributes={"messaging.system": "nats"})
+
+
+@pytest.mark.parametrize("sampler", [ALWAYS_ON, ParentBased(ALWAYS_ON), ParentBased(ALWAYS_OFF)])
+def test_children_of_a_local_sampled_span_follow_it(sampler):
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False, sampler=sampler)
+    try:
+        parent = _span()
+        with trace.use_span(parent, end_on_exit=True):
+            child = _child_send(parent)
+            child.end()
+        sampled = parent.get_span_context().trace_flags.sampled
+        assert child.get_span_context().trace_flags.sampled == sampled  # ParentBased(ALWAYS_OFF): neither
+        assert len(exp.get_finished_spans()) == (2 if sampled else 0)
+    finally:
+        tracing.shutdown()
+
+
+def test_a_users_own_sampler_is_asked_about_every_span():
+    sampler = _DropSends()
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False, sampler=sampler)
+    try:
+        parent = _span()
+        with trace.use_span(parent, end_on_exit=True):
+            child = _child_send(parent)
+            child.end()
+        assert sampler.asked == ["process x", "send lb.x.ACK.{conversationId}"]
+        assert not child.get_span_context().trace_flags.sampled
+        assert [s.name for s in exp.get_finished_spans()] == ["process x"]
+    finally:
+        tracing.shutdown()

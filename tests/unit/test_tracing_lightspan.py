@@ -6,7 +6,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 import ledgerbus.tracing as tracing
 from ledgerbus.tracing import setup, spans
@@ -138,5 +138,27 @@ def test_a_users_own_sampler_is_asked_about_every_span():
         assert sampler.asked == ["process x", "send lb.x.ACK.{conversationId}"]
         assert not child.get_span_context().trace_flags.sampled
         assert [s.name for s in exp.get_finished_spans()] == ["process x"]
+    finally:
+        tracing.shutdown()
+
+
+@pytest.mark.parametrize("flags, expect", [(TraceFlags.SAMPLED, True), (TraceFlags.DEFAULT, False)])
+@pytest.mark.parametrize("sampler", [ParentBased(ALWAYS_OFF), "custom"])
+def test_a_remote_parent_decides_as_the_sampler_would(sampler, flags, expect):
+    own = _DropSends() if sampler == "custom" else None
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False, sampler=own or sampler)
+    try:
+        remote = SpanContext(7, 5, is_remote=True, trace_flags=TraceFlags(flags))
+        ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        span = spans.start(setup.emitter("worker"), "process x", SpanKind.CONSUMER, parent_context=ctx, parent=remote,
+                           trace_id=7, span_id=13, attributes={})
+        span.end()
+        if own is not None:
+            assert own.asked == ["process x"]  # asked whatever the parent says, and it keeps process spans
+            assert span.get_span_context().trace_flags.sampled
+        else:
+            assert span.get_span_context().trace_flags.sampled is expect
+            assert len(exp.get_finished_spans()) == int(expect)
     finally:
         tracing.shutdown()

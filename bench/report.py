@@ -183,7 +183,7 @@ def targets(f: Figures) -> list[Target]:
     if all(v is not None for v in added.values()):
         worst = max(v for v in added.values() if v is not None)
         out.append(Target("tracing on: ≤ 60 µs added per step per process (CPU)",
-                          ", ".join(f"{who} {fmt(v or 0)} µs" for who, v in added.items()), worst <= 60))
+                          ", ".join(f"{who} {fmt(v or 0)} µs" for who, v in added.items()), round(worst, 6) <= 60))
     else:
         out.append(Target("tracing on: ≤ 60 µs added per step per process (CPU)", "not measured in this run", None))
     off_ns = g("trace.off.path_ns")

@@ -182,10 +182,10 @@ class Bus:
                 self.subjects.of(env), self.codec.encode(env), headers=envelope_headers(env)
             )
         span, trace_headers = tracing.start_send(self.subjects.prefix, env)
+        headers = envelope_headers(env)  # with the traceparent the span just wrote into env
+        headers.update(trace_headers)
         try:
-            fut = await self.js.publish_async(
-                self.subjects.of(env), self.codec.encode(env), headers={**envelope_headers(env), **trace_headers}
-            )
+            fut = await self.js.publish_async(self.subjects.of(env), self.codec.encode(env), headers=headers)
         except BaseException as exc:
             tracing.end_send(span, exc)
             raise

@@ -42,7 +42,7 @@ def span_id_for(role: str, key: str) -> int:
 
 
 def format_traceparent(ctx: SpanContext) -> str:
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags) & 0xFF:02x}"
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags & 0xFF:02x}"
 
 
 def parse_traceparent(value: str | None, *, remote: bool = True) -> SpanContext | None:

@@ -18,12 +18,17 @@ def _with_error() -> list:
     return [req, answer(req, Action.ERROR, error=ErrorInfo(code="HANDLER_FAILED", message="boom"))]
 
 
-def test_payload_and_error_are_queryable_without_being_stored_twice(tmp_path):
+def _ledger_with_error(tmp_path) -> sqlite3.Connection:
+    """A new ledger holding a REQUEST and its ERROR, opened with plain sqlite3 as a person would."""
     path = tmp_path / "l.db"
     store = SQLiteEventStore(path)
     store.append_envelopes(_with_error())
     store.close()
-    conn = sqlite3.connect(path)
+    return sqlite3.connect(path)
+
+
+def test_payload_and_error_are_queryable_without_being_stored_twice(tmp_path):
+    conn = _ledger_with_error(tmp_path)
     rows = conn.execute("SELECT action, json_extract(payload, '$.text'), json_extract(payload, '$.n'),"
                         " json_extract(error, '$.code') FROM events ORDER BY position").fetchall()
     assert rows == [("REQUEST", "é", 2.5, None), ("ERROR", None, None, "HANDLER_FAILED")]
@@ -75,11 +80,7 @@ def test_a_batch_reaching_back_into_stored_positions_skips_them(tmp_path):
 
 
 def test_a_damaged_envelope_leaves_its_row_selectable(tmp_path):
-    path = tmp_path / "l.db"
-    store = SQLiteEventStore(path)
-    store.append_envelopes(_with_error())
-    store.close()
-    conn = sqlite3.connect(path)
+    conn = _ledger_with_error(tmp_path)
     with conn:
         conn.execute("UPDATE events SET envelope = ? WHERE position = 1", (b"{garbage",))
     assert conn.execute("SELECT envelope, payload, error FROM events WHERE position = 1").fetchone() == (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -104,51 +107,50 @@ class _DropSends(Sampler):
         return "drop sends"
 
 
-def _child_send(parent: spans.LightSpan) -> spans.LightSpan:
-    return spans.start(setup.emitter("worker"), "send lb.x.ACK.{conversationId}", SpanKind.PRODUCER,
-                       parent_context=None, parent=parent.get_span_context(), trace_id=7, span_id=11,
-                       attributes={"messaging.system": "nats"})
+@contextmanager
+def _traced(sampler) -> Iterator[InMemorySpanExporter]:
+    exp = InMemorySpanExporter()
+    tracing.configure(exporter=exp, batch=False, sampler=sampler)
+    try:
+        yield exp
+    finally:
+        tracing.shutdown()
+
+
+def _parent_and_child_send() -> tuple[spans.LightSpan, spans.LightSpan]:
+    """A process span, and the send span of an envelope published inside it (as an agent's ACK)."""
+    parent = _span()
+    with trace.use_span(parent, end_on_exit=True):
+        child = spans.start(setup.emitter("worker"), "send lb.x.ACK.{conversationId}", SpanKind.PRODUCER,
+                            parent_context=None, parent=parent.get_span_context(), trace_id=7, span_id=11,
+                            attributes={"messaging.system": "nats"})
+        child.end()
+    return parent, child
 
 
 @pytest.mark.parametrize("sampler", [ALWAYS_ON, ParentBased(ALWAYS_ON), ParentBased(ALWAYS_OFF)])
 def test_children_of_a_local_sampled_span_follow_it(sampler):
-    exp = InMemorySpanExporter()
-    tracing.configure(exporter=exp, batch=False, sampler=sampler)
-    try:
-        parent = _span()
-        with trace.use_span(parent, end_on_exit=True):
-            child = _child_send(parent)
-            child.end()
+    with _traced(sampler) as exp:
+        parent, child = _parent_and_child_send()
         sampled = parent.get_span_context().trace_flags.sampled
         assert child.get_span_context().trace_flags.sampled == sampled  # ParentBased(ALWAYS_OFF): neither
         assert len(exp.get_finished_spans()) == (2 if sampled else 0)
-    finally:
-        tracing.shutdown()
 
 
 def test_a_users_own_sampler_is_asked_about_every_span():
     sampler = _DropSends()
-    exp = InMemorySpanExporter()
-    tracing.configure(exporter=exp, batch=False, sampler=sampler)
-    try:
-        parent = _span()
-        with trace.use_span(parent, end_on_exit=True):
-            child = _child_send(parent)
-            child.end()
+    with _traced(sampler) as exp:
+        _, child = _parent_and_child_send()
         assert sampler.asked == ["process x", "send lb.x.ACK.{conversationId}"]
         assert not child.get_span_context().trace_flags.sampled
         assert [s.name for s in exp.get_finished_spans()] == ["process x"]
-    finally:
-        tracing.shutdown()
 
 
 @pytest.mark.parametrize("flags, expect", [(TraceFlags.SAMPLED, True), (TraceFlags.DEFAULT, False)])
 @pytest.mark.parametrize("sampler", [ParentBased(ALWAYS_OFF), "custom"])
 def test_a_remote_parent_decides_as_the_sampler_would(sampler, flags, expect):
     own = _DropSends() if sampler == "custom" else None
-    exp = InMemorySpanExporter()
-    tracing.configure(exporter=exp, batch=False, sampler=own or sampler)
-    try:
+    with _traced(own or sampler) as exp:
         remote = SpanContext(7, 5, is_remote=True, trace_flags=TraceFlags(flags))
         ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote))
         span = spans.start(setup.emitter("worker"), "process x", SpanKind.CONSUMER, parent_context=ctx, parent=remote,
@@ -160,5 +162,3 @@ def test_a_remote_parent_decides_as_the_sampler_would(sampler, flags, expect):
         else:
             assert span.get_span_context().trace_flags.sampled is expect
             assert len(exp.get_finished_spans()) == int(expect)
-    finally:
-        tracing.shutdown()

@@ -5,7 +5,9 @@ Payloads are still typed and validated on the way in and out, as in a real agent
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import cache
+from typing import Any
 
 import msgspec
 
@@ -77,3 +79,11 @@ def pipeline_agents() -> list[Agent]:
         return EditedArticle(title=d.title, body=d.body, word_count=d.word_count, changes=[])
 
     return [research, writing, editor]
+
+
+def echo_call(req: Any) -> Callable[[], Awaitable[Any]]:
+    """One echo step through `req` (a Requester), as every step benchmark sends it."""
+    async def call() -> Any:
+        return await req.request(echo_type(0), echo_capability(0), ECHO_PAYLOAD, timeout=30)
+
+    return call

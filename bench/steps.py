@@ -7,46 +7,49 @@ handler and durable results by idempotency key; the requester validates its payl
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
-from bench.agents_trivial import ECHO_PAYLOAD, echo_agents, echo_capability, echo_registry, echo_type
+from bench.agents_trivial import echo_agents, echo_call, echo_registry
 from bench.baselines import Figures, _collect, request_reply
 from bench.env import BenchEnv, rate_and_latency, timed_calls
-from bench.procs import cpu_seconds, spawn
+from bench.procs import Worker, cpu_seconds, spawn
 
 
 def _server_cpu(env: BenchEnv) -> float:
     return cpu_seconds(env.server_pid) if env.server_pid else 0.0
 
 
-async def steps(env: BenchEnv) -> Figures:
-    """The steps, and the same steps in flight against an agent that keeps no idempotency record
-    (`AgentRuntime(idempotent=False)`: three durable appends per step instead of four), interleaved."""
+async def echo_side(env: BenchEnv, name: str, *worker_args: str) -> tuple[Any, Worker, Any]:
+    """A connection, an echo agent process (`bench.workers agents` with `worker_args`) and a Requester."""
     from ledgerbus.bus.connection import Bus
     from ledgerbus.bus.requester import Requester
 
+    bus = await Bus.connect(env.url, prefix=env.prefix(), name=name)
+    worker = await spawn("agents", env.url, bus.subjects.prefix, "1", "1", str(max(env.sizes.inflight, 16)), *worker_args)
+    req = await Requester(bus, "bench", registry=echo_registry()).start()
+    return bus, worker, req
+
+
+async def close_sides(sides: Iterable[tuple[Any, Worker, Any]]) -> None:
+    for bus, worker, req in sides:
+        await req.stop()
+        await worker.stop()
+        await bus.close()
+
+
+async def steps(env: BenchEnv) -> Figures:
+    """The steps, and the same steps in flight against an agent that keeps no idempotency record
+    (`AgentRuntime(idempotent=False)`: three durable appends per step instead of four), interleaved."""
     figs: Figures = {}
     echo_agents(1)  # registers the capability here too, so the requester validates what it sends
     sides = []
     try:
         for extra in ((), ("--no-idempotent",)):
-            prefix = env.prefix()
-            bus = await Bus.connect(env.url, prefix=prefix, name="bench-steps")
-            worker = await spawn("agents", env.url, prefix, "1", "1", str(max(env.sizes.inflight, 16)), *extra)
-            req = await Requester(bus, "bench", registry=echo_registry()).start()
-            sides.append((bus, worker, req))
-
-            async def call(req: Any = req) -> Any:
-                return await req.request(echo_type(0), echo_capability(0), ECHO_PAYLOAD, timeout=30)
-
-            await timed_calls(50, 10, call)
+            sides.append(await echo_side(env, "bench-steps", *extra))
+            await timed_calls(50, 10, echo_call(sides[-1][2]))
         (_, worker, req), (_, _, plain) = sides
-
-        async def call() -> Any:
-            return await req.request(echo_type(0), echo_capability(0), ECHO_PAYLOAD, timeout=30)
-
-        async def call_plain() -> Any:
-            return await plain.request(echo_type(0), echo_capability(0), ECHO_PAYLOAD, timeout=30)
+        call, call_plain = echo_call(req), echo_call(plain)
 
         def cpu() -> dict[str, float]:
             out = {"cpu": cpu_seconds() + cpu_seconds(worker.pid)}
@@ -60,8 +63,5 @@ async def steps(env: BenchEnv) -> Figures:
             elapsed, lat = await timed_calls(env.sizes.steps_conc, env.sizes.inflight, call_plain)
             _collect(figs, "lb3.conc.rate", rate_and_latency(env.sizes.steps_conc, elapsed, lat)[0], "steps/s")
     finally:
-        for bus, worker, req in sides:
-            await req.stop()
-            await worker.stop()
-            await bus.close()
+        await close_sides(sides)
     return figs

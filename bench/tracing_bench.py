@@ -11,10 +11,11 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from bench.agents_trivial import ECHO_PAYLOAD, echo_agents, echo_capability, echo_registry, echo_type
+from bench.agents_trivial import echo_agents, echo_call
 from bench.baselines import Figures, _collect
 from bench.env import BenchEnv, rate_and_latency, timed_calls
-from bench.procs import cpu_seconds, spawn
+from bench.procs import cpu_seconds
+from bench.steps import close_sides, echo_side
 
 try:
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -79,28 +80,19 @@ async def _measure(env: BenchEnv, figs: Figures) -> None:
     """An agent process with tracing off and one with it on, measured in alternating repeats (the
     machine drifts; alternating keeps the two sides' conditions alike). This process traces its own
     requests only during the "on" half of each repeat."""
-    from ledgerbus.bus.connection import Bus
-    from ledgerbus.bus.requester import Requester
     from ledgerbus.tracing import setup
 
     sides: dict[str, tuple[Any, Any, Any]] = {}
     try:
         for mode in ("off", "on"):
-            bus = await Bus.connect(env.url, prefix=env.prefix(), name=f"bench-tracing-{mode}")
-            args = ["--tracing"] if mode == "on" else []
-            worker = await spawn("agents", env.url, bus.subjects.prefix, "1", "1", str(max(env.sizes.inflight, 16)), *args)
-            req = await Requester(bus, "bench", registry=echo_registry()).start()
-            sides[mode] = (bus, worker, req)
+            sides[mode] = await echo_side(env, f"bench-tracing-{mode}", *(["--tracing"] if mode == "on" else []))
         for _ in range(env.runs):
             for mode, (_, worker, req) in sides.items():
                 if mode == "on":
                     turn_on()
                 else:
                     setup.shutdown()
-
-                async def call(req: Any = req) -> Any:
-                    return await req.request(echo_type(0), echo_capability(0), ECHO_PAYLOAD, timeout=30)
-
+                call = echo_call(req)
                 await timed_calls(50, 10, call)
                 n = env.sizes.tracing_steps
                 elapsed, lat = await timed_calls(min(n, 1000), 1, call)
@@ -112,7 +104,4 @@ async def _measure(env: BenchEnv, figs: Figures) -> None:
                 _collect(figs, f"trace.{mode}.cpu_agent", (cpu_seconds(worker.pid) - theirs) / n * 1e6, "µs CPU/step", False)
     finally:
         setup.shutdown()
-        for bus, worker, req in sides.values():
-            await req.stop()
-            await worker.stop()
-            await bus.close()
+        await close_sides(sides.values())

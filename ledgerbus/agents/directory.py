@@ -17,6 +17,7 @@ from nats.js import api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from ledgerbus.agents.sdk import Agent
+from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
 from ledgerbus.ids import now_ms
 
@@ -160,10 +161,5 @@ class Announcer:
                 log.debug("announce failed: %s", exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         await self.directory.withdraw(self.info.agent, self.info.instance)

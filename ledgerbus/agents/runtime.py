@@ -23,6 +23,7 @@ from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, descr
 from ledgerbus.agents.rejection import reject_raw
 from ledgerbus.agents.results import Recorded, ResultStore
 from ledgerbus.agents.sdk import Agent, AgentError, Registration
+from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, consumer_name
 from ledgerbus.errors import InvalidMessage
@@ -131,14 +132,9 @@ class AgentRuntime:
     async def stop(self, *, drain: bool = True, timeout: float = 30.0) -> None:
         """Stop pulling; with `drain`, let in-flight tasks finish (up to `timeout`) before returning."""
         self._stopping.set()
-        if self._loop_task is not None:
-            # The loop only ever waits in fetch or for a slot: cancelling it stops pulling at once. A message
-            # caught mid-fetch is redelivered to another instance after AckWait.
-            self._loop_task.cancel()
-            try:
-                await self._loop_task
-            except asyncio.CancelledError:
-                pass
+        # The loop only ever waits in fetch or for a slot: cancelling it stops pulling at once. A message
+        # caught mid-fetch is redelivered to another instance after AckWait.
+        await cancel_and_wait(self._loop_task)
         if self.dead_letters is not None:
             await self.dead_letters.stop()
         if self._announcer is not None:

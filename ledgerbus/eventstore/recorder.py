@@ -15,6 +15,7 @@ import nats.errors
 from nats.js import api
 from nats.js.errors import NotFoundError
 
+from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
 from ledgerbus.errors import InvalidMessage
 from ledgerbus.eventstore.base import Rejected, StoredEvent
@@ -206,13 +207,8 @@ class Recorder:
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._task is not None:
-            # Safe to cancel anywhere: SQLite holds the checkpoint, and an unacked batch is redelivered and skipped.
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        # Safe to cancel anywhere: SQLite holds the checkpoint, and an unacked batch is redelivered and skipped.
+        await cancel_and_wait(self._task)
         await asyncio.to_thread(self._writer.shutdown, wait=True)
 
     async def __aenter__(self) -> "Recorder":

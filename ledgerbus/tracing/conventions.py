@@ -81,13 +81,8 @@ def _common(env: Envelope) -> dict[str, Any]:
 
 def send_attributes(prefix: str, env: Envelope) -> dict[str, Any]:
     action = env.action.value
-    # _common's five, spelled out: this runs for every publish, and one dict literal is half the work.
-    attrs = {
-        MESSAGING_SYSTEM: SYSTEM,
-        CONVERSATION_ID: env.conversation_id,
-        LB_TASK: env.task_id,
-        LB_ATTEMPT: env.attempt,
-        LB_CAPABILITY: env.capability,
+    attrs = _common(env)
+    attrs.update({
         DESTINATION: f"{prefix}.{env.recipient}.{action}.{env.conversation_id}",
         DESTINATION_TEMPLATE: _channel(prefix, env.recipient, action)[0],
         MESSAGE_ID: env.id,
@@ -96,7 +91,7 @@ def send_attributes(prefix: str, env: Envelope) -> dict[str, Any]:
         LB_ACTION: action,
         LB_SENDER: env.sender,
         LB_RECIPIENT: env.recipient,
-    }
+    })
     if env.causation_id:
         attrs[LB_CAUSATION] = env.causation_id
     if env.error is not None:

@@ -68,7 +68,7 @@ class Emitter:
     follows_local_parent: bool = False
 
 
-def follows_local_parent(sampler: Sampler) -> bool:
+def _follows_local_parent(sampler: Sampler) -> bool:
     """True when `sampler` is known to sample every child of a local sampled parent. Unknown samplers
     (or a future SDK without these attributes) are asked every time."""
     if sampler is ALWAYS_ON:
@@ -283,7 +283,7 @@ def tracer(component: str) -> trace.Tracer:
                 provider.add_span_processor(proc)
             st.providers[component] = provider
             st.emitters[component] = Emitter(provider.resource, InstrumentationScope(INSTRUMENTATION, __version__),
-                                             st.sampler, tuple(st.processors), follows_local_parent(st.sampler))
+                                             st.sampler, tuple(st.processors), _follows_local_parent(st.sampler))
             t = st.tracers[component] = provider.get_tracer(INSTRUMENTATION, __version__)
     return t
 

@@ -33,7 +33,8 @@ from bench.report import build
 Bench = Callable[[BenchEnv], Awaitable[dict[str, Measure]] | dict[str, Measure]]
 
 BENCHES: dict[str, list[Bench]] = {
-    "baselines": [baselines.raw_nats, baselines.raw_jetstream, baselines.faststream, baselines.storage_floor],
+    "baselines": [baselines.raw_nats, baselines.raw_jetstream, baselines.raw_step, baselines.faststream,
+                  baselines.storage_floor],
     "steps": [steps.steps],
     "conversations": [conversations.conversations],
     "ledger": [ledger.ledger],

@@ -140,6 +140,54 @@ async def raw_jetstream(env: BenchEnv) -> Figures:
     return figs
 
 
+async def raw_step(env: BenchEnv) -> Figures:
+    """A durable step in plain nats-py, the floor under the step targets: the REQUEST published into a
+    file stream and acknowledged, pulled by an agent in another process, its ACK and RESPONSE published
+    into the stream, the RESPONSE heard on core NATS (as ledgerbus's Requester hears it)."""
+    import nats
+    from nats.js import api
+
+    figs: Figures = {}
+    nc = await nats.connect(env.url, name="bench-rawstep")
+    js = nc.jetstream()
+    tag = uuid.uuid4().hex[:6]
+    stream, subject = f"RAWSTEP{tag.upper()}", f"rawstep{tag}"
+    await js.add_stream(api.StreamConfig(name=stream, subjects=[f"{subject}.>"], storage=api.StorageType.FILE,
+                                         retention=api.RetentionPolicy.LIMITS, duplicate_window=120.0))
+    worker = await spawn("rawstep", env.url, stream, subject, str(max(env.sizes.inflight, 16)))
+    data = sample_envelope_bytes()
+    waiting: dict[str, asyncio.Future[None]] = {}
+    count = 0
+
+    async def on_answer(msg: Any) -> None:
+        if msg.headers and msg.headers.get("a") == "R":
+            fut = waiting.pop(msg.subject.rsplit(".", 1)[1], None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    sub = await nc.subscribe(f"{subject}.ans.>", cb=on_answer)
+    try:
+        async def call() -> None:
+            nonlocal count
+            count += 1
+            key = str(count)
+            fut = waiting[key] = asyncio.get_running_loop().create_future()
+            await js.publish(f"{subject}.req.{key}", data, headers={"Nats-Msg-Id": f"q{key}"})
+            async with asyncio.timeout(10):
+                await fut
+
+        await timed_calls(50, 10, call)
+        await request_reply(env, figs, "rawstep", call, "steps/s")
+    finally:
+        await sub.unsubscribe()
+        await worker.stop()
+        try:
+            await js.delete_stream(stream)
+        finally:
+            await nc.close()
+    return figs
+
+
 async def faststream(env: BenchEnv) -> Figures:
     """FastStream request-reply to a pydantic-typed handler in another process (it logs nothing)."""
     try:

@@ -4,6 +4,8 @@ Each prints one JSON line on stdout when it is ready to serve (its pid and resid
 serves until SIGTERM.
 
   raw URL SUBJECT                      core NATS responder echoing the request bytes
+  rawstep URL STREAM SUBJECT CONC      a durable step in plain nats-py: pull the REQUEST, publish an ACK
+                                       and a RESPONSE into the stream (pipelined), ack once both are stored
   faststream URL SUBJECT               FastStream subscriber with a pydantic-typed handler
   agents URL PREFIX TYPES INSTANCES CONCURRENCY [--handlers echo|pipeline] [--tracing] [--no-idempotent]
                                        ledgerbus AgentRuntime instances with trivial handlers,
@@ -45,6 +47,59 @@ async def raw(url: str, subject: str) -> None:
     await nc.subscribe(subject, cb=cb)
     await nc.flush()  # the server knows the subscription before anyone is told we are ready
     await _serve_until_term({}, nc.close)
+
+
+async def rawstep(url: str, stream: str, subject: str, concurrency: int) -> None:
+    """What a durable step costs with no library: the same three appends, none of ledgerbus's work
+    (no decoding, validation, idempotency record, tracing or envelopes built)."""
+    import nats
+    import nats.errors
+
+    from bench.baselines import sample_envelope_bytes
+
+    nc = await nats.connect(url, name="bench-rawstep-agent")
+    js = nc.jetstream()
+    sub = await js.pull_subscribe(f"{subject}.req.>", durable="rawstep", stream=stream)
+    data = sample_envelope_bytes()
+    slots = asyncio.Semaphore(concurrency)
+
+    async def answer(msg: Any) -> None:
+        try:
+            key = msg.subject.rsplit(".", 1)[1]
+            ack = await js.publish_async(f"{subject}.ans.{key}", data, headers={"Nats-Msg-Id": f"a{key}"})
+            resp = await js.publish_async(f"{subject}.ans.{key}", data, headers={"Nats-Msg-Id": f"r{key}", "a": "R"})
+            await ack
+            await resp
+            await msg.ack()
+        finally:
+            slots.release()
+
+    async def pull() -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        while True:  # the same fetch-as-many-as-free-slots loop as AgentRuntime's
+            await slots.acquire()
+            free = 1
+            while free < concurrency and not slots.locked():
+                await slots.acquire()
+                free += 1
+            try:
+                msgs = await sub.fetch(free, timeout=1.0)
+            except nats.errors.TimeoutError:
+                msgs = []
+            for _ in range(free - len(msgs)):
+                slots.release()
+            for m in msgs:
+                t = asyncio.create_task(answer(m))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+
+    puller = asyncio.create_task(pull())
+
+    async def stop() -> None:
+        puller.cancel()
+        await nc.close()
+
+    await _serve_until_term({}, stop)
 
 
 async def faststream(url: str, subject: str) -> None:
@@ -93,6 +148,10 @@ def main(argv: list[str] | None = None) -> None:
         s = sub.add_parser(name)
         s.add_argument("url")
         s.add_argument("subject")
+    r = sub.add_parser("rawstep")
+    for name in ("url", "stream", "subject"):
+        r.add_argument(name)
+    r.add_argument("concurrency", type=int)
     a = sub.add_parser("agents")
     a.add_argument("url")
     a.add_argument("prefix")
@@ -109,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         turn_on()
     if args.kind == "raw":
         coro = raw(args.url, args.subject)
+    elif args.kind == "rawstep":
+        coro = rawstep(args.url, args.stream, args.subject, args.concurrency)
     elif args.kind == "faststream":
         coro = faststream(args.url, args.subject)
     else:

@@ -27,6 +27,8 @@ class Recorded(msgspec.Struct, frozen=True):
     attempt: int
 
 
+_KV_OP = "KV-Operation"
+_REMOVED = ("DEL", "PURGE")
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Recorded)
 
@@ -55,6 +57,14 @@ class ResultStore:
 
     async def get(self, agent: str, key: str) -> Recorded | None:
         kv = await self._bucket()
+        # On every step's path: a direct get on the bus's shared reply inbox, not nats-py's request per get.
+        # The bucket's private fields are checked, so a nats-py without them takes the public path below.
+        pre, stream = getattr(kv, "_pre", None), getattr(kv, "_stream", None)
+        if getattr(kv, "_direct", False) and isinstance(pre, str) and isinstance(stream, str):
+            msg = await self.bus.js.direct_get_last(stream, pre + _kv_key(agent, key))
+            if msg is None or (msg.headers and msg.headers.get(_KV_OP) in _REMOVED) or not msg.data:
+                return None
+            return _dec.decode(msg.data)
         try:
             entry = await kv.get(_kv_key(agent, key))
         except (KeyNotFoundError, NotFoundError):

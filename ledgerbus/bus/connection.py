@@ -13,10 +13,10 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
-from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
 from ledgerbus.bus import headers as H
+from ledgerbus.bus.appends import PipelinedJetStream
 from ledgerbus.bus.server import EmbeddedServer
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
@@ -48,7 +48,7 @@ class Bus:
 
     def __init__(self, nc: NATS, *, subjects: Subjects, codec: Codec, server: EmbeddedServer | None = None) -> None:
         self.nc = nc
-        self.js: JetStreamContext = nc.jetstream()
+        self.js: PipelinedJetStream = PipelinedJetStream(nc)
         self.subjects = subjects
         self.codec = codec
         self.server = server

@@ -15,8 +15,8 @@ from typing import Any
 
 import nats
 from nats.js import api
-from nats.js.client import JetStreamContext
 
+from ledgerbus.bus.appends import PipelinedJetStream
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
@@ -32,7 +32,7 @@ from ledgerbus.security.permissions import AGENTS_BUCKET, RESULTS_BUCKET, bucket
 log = logging.getLogger("ledgerbus.security")
 
 
-class SigningJetStream(JetStreamContext):
+class SigningJetStream(PipelinedJetStream):
     """A JetStream context that signs every body it appends under the ledger prefix with the user's nkey."""
 
     def __init__(self, nc: Any, identity: Identity, ledger_prefix: str) -> None:

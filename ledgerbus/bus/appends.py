@@ -1,0 +1,183 @@
+"""JetStream appends and direct gets answered on one reply subscription, with a future each.
+
+nats-py's `publish_async` waits for its pending-limit semaphore under `asyncio.wait_for` (a task and a
+timer for every message) and draws random bytes for every reply token; its `publish` and direct get
+go through `request`, another `wait_for` each. A step makes three or four of these, so they were about
+a tenth of an agent's CPU per step. Here a reply token is a counter, the limit is checked by counting,
+and a PubAck is decoded by msgspec. Replies and "no stream" behave as in nats-py, and an API error
+(a refused append) fails the future with nats-py's error type, where nats-py's reply handler raises
+it and leaves the future hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+from nats.js.client import JetStreamContext
+
+_NO_RESPONDERS = "503"
+_NOT_FOUND = "404"
+_STATUS = "Status"  # where nats-py puts an inline status (api.Header.STATUS's value)
+
+
+class _Ack(msgspec.Struct):
+    """The server's answer to an append: a PubAck, or an API error."""
+
+    stream: str = ""
+    seq: int = 0
+    domain: str | None = None
+    duplicate: bool | None = None
+    error: dict[str, Any] | None = None
+
+
+_ack_decoder = msgspec.json.Decoder(_Ack)
+
+
+def _settle_ack(fut: "asyncio.Future[api.PubAck]", msg: Msg) -> None:
+    headers = msg.headers
+    if headers and headers.get(_STATUS) == _NO_RESPONDERS:
+        fut.set_exception(nats.js.errors.NoStreamResponseError())
+        return
+    try:
+        ack = _ack_decoder.decode(msg.data)
+    except msgspec.DecodeError as exc:
+        fut.set_exception(nats.js.errors.Error(f"unreadable PubAck: {exc}"))
+        return
+    if ack.error is not None:
+        fut.set_exception(_api_error(ack.error))
+        return
+    fut.set_result(api.PubAck(stream=ack.stream, seq=ack.seq, domain=ack.domain, duplicate=ack.duplicate))
+
+
+def _api_error(err: dict[str, Any]) -> Exception:
+    """nats-py's error type for an API error (its `from_error` raises it; a reply callback must not)."""
+    try:
+        nats.js.errors.APIError.from_error(err)
+    except nats.js.errors.APIError as exc:
+        return exc
+    except Exception as exc:  # a malformed error object
+        return nats.js.errors.APIError(description=f"{err!r} ({exc})")
+    return nats.js.errors.APIError(description=repr(err))  # pragma: no cover - from_error always raises
+
+
+class PipelinedJetStream(JetStreamContext):
+    """A JetStreamContext whose `publish`, `publish_async` and `direct_get_last` share one reply inbox."""
+
+    def __init__(self, conn: Any, *, max_pending: int = 4000, **kw: Any) -> None:
+        super().__init__(conn, **kw)
+        self._reply_prefix: str | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._waiting: dict[str, tuple[asyncio.Future[Any], bool]] = {}  # token -> (future, is a direct get)
+        self._tokens = itertools.count(1)
+        self._max_pending = max_pending
+        self._sweep_at = 1024
+        self._room: asyncio.Event | None = None
+
+    async def _reply_inbox(self) -> str:
+        if self._reply_prefix is not None:
+            return self._reply_prefix
+        if self._starting is None:  # the first caller subscribes; any caller meanwhile waits for it
+            self._starting = asyncio.get_running_loop().create_future()
+            try:
+                prefix = self._nc.new_inbox() + "."  # the connection's inbox prefix: permissions allow replies there
+                await self._nc.subscribe(prefix + "*", cb=self._on_reply)
+            except BaseException as exc:
+                self._starting.set_exception(exc)
+                self._starting.exception()  # retrieved: the caller gets it raised below
+                self._starting = None
+                raise
+            self._reply_prefix = prefix
+            self._starting.set_result(None)
+            return prefix
+        await asyncio.shield(self._starting)
+        assert self._reply_prefix is not None
+        return self._reply_prefix
+
+    async def _on_reply(self, msg: Msg) -> None:
+        entry = self._waiting.pop(msg.subject[len(self._reply_prefix or ""):], None)
+        if entry is None:
+            return
+        fut, is_get = entry
+        if not fut.done():
+            if is_get:
+                fut.set_result(msg)
+            else:
+                _settle_ack(fut, msg)
+        if self._room is not None and len(self._waiting) < self._max_pending // 2:
+            self._room.set()
+
+    async def _register(self, is_get: bool, wait_stall: float | None) -> tuple[str, asyncio.Future[Any]]:
+        prefix = self._reply_prefix or await self._reply_inbox()
+        if len(self._waiting) >= self._sweep_at:
+            # Futures given up on (a caller's timeout) whose reply never came: drop them, in amortised O(1).
+            self._waiting = {t: e for t, e in self._waiting.items() if not e[0].done()}
+            self._sweep_at = max(1024, 2 * len(self._waiting))
+        while len(self._waiting) >= self._max_pending:
+            self._room = self._room or asyncio.Event()
+            self._room.clear()
+            try:
+                async with asyncio.timeout(wait_stall):
+                    await self._room.wait()
+            except TimeoutError:
+                raise nats.js.errors.TooManyStalledMsgsError from None
+        token = str(next(self._tokens))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = (fut, is_get)
+        return prefix + token, fut
+
+    async def publish_async(self, subject: str, payload: bytes = b"", wait_stall: float | None = None,
+                            stream: str | None = None, headers: dict[str, Any] | None = None,
+                            msg_ttl: float | None = None) -> "asyncio.Future[api.PubAck]":
+        if stream is not None or msg_ttl is not None:  # options ledgerbus never sets: nats-py's own path
+            return await super().publish_async(subject, payload, wait_stall=wait_stall, stream=stream,
+                                                headers=headers, msg_ttl=msg_ttl)
+        reply, fut = await self._register(False, wait_stall)
+        try:
+            await self._nc.publish(subject, payload, reply=reply, headers=headers)
+        except BaseException:
+            self._waiting.pop(reply[len(self._reply_prefix or ""):], None)
+            raise
+        return fut
+
+    async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
+                      stream: str | None = None, headers: dict[str, Any] | None = None,
+                      msg_ttl: float | None = None) -> api.PubAck:
+        if stream is not None or msg_ttl is not None:
+            return await super().publish(subject, payload, timeout=timeout, stream=stream, headers=headers,
+                                         msg_ttl=msg_ttl)
+        fut = await self.publish_async(subject, payload, headers=headers)
+        return await _within(fut, self._timeout if timeout is None else timeout)
+
+    async def direct_get_last(self, stream: str, subject: str, timeout: float | None = None) -> Msg | None:
+        """The last message on `subject` in `stream` (a stream with direct gets allowed), None if there is none."""
+        reply, fut = await self._register(True, None)
+        try:
+            await self._nc.publish(f"{self._prefix}.DIRECT.GET.{stream}.{subject}", b"", reply=reply)
+        except BaseException:
+            self._waiting.pop(reply[len(self._reply_prefix or ""):], None)
+            raise
+        msg: Msg = await _within(fut, self._timeout if timeout is None else timeout)
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status == _NOT_FOUND:
+            return None
+        if status == _NO_RESPONDERS:
+            raise nats.js.errors.NoStreamResponseError()
+        if status:
+            description = msg.headers.get("Description", "") if msg.headers else ""
+            raise nats.js.errors.APIError(code=int(status) if status.isdigit() else None, description=description)
+        return msg
+
+
+async def _within(fut: "asyncio.Future[Any]", timeout: float) -> Any:
+    try:
+        async with asyncio.timeout(timeout):
+            return await fut
+    except TimeoutError:
+        raise nats.errors.TimeoutError from None

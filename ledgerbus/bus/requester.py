@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -130,11 +131,14 @@ class Requester:
     ) -> Envelope:
         """Send a REQUEST and return the RESPONSE envelope; an ERROR raises RemoteError."""
         env = self.build(recipient, capability, payload, **kw)
-        async for ans in self.stream(env, timeout=timeout):
-            if ans.action is Action.RESPONSE:
-                return ans
-            if ans.action is Action.ERROR:
-                err = ans.error
-                raise RemoteError(err.code if err else "INTERNAL", err.message if err else "",
-                                  retryable=bool(err and err.retryable), details=err.details if err else {})
+        # Closed here, not left to the garbage collector: asyncio finalises an abandoned async generator
+        # through call_soon_threadsafe (a self-pipe write) and a task, on every request.
+        async with aclosing(self.stream(env, timeout=timeout)) as answers:
+            async for ans in answers:
+                if ans.action is Action.RESPONSE:
+                    return ans
+                if ans.action is Action.ERROR:
+                    err = ans.error
+                    raise RemoteError(err.code if err else "INTERNAL", err.message if err else "",
+                                      retryable=bool(err and err.retryable), details=err.details if err else {})
         raise TaskTimeout("answer stream ended without a RESPONSE")  # pragma: no cover

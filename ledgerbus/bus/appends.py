@@ -78,6 +78,7 @@ class PipelinedJetStream(JetStreamContext):
         self._tokens = itertools.count(1)
         self._max_pending = max_pending
         self._sweep_at = 1024
+        self._swept = float("-inf")
         self._room: asyncio.Event | None = None
 
     async def _reply_inbox(self) -> str:
@@ -110,27 +111,45 @@ class PipelinedJetStream(JetStreamContext):
                 fut.set_result(msg)
             else:
                 _settle_ack(fut, msg)
-        if self._room is not None and len(self._waiting) < self._max_pending // 2:
+        if self._room is not None and len(self._waiting) < self._max_pending:
             self._room.set()
 
     async def _register(self, is_get: bool, wait_stall: float | None) -> tuple[str, asyncio.Future[Any]]:
         prefix = self._reply_prefix or await self._reply_inbox()
         if len(self._waiting) >= self._sweep_at:
-            # Futures given up on (a caller's timeout) whose reply never came: drop them, in amortised O(1).
-            self._waiting = {t: e for t, e in self._waiting.items() if not e[0].done()}
-            self._sweep_at = max(1024, 2 * len(self._waiting))
-        while len(self._waiting) >= self._max_pending:
-            self._room = self._room or asyncio.Event()
-            self._room.clear()
-            try:
-                async with asyncio.timeout(wait_stall):
-                    await self._room.wait()
-            except TimeoutError:
-                raise nats.js.errors.TooManyStalledMsgsError from None
+            self._sweep()
+        if len(self._waiting) >= self._max_pending:
+            await self._wait_for_room(wait_stall)
         token = str(next(self._tokens))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[token] = (fut, is_get)
         return prefix + token, fut
+
+    def _sweep(self) -> None:
+        """Drop futures given up on (a caller's timeout) whose reply never came, in amortised O(1)."""
+        self._waiting = {t: e for t, e in self._waiting.items() if not e[0].done()}
+        self._sweep_at = max(1024, 2 * len(self._waiting))
+        self._swept = asyncio.get_running_loop().time()
+
+    async def _wait_for_room(self, wait_stall: float | None) -> None:
+        """At the pending limit: wait for replies (bulk pipelining); sweep abandoned entries at most once a
+        second, so a full table costs a reply O(1), not a scan."""
+        loop = asyncio.get_running_loop()
+        deadline = None if wait_stall is None else loop.time() + wait_stall
+        while len(self._waiting) >= self._max_pending:
+            now = loop.time()
+            if now - self._swept >= 1.0:
+                self._sweep()
+                continue
+            if deadline is not None and now >= deadline:
+                raise nats.js.errors.TooManyStalledMsgsError
+            self._room = self._room or asyncio.Event()
+            self._room.clear()
+            try:
+                async with asyncio.timeout(1.0 if deadline is None else min(1.0, deadline - now)):
+                    await self._room.wait()
+            except TimeoutError:
+                pass
 
     async def publish_async(self, subject: str, payload: bytes = b"", wait_stall: float | None = None,
                             stream: str | None = None, headers: dict[str, Any] | None = None,

@@ -174,6 +174,15 @@ class PipelinedJetStream(JetStreamContext):
         fut = await self.publish_async(subject, payload, headers=headers)
         return await _within(fut, self._timeout if timeout is None else timeout)
 
+    def publish_async_pending(self) -> int:
+        """Appends on the wire whose PubAck has not come yet (as nats-py's method of the same name)."""
+        return sum(1 for fut, is_get in self._waiting.values() if not is_get and not fut.done())
+
+    async def publish_async_completed(self) -> None:
+        """Wait until every append made so far is acknowledged or has failed."""
+        while pending := [fut for fut, is_get in self._waiting.values() if not is_get and not fut.done()]:
+            await asyncio.wait(pending)
+
     async def direct_get_last(self, stream: str, subject: str, timeout: float | None = None) -> Msg | None:
         """The last message on `subject` in `stream` (a stream with direct gets allowed), None if there is none."""
         reply, fut = await self._register(True, None)

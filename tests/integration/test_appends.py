@@ -32,6 +32,23 @@ async def test_pipelined_appends_resolve_in_order_and_nothing_stays_pending(bus:
     assert info.state.messages == 3000
 
 
+async def test_pending_appends_are_counted_and_can_be_awaited_together(bus: Bus) -> None:
+    silent = await bus.nc.subscribe("unacked.x", cb=_ignore)  # a responder that never sends a PubAck
+    await bus.nc.flush()
+    unanswered = [await bus.js.publish_async("unacked.x", b"x") for _ in range(7)]
+    assert bus.js.publish_async_pending() == 7
+    for fut in unanswered:
+        fut.cancel()
+    assert bus.js.publish_async_pending() == 0
+    await silent.unsubscribe()
+
+    await _stream(bus, "count")
+    futs = [await bus.js.publish_async("count.x", str(i).encode()) for i in range(500)]
+    await asyncio.wait_for(bus.js.publish_async_completed(), 10)
+    assert bus.js.publish_async_pending() == 0
+    assert all(f.done() and not f.exception() for f in futs)
+
+
 async def test_a_duplicate_is_reported_as_such_and_not_stored_twice(bus: Bus) -> None:
     await _stream(bus, "dup")
     first = await bus.js.publish("dup.x", b"1", headers={"Nats-Msg-Id": "same"})

@@ -3,6 +3,7 @@
     .venv/bin/python -m bench                 # full run (a few minutes on 2 cores)
     .venv/bin/python -m bench --quick         # tiny sizes: checks that everything runs
     .venv/bin/python -m bench --only steps,baselines --runs 5
+    .venv/bin/python -m bench --only steps,baselines --sync-interval 2m   # the CPU-bound figures
 
 Writes the table to stdout and to bench/results/latest.md (quick.md with --quick), machine, versions and date at the top.
 A benchmark never fails on a timing; the exit code is non-zero only when a benchmark could not run.
@@ -147,11 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="where to write the markdown table (default: bench/results/latest.md; quick.md with --quick)")
     p.add_argument("--url", default=None, help="use this NATS server instead of starting one (results then depend on it)")
+    p.add_argument("--sync-interval", default="always",
+                   help="the embedded server's JetStream sync_interval: 'always' (the default, every append "
+                        "fsynced) or a duration such as 2m, to see the CPU-bound figures")
     args = p.parse_args(argv)
     only = [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = [g for g in only if g not in BENCHES]
     if unknown or args.runs < 1:
         p.error(f"unknown group(s) {', '.join(unknown)}" if unknown else "--runs must be at least 1")
+    if args.url is not None and args.sync_interval != "always":
+        p.error("--sync-interval sets up the embedded server; with --url the server's own setting applies")
     sizes = Sizes.quick() if args.quick else Sizes()
     # A smoke run must not overwrite the last full run's table, which README quotes.
     args.out = args.out or (RESULTS.with_name("quick.md") if args.quick else RESULTS)
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             from ledgerbus.bus.server import EmbeddedServer, ServerConfig
 
             # The embedded default's durability (sync_interval "always"): the same server for every figure.
-            server = EmbeddedServer(ServerConfig(data_dir=Path(d))).start()
+            server = EmbeddedServer(ServerConfig(data_dir=Path(d), sync_interval=args.sync_interval)).start()
             url = server.url
         try:
             env = BenchEnv(url=url, runs=args.runs, sizes=sizes, log=log, server_pid=server.pid if server else None)
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- versions: {versions()}",
         f"- run: {'--quick' if args.quick else 'full'}, {args.runs} repeat(s) per figure, median (min–max), "
         f"repeats of {', '.join(INTERLEAVED)} interleaved; "
-        f"nats-server {'embedded, sync_interval always' if args.url is None else args.url}; "
+        f"nats-server {f'embedded, sync_interval {args.sync_interval}' if args.url is None else args.url}; "
         f"{sizes.inflight} in flight for the concurrent step figures",
     ]
     print(render(report, header=header, md=False))

@@ -83,6 +83,9 @@ class Plan:
                     raise ConfigError(f"step {step.id!r} depends on unknown step {dep!r}")
         self._check_acyclic()
         self._order = self._topological()
+        # What is blocked with nothing failed (a quorum no dependency set can meet): the engine asks after
+        # every finished step, and in a conversation going well that is the only answer it gets.
+        self._blocked_from_start = self._blocked(frozenset())
 
     # --- structure -------------------------------------------------------------------------
 
@@ -116,6 +119,11 @@ class Plan:
 
         Failed steps themselves are not listed. In plan order.
         """
+        if not failed:
+            return list(self._blocked_from_start)
+        return self._blocked(failed)
+
+    def _blocked(self, failed: Set[str]) -> list[Step]:
         dead = set(failed)
         out: list[Step] = []
         for step in self._order:  # dependencies are decided before their dependents

@@ -263,6 +263,16 @@ def test_quorum_starts_at_k_successes_and_blocks_when_out_of_reach():
     assert [s.id for s in plan.blocked({"r1", "r2"})] == ["w"]
 
 
+def test_a_quorum_out_of_reach_from_the_start_is_blocked_with_nothing_failed():
+    plan = _fan(Quorum(4))  # three dependencies can never make four successes
+    blocked = plan.blocked(set())
+    assert [s.id for s in blocked] == ["w"]
+    blocked.clear()  # the answer is the caller's to keep: asking again gives it afresh
+    assert [s.id for s in plan.blocked(set())] == ["w"]
+    assert plan.finished({"r1", "r2", "r3"}, set())
+    assert plan.ready(set(), set(), set()) == [plan.step("r1"), plan.step("r2"), plan.step("r3")]
+
+
 def test_any_of_starts_at_the_first_success_and_best_effort_waits_for_all():
     assert [s.id for s in _fan(AnyOf()).ready({"r3"}, {"r1", "r2"}, set())] == ["w"]
     best = _fan(BestEffort())

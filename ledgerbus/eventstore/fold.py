@@ -132,11 +132,6 @@ class ConversationState(msgspec.Struct, kw_only=True):
         return self.ended_at - self.started_at
 
 
-def _is_current(task: TaskState, env: Envelope) -> bool:
-    # An answer to an older attempt must not undo the newer attempt's status (a late ERROR after a retry).
-    return env.attempt >= task.attempt
-
-
 #: The orchestrator's verdicts on an attempt it watched, which it then acts on (retry, fallback, give up).
 VERDICT_CODES = frozenset({
     ErrorCode.NO_RECEIPT.value, ErrorCode.STALLED.value, ErrorCode.TIMED_OUT.value,
@@ -155,6 +150,10 @@ def _overruled(task: TaskState, env: Envelope) -> bool:
 # Module constants: the fold runs once per envelope on every replay, so no enum lookups in its body.
 _REQUEST, _ACK, _PROGRESS, _RESPONSE, _ERROR = Action.REQUEST, Action.ACK, Action.PROGRESS, Action.RESPONSE, Action.ERROR
 _FALLBACK_USED = ErrorCode.FALLBACK_USED.value
+# Likewise the statuses: a member looked up on its class costs more than the comparison it is used in.
+_SENT, _ACKED, _DONE, _FAILED = TaskStatus.SENT, TaskStatus.ACKED, TaskStatus.DONE, TaskStatus.FAILED
+_C_RUNNING, _C_DONE, _C_DEGRADED, _C_FAILED = (ConversationStatus.RUNNING, ConversationStatus.DONE,
+                                               ConversationStatus.DEGRADED, ConversationStatus.FAILED)
 
 
 def apply(state: ConversationState, env: Envelope, position: int = 0) -> ConversationState:
@@ -189,9 +188,11 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
     if position > task.last_position:
         task.last_position = position
 
+    # `env.attempt >= task.attempt` below: an answer to an older attempt must not undo the newer attempt's
+    # status (a late ERROR after a retry).
     if action is _REQUEST:
-        if task.status is not TaskStatus.DONE and env.attempt >= task.attempt:
-            task.status = TaskStatus.SENT
+        if task.status is not _DONE and env.attempt >= task.attempt:
+            task.status = _SENT
             task.attempt = env.attempt
             task.agent = env.recipient
             task.request_id = env.id
@@ -204,25 +205,25 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
         if task.requested_at is None:
             task.requested_at = ts
     elif action is _ACK:
-        if task.status is TaskStatus.SENT and _is_current(task, env):
-            task.status = TaskStatus.ACKED
+        if task.status is _SENT and env.attempt >= task.attempt:
+            task.status = _ACKED
             task.acked_at = ts
             task.last_activity_at = ts
-        elif task.status is TaskStatus.ACKED and _is_current(task, env):
+        elif task.status is _ACKED and env.attempt >= task.attempt:
             # Another instance took the redelivered REQUEST (the first one died): a fresh receipt is a sign
             # of life, so the stall window starts again from it.
             task.last_activity_at = max(task.last_activity_at or ts, ts)
     elif action is _PROGRESS:
-        if task.status in (TaskStatus.SENT, TaskStatus.ACKED) and _is_current(task, env):
-            task.status = TaskStatus.ACKED
+        if task.status in (_SENT, _ACKED) and env.attempt >= task.attempt:
+            task.status = _ACKED
             task.acked_at = task.acked_at or ts
             task.last_activity_at = ts
             task.progress += 1
             task.last_progress = env.payload
     elif action is _RESPONSE:
-        if task.status is not TaskStatus.DONE:
+        if task.status is not _DONE:
             # Any attempt's RESPONSE completes the task: tasks are idempotent, so a late answer is a valid one.
-            task.status = TaskStatus.DONE
+            task.status = _DONE
             task.result = env.payload
             task.finished_at = ts
             task.last_activity_at = ts
@@ -234,8 +235,8 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
         err = env.error or ErrorInfo(code=ErrorCode.INTERNAL.value, message="ERROR without an error object")
         if err.code in NOTE_CODES:
             task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
-        elif task.status is not TaskStatus.DONE and _is_current(task, env) and not _overruled(task, env):
-            task.status = _ERROR_STATUS.get(err.code, TaskStatus.FAILED)
+        elif task.status is not _DONE and env.attempt >= task.attempt and not _overruled(task, env):
+            task.status = _ERROR_STATUS.get(err.code, _FAILED)
             task.error = err
             task.finished_at = ts
             if env.sender == env.recipient or err.code in _ERROR_STATUS:
@@ -248,15 +249,15 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
 
 
 def _settle(state: ConversationState, root: TaskState) -> None:
-    if root.status is TaskStatus.DONE:
+    if root.status is _DONE:
         degraded = root.error is not None
-        state.status = ConversationStatus.DEGRADED if degraded else ConversationStatus.DONE
+        state.status = _C_DEGRADED if degraded else _C_DONE
         state.result, state.error, state.ended_at = root.result, root.error, root.finished_at
     elif root.status in TERMINAL and not root.retry_pending:
-        state.status = ConversationStatus.FAILED
+        state.status = _C_FAILED
         state.error, state.ended_at = root.error, root.finished_at
     else:
-        state.status = ConversationStatus.RUNNING
+        state.status = _C_RUNNING
         state.ended_at = None
 
 

@@ -41,6 +41,8 @@ class StoredEnvelope(Envelope, kw_only=True, rename="camel", forbid_unknown_fiel
     sender: str
     recipient: str
     capability: str
+    causation_id: str | None = None
+    reply_to: str | None = None
 
 
 _trusted_decoder = msgspec.json.Decoder(StoredEnvelope)

@@ -49,6 +49,8 @@ def build(f: Figures) -> Report:
             "sqlite3 read + msgspec decode + dict fold", g("floor.replay.rate")),
         Row("ledger", "replay from SQLite (decode + fold)", g("ledger.replay.sqlite"),
             "msgspec decode + dict fold, bytes in memory", g("floor.decode.rate")),
+        Row("ledger", "replay's decode + fold alone, bytes in memory", g("ledger.replay.mem"),
+            "msgspec decode + dict fold, bytes in memory", g("floor.decode.rate")),
         Row("ledger", "replay from JetStream (fetch + decode + fold)", g("ledger.replay.js")),
     ]
     mem = sorted((k for k in f if k.startswith("ledger.mem.")), key=lambda k: int(k.rsplit(".", 1)[1]))

@@ -1,0 +1,59 @@
+"""Pull fetches through the bus hand queued messages over directly, and behave as nats-py's otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import nats.errors
+import pytest
+from nats.js import api
+
+from ledgerbus.bus.connection import Bus
+
+
+async def _stream_with(bus: Bus, name: str, n: int) -> None:
+    await bus.js.add_stream(api.StreamConfig(name=name.upper(), subjects=[f"{name}.>"], storage=api.StorageType.FILE))
+    futs = [await bus.js.publish_async(f"{name}.x", str(i).encode()) for i in range(n)]
+    await asyncio.gather(*futs)
+
+
+async def _pull(bus: Bus, name: str) -> object:
+    return await bus.js.pull_subscribe(f"{name}.>", durable=f"{name}-reader", stream=name.upper(),
+                                       config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE))
+
+
+async def test_a_fetch_returns_every_message_once_in_order_and_keeps_the_books(bus: Bus) -> None:
+    await _stream_with(bus, "pulled", 2500)
+    sub = await _pull(bus, "pulled")
+    assert "quicken" in sub._sub.next_msg.__qualname__  # type: ignore[attr-defined]
+    got: list[int] = []
+    while len(got) < 2500:
+        got += [int(m.data) for m in await sub.fetch(1000, timeout=5)]  # type: ignore[attr-defined]
+    assert got == list(range(2500))
+    # What the subscription counts as pending falls back to nothing: a fast path that skipped the
+    # bookkeeping would, batch after batch, end in nats-py's slow-consumer limit.
+    assert sub._sub._pending_size == 0  # type: ignore[attr-defined]
+    assert sub._sub._pending_queue.qsize() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_fetch_with_nothing_to_get_still_times_out(bus: Bus) -> None:
+    await _stream_with(bus, "emptyish", 0)
+    sub = await _pull(bus, "emptyish")
+    t0 = time.monotonic()
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(10, timeout=0.3)  # type: ignore[attr-defined]
+    assert time.monotonic() - t0 < 3
+
+
+async def test_a_fetch_waiting_when_the_connection_closes_ends(nats_server: object) -> None:
+    bus = await Bus.connect(nats_server.url, prefix="pullclose")  # type: ignore[attr-defined]
+    await _stream_with(bus, "closing", 0)
+    sub = await _pull(bus, "closing")
+    fetch = asyncio.create_task(sub.fetch(10, timeout=30))  # type: ignore[attr-defined]
+    async with asyncio.timeout(5):  # until it waits in nats-py's next_msg (nothing is queued)
+        while not sub._sub._pending_next_msgs_calls:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+    await bus.nc.close()
+    with pytest.raises((nats.errors.ConnectionClosedError, asyncio.CancelledError)):
+        await asyncio.wait_for(fetch, 5)

@@ -88,3 +88,32 @@ def test_counter_overflow_moves_to_the_next_millisecond(monkeypatch: pytest.Monk
     assert values == sorted(values) and len(set(values)) == len(values)
     times = {uuid7_time_ms(v) for v in values}
     assert min(times) == frozen and max(times) >= frozen + 1
+
+
+def _tail(value: str) -> str:
+    return value.replace("-", "")[-15:]  # the 62 random bits (after the variant)
+
+
+def test_a_forked_child_draws_its_own_random_bits() -> None:
+    import os
+
+    uuid7()  # the pool is filled: a child that kept it would hand out the parent's next bits
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then out without running the parent's cleanup
+        try:
+            os.write(write, ",".join(uuid7() for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read().split(",")
+    os.waitpid(pid, 0)
+    mine = [uuid7() for _ in range(50)]
+    assert len(theirs) == 50
+    assert not {_tail(v) for v in mine} & {_tail(v) for v in theirs}
+
+
+def test_random_bits_differ_from_id_to_id() -> None:
+    tails = [_tail(uuid7()) for _ in range(5000)]  # more than one pool's worth
+    assert len(set(tails)) == len(tails)

@@ -56,7 +56,7 @@ class ResultStore:
         return self._kv
 
     async def get(self, agent: str, key: str) -> Recorded | None:
-        kv = await self._bucket()
+        kv = self._kv or await self._bucket()  # no coroutine per lookup once the bucket is known
         # On every step's path: a direct get on the bus's shared reply inbox, not nats-py's request per get.
         # The bucket's private fields are checked, so a nats-py without them takes the public path below.
         pre, stream = getattr(kv, "_pre", None), getattr(kv, "_stream", None)
@@ -81,7 +81,7 @@ class ResultStore:
         A KV put is a JetStream publish on the bucket's subject, so it can share the connection's
         async PubAck pipeline with the envelope it records (one round trip for both, not two).
         """
-        kv = await self._bucket()
+        kv = self._kv or await self._bucket()
         pre = getattr(kv, "_pre", None)  # nats-py's "$KV.<bucket>." (with any API prefix); private, so checked
         if not isinstance(pre, str):
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

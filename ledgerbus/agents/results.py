@@ -43,6 +43,10 @@ class ResultStore:
         self.bus = bus
         self.max_age = max_age
         self._kv: Any = None
+        # The bucket's stream and subject prefix, read once from nats-py's private fields; None when a
+        # nats-py without them (or a bucket without direct gets) must take the public path.
+        self._direct: tuple[str, str] | None = None
+        self._pre: str | None = None
 
     async def _bucket(self) -> Any:
         if self._kv is None:
@@ -53,14 +57,17 @@ class ResultStore:
                 # direct=True: a lookup is answered by the stream itself (DIRECT.GET), not queued behind the
                 # JetStream API — it is on every step's path.
                 self._kv = await self.bus.js.create_key_value(bucket=name, history=1, ttl=self.max_age, direct=True)
+            pre, stream = getattr(self._kv, "_pre", None), getattr(self._kv, "_stream", None)
+            self._pre = pre if isinstance(pre, str) else None
+            if self._pre is not None and isinstance(stream, str) and getattr(self._kv, "_direct", False):
+                self._direct = (stream, self._pre)
         return self._kv
 
     async def get(self, agent: str, key: str) -> Recorded | None:
         kv = self._kv or await self._bucket()  # no coroutine per lookup once the bucket is known
         # On every step's path: a direct get on the bus's shared reply inbox, not nats-py's request per get.
-        # The bucket's private fields are checked, so a nats-py without them takes the public path below.
-        pre, stream = getattr(kv, "_pre", None), getattr(kv, "_stream", None)
-        if getattr(kv, "_direct", False) and isinstance(pre, str) and isinstance(stream, str):
+        if self._direct is not None:
+            stream, pre = self._direct
             msg = await self.bus.js.direct_get_last(stream, pre + _kv_key(agent, key))
             if msg is None or (msg.headers and msg.headers.get(_KV_OP) in _REMOVED) or not msg.data:
                 return None
@@ -82,8 +89,8 @@ class ResultStore:
         async PubAck pipeline with the envelope it records (one round trip for both, not two).
         """
         kv = self._kv or await self._bucket()
-        pre = getattr(kv, "_pre", None)  # nats-py's "$KV.<bucket>." (with any API prefix); private, so checked
-        if not isinstance(pre, str):
+        pre = self._pre  # nats-py's "$KV.<bucket>." (with any API prefix)
+        if pre is None:
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             fut.set_result(await kv.put(_kv_key(agent, key), _enc.encode(rec)))
             return fut

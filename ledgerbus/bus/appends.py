@@ -117,8 +117,19 @@ class PipelinedJetStream(JetStreamContext):
         if self._room is not None and len(self._waiting) < self._max_pending:
             self._room.set()
 
-    async def _register(self, is_get: bool, wait_stall: float | None) -> tuple[str, asyncio.Future[Any]]:
+    async def _send(self, subject: str, payload: bytes, headers: dict[str, Any] | None, *, is_get: bool,
+                    wait_stall: float | None) -> "asyncio.Future[Any]":
+        """Publish with a reply token of our inbox; the future settles when the reply comes."""
         prefix = self._reply_prefix or await self._reply_inbox()
+        token, fut = await self._register(is_get, wait_stall)
+        try:
+            await self._nc.publish(subject, payload, reply=prefix + token, headers=headers)
+        except BaseException:
+            self._waiting.pop(token, None)
+            raise
+        return fut
+
+    async def _register(self, is_get: bool, wait_stall: float | None) -> tuple[str, asyncio.Future[Any]]:
         if len(self._waiting) >= self._sweep_at:
             self._sweep()
         if len(self._waiting) >= self._max_pending:
@@ -126,7 +137,7 @@ class PipelinedJetStream(JetStreamContext):
         token = str(next(self._tokens))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[token] = (fut, is_get)
-        return prefix + token, fut
+        return token, fut
 
     def _sweep(self) -> None:
         """Drop futures given up on (a caller's timeout) whose reply never came, in amortised O(1)."""
@@ -160,13 +171,7 @@ class PipelinedJetStream(JetStreamContext):
         if stream is not None or msg_ttl is not None:  # options ledgerbus never sets: nats-py's own path
             return await super().publish_async(subject, payload, wait_stall=wait_stall, stream=stream,
                                                 headers=headers, msg_ttl=msg_ttl)
-        reply, fut = await self._register(False, wait_stall)
-        try:
-            await self._nc.publish(subject, payload, reply=reply, headers=headers)
-        except BaseException:
-            self._waiting.pop(reply[len(self._reply_prefix or ""):], None)
-            raise
-        return fut
+        return await self._send(subject, payload, headers, is_get=False, wait_stall=wait_stall)
 
     async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
                       stream: str | None = None, headers: dict[str, Any] | None = None,
@@ -181,23 +186,22 @@ class PipelinedJetStream(JetStreamContext):
         # pull_subscribe creates the consumer and then binds through here, so both get the fast path.
         return quicken(await super().pull_subscribe_bind(*args, **kw))
 
+    def _unsettled_appends(self) -> list["asyncio.Future[Any]"]:
+        return [fut for fut, is_get in self._waiting.values() if not is_get and not fut.done()]
+
     def publish_async_pending(self) -> int:
         """Appends on the wire whose PubAck has not come yet (as nats-py's method of the same name)."""
-        return sum(1 for fut, is_get in self._waiting.values() if not is_get and not fut.done())
+        return len(self._unsettled_appends())
 
     async def publish_async_completed(self) -> None:
         """Wait until every append made so far is acknowledged or has failed."""
-        while pending := [fut for fut, is_get in self._waiting.values() if not is_get and not fut.done()]:
+        while pending := self._unsettled_appends():
             await asyncio.wait(pending)
 
     async def direct_get_last(self, stream: str, subject: str, timeout: float | None = None) -> Msg | None:
         """The last message on `subject` in `stream` (a stream with direct gets allowed), None if there is none."""
-        reply, fut = await self._register(True, None)
-        try:
-            await self._nc.publish(f"{self._prefix}.DIRECT.GET.{stream}.{subject}", b"", reply=reply)
-        except BaseException:
-            self._waiting.pop(reply[len(self._reply_prefix or ""):], None)
-            raise
+        fut = await self._send(f"{self._prefix}.DIRECT.GET.{stream}.{subject}", b"", None, is_get=True,
+                               wait_stall=None)
         msg: Msg = await _within(fut, self._timeout if timeout is None else timeout)
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status == _NOT_FOUND:

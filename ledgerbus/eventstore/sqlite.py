@@ -22,29 +22,10 @@ from ledgerbus.eventstore.sqlite_schema import ensure_schema, stores_payload
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
 from ledgerbus.schemas.codes import Action
-from ledgerbus.schemas.envelope import Envelope
+from ledgerbus.schemas.envelope import Envelope, StoredEnvelope
 
 _json = msgspec.json.Encoder()
 _env_decoder = msgspec.json.Decoder(Envelope)
-
-
-class StoredEnvelope(Envelope, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """An Envelope read back from a store that validated it on the way in.
-
-    The same fields and wire form, minus the pattern checks on ids and addresses (re-running five
-    regexes per event was most of a replay's decode time). Tampering is `verify`'s job.
-    """
-
-    id: str
-    conversation_id: str
-    task_id: str
-    sender: str
-    recipient: str
-    capability: str
-    causation_id: str | None = None
-    reply_to: str | None = None
-
-
 _trusted_decoder = msgspec.json.Decoder(StoredEnvelope)
 
 _INSERT = (

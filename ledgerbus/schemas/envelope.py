@@ -74,6 +74,46 @@ class Envelope(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fiel
         return self.idempotency_key or self.task_id
 
 
+class StoredEnvelope(Envelope, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Envelope's twin without the pattern checks on ids and addresses: the same fields and wire form.
+
+    A store's replay decodes into it bytes it validated on the way in (re-running the regexes was
+    most of a replay's decode time; tampering is `verify`'s job). The codec decodes into it too and
+    then checks the ids and addresses in one pass (`ids_valid`) before it calls the result an Envelope.
+    """
+
+    id: str
+    conversation_id: str
+    task_id: str
+    sender: str
+    recipient: str
+    capability: str
+    causation_id: str | None = None
+    reply_to: str | None = None
+
+
+def _body(pattern: str) -> str:
+    """A field pattern without its anchors: `^...(?!\\n)$` -> `...` (fullmatch anchors the whole)."""
+    assert pattern.startswith("^") and pattern.endswith(r"(?!\n)$"), pattern
+    return pattern[1:-len(r"(?!\n)$")]
+
+
+_TOKEN, _ADDRESS, _CAPABILITY = _body(TOKEN_PATTERN), _body(ADDRESS_PATTERN), _body(CAPABILITY_PATTERN)
+# The eight patterned fields joined by spaces, which none of them may contain: one regex call where
+# msgspec runs one per field (2.3 µs of a 2.8 µs decode). Absent optional ids stand in as "-", valid in both.
+_IDS = re.compile(" ".join([_TOKEN, _TOKEN, _TOKEN, _ADDRESS, _ADDRESS, f"(?=[^ ]{{1,128}} ){_CAPABILITY}",
+                            _TOKEN, _ADDRESS]))
+
+
+def ids_valid(env: Envelope) -> bool:
+    """True when every id and address of `env` matches its field's pattern (as Envelope's decode checks)."""
+    cause, reply = env.causation_id, env.reply_to
+    return _IDS.fullmatch(
+        f"{env.id} {env.conversation_id} {env.task_id} {env.sender} {env.recipient} {env.capability}"
+        f" {'-' if cause is None else cause} {'-' if reply is None else reply}"
+    ) is not None
+
+
 def new_request(
     *,
     sender: str,

@@ -347,3 +347,38 @@ def test_salvage_refuses_oversized_input() -> None:
     data = json.dumps({"id": "a", "pad": "x" * 100}).encode()
     assert salvage_ids(data, max_bytes=50) == {}
     assert salvage_ids(data) == {"id": "a"}
+
+
+# -- the one-pass id check agrees with the field patterns --------------------------------------
+
+_PATTERNED = {"id": tokens, "conversationId": tokens, "taskId": tokens, "sender": addresses,
+              "recipient": addresses, "capability": capabilities, "causationId": tokens, "replyTo": addresses}
+# Near misses: the wrong case, separators the joined check uses, lengths at and past each limit.
+near_misses = st.text(alphabet=st.sampled_from(list("aZ09_-. \n\t*>é")), max_size=12) | st.sampled_from(
+    ["", "-", " ", "a b", "a\n", "A", "x" * 64, "x" * 65, "x" * 128, "x" * 129, "a." * 63 + "a", "a." * 64 + "a"])
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_decode_accepts_exactly_what_the_field_patterns_accept(data: st.DataObject) -> None:
+    obj = valid_dict()
+    for field, valid in _PATTERNED.items():
+        obj[field] = data.draw(valid | st.none() if field in ("causationId", "replyTo") else valid, label=field)
+    # One field a near miss at a time: two bad fields would hide each other's verdict.
+    obj[data.draw(st.sampled_from(list(_PATTERNED)), label="field")] = data.draw(near_misses, label="value")
+    raw = json.dumps(obj).encode()
+    try:
+        expected: Envelope | None = msgspec.json.decode(raw, type=Envelope)  # every pattern, one by one
+    except msgspec.ValidationError:
+        expected = None
+    if expected is None:
+        decode_error(raw)
+    else:
+        got = codec.decode(raw)
+        assert type(got) is Envelope and got == expected
+
+
+def test_capability_length_limit_holds_in_the_one_pass_check() -> None:
+    ok = "a." * 63 + "ab"  # 128 characters
+    assert len(ok) == 128 and codec.decode(json.dumps({**valid_dict(), "capability": ok}).encode()).capability == ok
+    assert decode_error({**valid_dict(), "capability": ok + "c"}).path == "$.capability"

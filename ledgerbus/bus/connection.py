@@ -9,12 +9,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
 
+from ledgerbus.bus import client
 from ledgerbus.bus import headers as H
 from ledgerbus.bus.appends import PipelinedJetStream
 from ledgerbus.bus.server import EmbeddedServer
@@ -105,7 +105,7 @@ class Bus:
         if tls is not None:
             kwargs["tls"] = tls
         try:
-            nc = await nats.connect(
+            nc = await client.connect(
                 url,
                 name=name,
                 connect_timeout=connect_timeout,

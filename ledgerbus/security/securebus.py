@@ -13,9 +13,9 @@ import asyncio
 import logging
 from typing import Any
 
-import nats
 from nats.js import api
 
+from ledgerbus.bus import client
 from ledgerbus.bus.appends import PipelinedJetStream
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
@@ -86,7 +86,7 @@ class SecureBus(Bus):
 
         try:
             # Bounded: a refused TLS handshake or nkey makes nats-py retry the first connect indefinitely.
-            nc = await asyncio.wait_for(nats.connect(
+            nc = await asyncio.wait_for(client.connect(
                 url,
                 name=name,
                 nkeys_seed_str=ident.seed,

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -27,6 +26,23 @@ log = logging.getLogger("ledgerbus.requester")
 FINAL = (Action.RESPONSE, Action.ERROR)
 
 
+class _Final:
+    """Waits for the RESPONSE or ERROR to one attempt; an ACK or PROGRESS does not wake its waiter.
+
+    Registered among a task's watchers beside the queues of `Requester.watch`, which take every answer.
+    """
+
+    __slots__ = ("fut", "attempt")
+
+    def __init__(self, attempt: int) -> None:
+        self.fut: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self.attempt = attempt
+
+    def put_nowait(self, env: Envelope) -> None:
+        if env.action in FINAL and not self.fut.done() and (env.causation_id is None or env.attempt == self.attempt):
+            self.fut.set_result(env)
+
+
 class Requester:
     def __init__(
         self,
@@ -40,7 +56,7 @@ class Requester:
         self.address = address
         self.registry = registry if registry is not None else default_registry
         self.queue_group = queue_group
-        self._watchers: dict[str, list[asyncio.Queue[Envelope]]] = {}
+        self._watchers: dict[str, list[asyncio.Queue[Envelope] | _Final]] = {}
         self._listeners: list[Callable[[Envelope], None]] = []
         self._sub: Any = None
 
@@ -79,7 +95,7 @@ class Requester:
         self._watchers.setdefault(task_id, []).append(q)
         return q
 
-    def unwatch(self, task_id: str, q: asyncio.Queue[Envelope]) -> None:
+    def unwatch(self, task_id: str, q: asyncio.Queue[Envelope] | _Final) -> None:
         qs = self._watchers.get(task_id)
         if qs and q in qs:
             qs.remove(q)
@@ -131,14 +147,20 @@ class Requester:
     ) -> Envelope:
         """Send a REQUEST and return the RESPONSE envelope; an ERROR raises RemoteError."""
         env = self.build(recipient, capability, payload, **kw)
-        # Closed here, not left to the garbage collector: asyncio finalises an abandoned async generator
-        # through call_soon_threadsafe (a self-pipe write) and a task, on every request.
-        async with aclosing(self.stream(env, timeout=timeout)) as answers:
-            async for ans in answers:
-                if ans.action is Action.RESPONSE:
-                    return ans
-                if ans.action is Action.ERROR:
-                    err = ans.error
-                    raise RemoteError(err.code if err else "INTERNAL", err.message if err else "",
-                                      retryable=bool(err and err.retryable), details=err.details if err else {})
-        raise TaskTimeout("answer stream ended without a RESPONSE")  # pragma: no cover
+        # Not through `stream`: the ACK need not wake this task, and one timeout covers the wait.
+        final = _Final(env.attempt)
+        self._watchers.setdefault(env.task_id, []).append(final)
+        try:
+            await self.bus.publish(env)
+            try:
+                async with asyncio.timeout(timeout):
+                    ans = await final.fut
+            except TimeoutError:
+                raise TaskTimeout(f"no answer to {env.capability} from {env.recipient} within {timeout}s") from None
+        finally:
+            self.unwatch(env.task_id, final)
+        if ans.action is Action.ERROR:
+            err = ans.error
+            raise RemoteError(err.code if err else "INTERNAL", err.message if err else "",
+                              retryable=bool(err and err.retryable), details=err.details if err else {})
+        return ans

@@ -23,7 +23,7 @@ from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, descr
 from ledgerbus.agents.rejection import reject_raw
 from ledgerbus.agents.results import Recorded, ResultStore
 from ledgerbus.agents.sdk import Agent, AgentError, Registration
-from ledgerbus.aio import cancel_and_wait
+from ledgerbus.aio import cancel_and_wait, expire_at
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, consumer_name
 from ledgerbus.errors import InvalidMessage
@@ -242,11 +242,12 @@ class AgentRuntime:
     async def _confirm(self, *pending: "asyncio.Future[Any] | None") -> None:
         """Wait until pipelined appends are stored; a PubAck that never comes must not hang the task."""
         futs = [f for f in pending if f is not None]
+        # Awaiting the futures themselves (not asyncio.wait or asyncio.timeout): no waiter, callbacks
+        # or task cancellation per step; the timer fails what is still pending.
+        timer = expire_at(asyncio.get_running_loop().time() + self.publish_timeout, *futs)
         try:
-            # Awaiting the futures themselves (not asyncio.wait): no waiter or callbacks per step.
-            async with asyncio.timeout(self.publish_timeout):
-                for f in futs:
-                    await f
+            for f in futs:
+                await f
         except BaseException:
             for f in futs:
                 if f.done():
@@ -255,6 +256,8 @@ class AgentRuntime:
                 else:
                     f.cancel()
             raise
+        finally:
+            timer.cancel()
 
     async def _run(self, req: Envelope, msg: Msg, reg: Registration, value: Any,
                    receipt: "asyncio.Future[Any] | None" = None) -> None:

@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
 
+from ledgerbus.aio import within
 from ledgerbus.bus.pulls import quicken
 
 _NO_RESPONDERS = "503"
@@ -180,7 +181,8 @@ class PipelinedJetStream(JetStreamContext):
             return await super().publish(subject, payload, timeout=timeout, stream=stream, headers=headers,
                                          msg_ttl=msg_ttl)
         fut = await self.publish_async(subject, payload, headers=headers)
-        return await _within(fut, self._timeout if timeout is None else timeout)
+        return await within(fut, self._timeout if timeout is None else timeout,
+                            nats.errors.TimeoutError)
 
     async def pull_subscribe_bind(self, *args: Any, **kw: Any) -> Any:
         # pull_subscribe creates the consumer and then binds through here, so both get the fast path.
@@ -202,7 +204,8 @@ class PipelinedJetStream(JetStreamContext):
         """The last message on `subject` in `stream` (a stream with direct gets allowed), None if there is none."""
         fut = await self._send(f"{self._prefix}.DIRECT.GET.{stream}.{subject}", b"", None, is_get=True,
                                wait_stall=None)
-        msg: Msg = await _within(fut, self._timeout if timeout is None else timeout)
+        msg: Msg = await within(fut, self._timeout if timeout is None else timeout,
+                            nats.errors.TimeoutError)
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status == _NOT_FOUND:
             return None
@@ -212,11 +215,3 @@ class PipelinedJetStream(JetStreamContext):
             description = msg.headers.get("Description", "") if msg.headers else ""
             raise nats.js.errors.APIError(code=int(status) if status.isdigit() else None, description=description)
         return msg
-
-
-async def _within(fut: "asyncio.Future[Any]", timeout: float) -> Any:
-    try:
-        async with asyncio.timeout(timeout):
-            return await fut
-    except TimeoutError:
-        raise nats.errors.TimeoutError from None

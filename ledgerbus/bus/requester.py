@@ -14,6 +14,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from ledgerbus.aio import within
 from ledgerbus.bus.connection import Bus
 from ledgerbus.errors import InvalidMessage, RemoteError, TaskTimeout
 from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
@@ -153,8 +154,7 @@ class Requester:
         try:
             await self.bus.publish(env)
             try:
-                async with asyncio.timeout(timeout):
-                    ans = await final.fut
+                ans = await within(final.fut, timeout)
             except TimeoutError:
                 raise TaskTimeout(f"no answer to {env.capability} from {env.recipient} within {timeout}s") from None
         finally:

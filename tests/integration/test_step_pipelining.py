@@ -84,3 +84,22 @@ async def test_long_silent_handler_keeps_its_message(bus):
         release.set()
         await a.stop()
         await b.stop()
+
+
+async def test_a_puback_that_never_comes_fails_the_step_instead_of_hanging_it(bus):
+    rt = AgentRuntime(Agent("pipe", registry=CapabilityRegistry()), bus, announce=False, dead_letters=False)
+    rt.publish_timeout = 0.05
+
+    async def ignore(msg) -> None:
+        return None
+
+    silent = await bus.nc.subscribe("unacked.append", cb=ignore)  # takes appends, answers none
+    await bus.nc.flush()
+    stored = await bus.js.publish_async(f"{bus.subjects.prefix}.nobody.ACK.c1", b"{}")  # a real stream: a PubAck
+    never = await bus.js.publish_async("unacked.append", b"x")
+    confirming = asyncio.create_task(rt._confirm(stored, never))
+    done, _ = await asyncio.wait({confirming}, timeout=5)
+    assert confirming in done and isinstance(confirming.exception(), TimeoutError)
+    assert stored.result().seq >= 1
+    assert never.done() and isinstance(never.exception(), TimeoutError)
+    await silent.unsubscribe()

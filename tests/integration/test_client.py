@@ -7,6 +7,9 @@ from typing import Any
 
 import nats
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nats.aio.client import Client as NatsClient
 
 from ledgerbus.bus import client
 from ledgerbus.bus.connection import Bus, envelope_headers
@@ -87,3 +90,16 @@ async def test_a_bus_publishes_with_it_and_subscribers_read_the_headers(bus: Bus
     msg = await asyncio.wait_for(got.get(), 5)
     assert msg.headers == {"Lb-Sender": "s", "Lb-Task": "t"} and msg.data == b"x"
     await sub.unsubscribe()
+
+
+# Header blocks as they arrive: real names, odd names, odd spacing and bytes, lines without a colon.
+_parts = st.sampled_from([b"Nats-Msg-Id", b"Lb-Sender", b" Lb-Task ", b"a b", b"caf\xc3\xa9", b"\xff", b"", b"X\x1c",
+                          b":", b": ", b"\t", b" v ", b"value", b"\xe2\x9c\x93", b"\xc3", b"\r\n", b"k:v:w"])
+header_blocks = st.lists(st.lists(_parts, max_size=5).map(b"".join), max_size=6).map(b"\r\n".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(header_blocks)
+def test_header_lines_are_read_as_nats_py_reads_them(raw: bytes) -> None:
+    assert client.parse_header_lines(raw) == NatsClient._parse_header_lines(raw)
+    assert client.parse_header_lines(raw) == NatsClient._parse_header_lines(raw)  # the second time from the cache

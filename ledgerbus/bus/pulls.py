@@ -36,3 +36,14 @@ def quicken(pull_sub: Any) -> Any:
 
     inner.next_msg = next_msg
     return pull_sub
+
+
+def stream_sequence(msg: Any) -> int:
+    """`msg.metadata.sequence.stream`, read from the ack subject without building nats-py's Metadata
+    (a datetime and three objects per message: 8% of the recorder's CPU per event)."""
+    tokens = msg.reply.split(".") if msg.reply else ()
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>; other forms
+    # (domain and account hash, from servers in a cluster with domains) take nats-py's reading.
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5])
+    return int(msg.metadata.sequence.stream)

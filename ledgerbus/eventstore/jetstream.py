@@ -19,6 +19,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.pulls import stream_sequence
 from ledgerbus.errors import InvalidMessage, StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
 
@@ -117,7 +118,7 @@ class JetStreamLedger:
                     continue
                 out: list[StoredEvent] = []
                 for msg in msgs:
-                    seq = msg.metadata.sequence.stream
+                    seq = stream_sequence(msg)
                     if seq > end:
                         done = True
                         break

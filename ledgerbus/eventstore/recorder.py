@@ -17,6 +17,7 @@ from nats.js.errors import NotFoundError
 
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.pulls import stream_sequence
 from ledgerbus.errors import InvalidMessage
 from ledgerbus.eventstore.base import Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
@@ -147,7 +148,7 @@ class Recorder:
             gaps_before = len(self.gaps)
             retry: _Retry | None = None
             for msg in msgs:
-                seq = msg.metadata.sequence.stream
+                seq = stream_sequence(msg)
                 if seq <= last:
                     continue  # redelivered after a crash between commit and ack
                 if seq != last + 1:

@@ -57,3 +57,17 @@ async def test_a_fetch_waiting_when_the_connection_closes_ends(nats_server: obje
     await bus.nc.close()
     with pytest.raises((nats.errors.ConnectionClosedError, asyncio.CancelledError)):
         await asyncio.wait_for(fetch, 5)
+
+
+async def test_the_stream_sequence_is_read_as_nats_py_reads_it(bus: Bus) -> None:
+    from nats.aio.msg import Msg
+
+    from ledgerbus.bus.pulls import stream_sequence
+
+    await _stream_with(bus, "seqs", 40)
+    sub = await _pull(bus, "seqs")
+    msgs = await sub.fetch(40, timeout=5)  # type: ignore[attr-defined]
+    assert [stream_sequence(m) for m in msgs] == [m.metadata.sequence.stream for m in msgs] == list(range(1, 41))
+    # The ack subject with a domain and an account hash (servers with JetStream domains) takes nats-py's path.
+    v2 = Msg(bus.nc, subject="x", reply="$JS.ACK.hub.AcCtHaSh.SEQS.reader.1.77.5.1700000000000000000.0.tok")
+    assert stream_sequence(v2) == v2.metadata.sequence.stream == 77

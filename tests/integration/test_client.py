@@ -103,3 +103,14 @@ header_blocks = st.lists(st.lists(_parts, max_size=5).map(b"".join), max_size=6)
 def test_header_lines_are_read_as_nats_py_reads_them(raw: bytes) -> None:
     assert client.parse_header_lines(raw) == NatsClient._parse_header_lines(raw)
     assert client.parse_header_lines(raw) == NatsClient._parse_header_lines(raw)  # the second time from the cache
+
+
+def test_the_installed_nats_py_fits_and_a_changed_one_is_left_alone() -> None:
+    assert client.FITS  # else every test above would be testing nats-py against itself
+
+    class Renamed(NatsClient):
+        async def _send_publish(self, subject: str, reply: str, payload: bytes, size: int, headers: Any,  # type: ignore[override]
+                                extra: int = 0) -> None:
+            raise AssertionError("not called")
+
+    assert not client._fits(Renamed)

@@ -13,10 +13,12 @@ import inspect
 import re
 from typing import Any
 
+import nats.aio.client as _nats_client
 from nats.aio.client import Client as _NatsClient
 from nats.protocol.command import hpub_cmd
 
-_NAME = re.compile(r"[!-9;-~]+")  # nats-py's rule for a header name (printable ASCII, no colon)
+# nats-py's own rule for a header name (an RFC 9110 token), so both paths refuse the same names.
+_NAME: re.Pattern[str] = getattr(_nats_client, "_HEADER_KEY_RE", None) or re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _checked_names: set[str] = set()
 _MAX_CHECKED = 64  # ledgerbus sets a handful of names; a caller inventing names does not grow this forever
 

@@ -64,7 +64,8 @@ async def test_the_same_bytes_as_nats_py(pair: Any, headers: dict[str, Any]) -> 
     assert await _wire(ours, headers) == await _wire(plain, headers)
 
 
-@pytest.mark.parametrize("headers", [{"Bad:Name": "v"}, {"Bad Name": "v"}, {"N": 5}])
+@pytest.mark.parametrize("headers", [{"Bad:Name": "v"}, {"Bad Name": "v"}, {"a(b)": "v"}, {"a/b": "v"}, {"a@b": "v"},
+                                     {"\u00e9": "v"}, {"N": 5}])
 async def test_what_nats_py_refuses_is_refused_the_same_way(pair: Any, headers: dict[str, Any]) -> None:
     ours, plain = pair
     with pytest.raises(Exception) as theirs:

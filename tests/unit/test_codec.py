@@ -382,3 +382,9 @@ def test_capability_length_limit_holds_in_the_one_pass_check() -> None:
     ok = "a." * 63 + "ab"  # 128 characters
     assert len(ok) == 128 and codec.decode(json.dumps({**valid_dict(), "capability": ok}).encode()).capability == ok
     assert decode_error({**valid_dict(), "capability": ok + "c"}).path == "$.capability"
+
+
+def test_the_one_pass_decode_is_in_use_here() -> None:
+    from ledgerbus.schemas import codec as codec_module
+
+    assert codec_module._FAST  # else the tests above only compare msgspec with itself

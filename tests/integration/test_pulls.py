@@ -71,3 +71,43 @@ async def test_the_stream_sequence_is_read_as_nats_py_reads_it(bus: Bus) -> None
     # The ack subject with a domain and an account hash (servers with JetStream domains) takes nats-py's path.
     v2 = Msg(bus.nc, subject="x", reply="$JS.ACK.hub.AcCtHaSh.SEQS.reader.1.77.5.1700000000000000000.0.tok")
     assert stream_sequence(v2) == v2.metadata.sequence.stream == 77
+
+
+async def _waiting(sub: object) -> None:
+    async with asyncio.timeout(5):  # until the fetch waits (nothing is queued)
+        while not sub._sub._pending_next_msgs_calls:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+
+
+async def test_a_waiting_fetch_gets_what_arrives_without_a_task_of_its_own(bus: Bus) -> None:
+    await _stream_with(bus, "later", 0)
+    sub = await _pull(bus, "later")
+    before = len(asyncio.all_tasks())
+    fetch = asyncio.create_task(sub.fetch(1, timeout=5))  # type: ignore[attr-defined]
+    await _waiting(sub)
+    assert len(asyncio.all_tasks()) == before + 1  # the fetch itself; nats-py's wait would add two more
+    await bus.js.publish("later.x", b"hello")
+    msgs = await asyncio.wait_for(fetch, 5)
+    assert [m.data for m in msgs] == [b"hello"]
+    inner = sub._sub  # type: ignore[attr-defined]
+    assert not inner._pending_next_msgs_calls and not inner._pending_queue._getters and inner._pending_size == 0
+
+
+async def test_a_cancelled_wait_leaves_nothing_behind_and_the_next_fetch_works(bus: Bus) -> None:
+    await _stream_with(bus, "cancelled", 0)
+    sub = await _pull(bus, "cancelled")
+    fetch = asyncio.create_task(sub.fetch(1, timeout=30))  # type: ignore[attr-defined]
+    await _waiting(sub)
+    fetch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetch
+    inner = sub._sub  # type: ignore[attr-defined]
+    assert not inner._pending_next_msgs_calls and not inner._pending_queue._getters
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(1, timeout=0.2)  # type: ignore[attr-defined]
+    assert not inner._pending_next_msgs_calls and not inner._pending_queue._getters
+    await bus.js.publish("cancelled.x", b"after")
+    got: list[bytes] = []
+    while not got:  # the fetch cancelled above may have left a pull request the server answers first
+        got = [m.data for m in await sub.fetch(1, timeout=5)]  # type: ignore[attr-defined]
+    assert got == [b"after"]

@@ -43,10 +43,10 @@ class ResultStore:
         self.bus = bus
         self.max_age = max_age
         self._kv: Any = None
-        # The bucket's stream and subject prefix, read once from nats-py's private fields; None when a
-        # nats-py without them (or a bucket without direct gets) must take the public path.
-        self._direct: tuple[str, str] | None = None
+        # The bucket's subject prefix and (when it allows direct gets) its stream, read once from nats-py's
+        # private fields; None when a nats-py without them (or a bucket without direct gets) takes the public path.
         self._pre: str | None = None
+        self._direct_stream: str | None = None
 
     async def _bucket(self) -> Any:
         if self._kv is None:
@@ -60,15 +60,14 @@ class ResultStore:
             pre, stream = getattr(self._kv, "_pre", None), getattr(self._kv, "_stream", None)
             self._pre = pre if isinstance(pre, str) else None
             if self._pre is not None and isinstance(stream, str) and getattr(self._kv, "_direct", False):
-                self._direct = (stream, self._pre)
+                self._direct_stream = stream
         return self._kv
 
     async def get(self, agent: str, key: str) -> Recorded | None:
         kv = self._kv or await self._bucket()  # no coroutine per lookup once the bucket is known
         # On every step's path: a direct get on the bus's shared reply inbox, not nats-py's request per get.
-        if self._direct is not None:
-            stream, pre = self._direct
-            msg = await self.bus.js.direct_get_last(stream, pre + _kv_key(agent, key))
+        if self._direct_stream is not None:
+            msg = await self.bus.js.direct_get_last(self._direct_stream, f"{self._pre}{_kv_key(agent, key)}")
             if msg is None or (msg.headers and msg.headers.get(_KV_OP) in _REMOVED) or not msg.data:
                 return None
             return _dec.decode(msg.data)

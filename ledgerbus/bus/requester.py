@@ -27,6 +27,12 @@ log = logging.getLogger("ledgerbus.requester")
 FINAL = (Action.RESPONSE, Action.ERROR)
 
 
+def _answers(ans: Envelope, attempt: int) -> bool:
+    """Whether `ans` answers this attempt: an answer to an earlier attempt (a late one) does not.
+    One without a causation id (a rejection that could not tell) answers whichever attempt waits."""
+    return ans.causation_id is None or ans.attempt == attempt
+
+
 class _Final:
     """Waits for the RESPONSE or ERROR to one attempt; an ACK or PROGRESS does not wake its waiter.
 
@@ -40,7 +46,7 @@ class _Final:
         self.attempt = attempt
 
     def put_nowait(self, env: Envelope) -> None:
-        if env.action in FINAL and not self.fut.done() and (env.causation_id is None or env.attempt == self.attempt):
+        if env.action in FINAL and not self.fut.done() and _answers(env, self.attempt):
             self.fut.set_result(env)
 
 
@@ -129,7 +135,7 @@ class Requester:
                         ans = await q.get()
                 except TimeoutError:
                     continue
-                if ans.causation_id is not None and ans.attempt != env.attempt:
+                if not _answers(ans, env.attempt):
                     continue
                 yield ans
                 if ans.action in FINAL:

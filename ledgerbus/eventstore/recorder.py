@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import nats.errors
@@ -200,11 +201,25 @@ class Recorder:
         async with self._progress:
             await asyncio.wait_for(self._progress.wait_for(lambda: self.recorded_seq >= seq), timeout)
 
-    async def catch_up(self, timeout: float = 10.0) -> int:
-        """Wait until the mirror holds everything the stream held when this was called."""
+    async def catch_up(self, timeout: float = 10.0, *, holding: Iterable[str] = ()) -> int:
+        """Wait until the mirror holds everything the stream held when this was called, and each envelope
+        id in `holding`; returns the stream sequence the mirror now holds everything up to.
+
+        Pass the ids of envelopes you received: core NATS can deliver a message to a subscriber before
+        JetStream has stored it, so the stream's last sequence, read just after, may not count it yet.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         info = await self.bus.js.stream_info(self.bus.subjects.stream)
         await self.wait_for(info.state.last_seq, timeout)
-        return info.state.last_seq
+        wanted = set(holding)
+        while wanted:
+            seen = self.recorded_seq
+            # On the writer thread: in order with the writes, and off the event loop.
+            wanted -= await loop.run_in_executor(self._writer, self.store.holds, wanted)
+            if wanted:
+                await self.wait_for(seen + 1, max(deadline - loop.time(), 0.0))
+        return self.recorded_seq
 
     async def stop(self) -> None:
         self._stopping.set()

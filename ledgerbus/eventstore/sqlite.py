@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,14 @@ _MAX_VARS = 450  # rows per IN (...) lookup: two lists of them stay under every 
 
 _ACTION = {a: a.value for a in Action}
 _NO_END = (GENESIS, 0, 0)
+
+
+def _present(conn: sqlite3.Connection, ids: list[str]) -> Iterator[str]:
+    marks = ",".join("?" * len(ids))
+    for (found,) in conn.execute(
+            f"SELECT id FROM events WHERE id IN ({marks}) UNION ALL SELECT id FROM compacted WHERE id IN ({marks})",
+            ids + ids):
+        yield found
 
 
 def _stored_columns(e: Envelope, encode: Any = _json.encode) -> tuple[str, str | None]:
@@ -188,9 +196,7 @@ class SQLiteEventStore:
         for i in range(0, len(events), _MAX_VARS):
             ids = all_ids[i:i + _MAX_VARS]
             marks = ",".join("?" * len(ids))
-            seen_ids.update(r[0] for r in conn.execute(
-                f"SELECT id FROM events WHERE id IN ({marks}) UNION ALL SELECT id FROM compacted WHERE id IN ({marks})",
-                ids + ids))
+            seen_ids.update(_present(conn, ids))
             if check_positions:
                 positions = [ev.position for ev in events[i:i + _MAX_VARS]]
                 seen_pos.update(r[0] for r in conn.execute(
@@ -290,6 +296,15 @@ class SQLiteEventStore:
         return row[0] if row else None
 
     # -- reading ----------------------------------------------------------------------------
+
+    def holds(self, ids: Iterable[str]) -> set[str]:
+        """Which of these envelope ids the ledger holds (compacted ones included)."""
+        wanted = list(dict.fromkeys(ids))
+        found: set[str] = set()
+        with self._lock:
+            for i in range(0, len(wanted), _MAX_VARS):
+                found.update(_present(self.db.conn, wanted[i:i + _MAX_VARS]))
+        return found
 
     def last_position(self) -> int:
         with self._lock:

@@ -48,7 +48,7 @@ async def test_request_ack_response_land_in_order(bus, ledger):
         client = await Requester(bus, "tester", registry=reg).start()
         resp = await client.request("greeter", "greeter.greet", {"name": "ada", "times": 2}, timeout=5)
         assert resp.payload == {"text": "hello ada hello ada"}
-        await rec.catch_up()
+        await rec.catch_up(holding=[resp.id])
     events = list(ledger.read())
     assert [e.envelope.action for e in events] == [Action.REQUEST, Action.ACK, Action.RESPONSE]
     positions = [e.position for e in events]
@@ -70,7 +70,7 @@ async def test_invalid_payload_gets_error_and_agent_keeps_serving(bus, ledger):
         assert "$.payload.name" in err.message and "str" in err.message
         ok = await client.request("greeter", "greeter.greet", {"name": "bob"}, timeout=5)
         assert ok.payload == {"text": "hello bob"}
-        await rec.catch_up()
+        await rec.catch_up(holding=[answers[0].id, ok.id])
     assert calls == ["bob"]
     actions = [e.action.value for e in ledger.envelopes()]
     assert actions == ["REQUEST", "ERROR", "REQUEST", "ACK", "RESPONSE"]
@@ -123,6 +123,30 @@ async def test_recorder_restart_neither_skips_nor_duplicates(bus, ledger):
     assert seen == list(range(60))
     assert [e.position for e in ledger.read()] == list(range(1, last + 1))
     assert ledger.checkpoint() == last
+
+
+async def test_catch_up_waits_for_envelopes_the_caller_holds(bus, ledger):
+    def env(i: int):
+        return new_request(sender="tester", recipient="sink", capability="sink.put", payload={"i": i})
+
+    first, later = env(1), env(2)
+    await bus.publish(first)
+    rec = Recorder(bus, ledger)
+    # `later` is not in the stream when catch_up reads its last sequence, as an answer that core NATS
+    # delivered before JetStream stored it would not be.
+    waiting = asyncio.create_task(rec.catch_up(timeout=10, holding=[first.id, later.id]))
+    await rec.start()
+    try:
+        await rec.wait_for(1, timeout=5)
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        assert not done, "catch_up returned without the envelope it was told to wait for"
+        await bus.publish(later)
+        assert await asyncio.wait_for(waiting, 10) == 2
+        assert ledger.holds([first.id, later.id, "not-an-id"]) == {first.id, later.id}
+        with pytest.raises(TimeoutError):
+            await rec.catch_up(timeout=0.3, holding=[env(3).id])
+    finally:
+        await rec.stop()
 
 
 async def test_fold_of_sqlite_ledger_equals_live_state(bus, ledger):

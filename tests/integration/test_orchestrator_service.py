@@ -30,15 +30,15 @@ async def test_client_request_to_orchestrator_service_gets_the_article(bus, ledg
         seen = []
         env = client.build("orchestrator", ARTICLE, {"topic": "urban gardening", "subtopics": 2})
         async for ans in client.stream(env, timeout=15):
-            seen.append(ans.action)
+            seen.append(ans)
         with pytest.raises(RemoteError) as bad:  # the service validates what it is asked, like any agent
             await _raw_request(client, {"topic": 7})
         stop.set()
         await asyncio.wait_for(service, 5)
         await orch.stop()
         await asyncio.gather(*(r.stop() for r in runtimes))
-        await rec.catch_up()
-    assert seen[0] is Action.ACK and seen[-1] is Action.RESPONSE
+        await rec.catch_up(holding=[a.id for a in seen])
+    assert seen[0].action is Action.ACK and seen[-1].action is Action.RESPONSE
     assert bad.value.code == "INVALID_MESSAGE" and "$.payload.topic" in bad.value.message
     state = fold(ledger.envelopes(env.conversation_id))
     assert state.status is ConversationStatus.DONE

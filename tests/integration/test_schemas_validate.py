@@ -133,7 +133,7 @@ async def test_decisions_fallbacks_errors_and_a_degraded_root_validate(bus: Bus,
                           payload={"topic": "", "maxNotes": 0})
         answers = [a async for a in client.stream(bad, timeout=10)]
         await client.stop()
-        await system.recorder.catch_up()
+        await system.recorder.catch_up(holding=[a.id for a in answers])
     assert answers[-1].error is not None and answers[-1].error.code == "INVALID_MESSAGE"
     # The schema file refuses that payload too: the published contract and the agent agree.
     assert problems(payload_validator("research.search", "input"), bad.payload)

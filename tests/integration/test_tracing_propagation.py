@@ -62,7 +62,7 @@ async def test_plain_nats_subscriber_continues_the_trace(nats_server, bus, ledge
             client = await Requester(bus, "tester", registry=CapabilityRegistry()).start()
             resp = await client.request("plain", "plain.echo", {"text": "hi"}, timeout=5)
             await client.stop()
-            await rec.catch_up()
+            await rec.catch_up(holding=[resp.id])
     finally:
         await sub.unsubscribe()
         await nc.close()

@@ -75,7 +75,7 @@ class World:
             await asyncio.sleep(0.01)
         return self.answers
 
-    async def still_serves(self, a: int = 2, b: int = 3) -> None:
+    async def still_serves(self, a: int = 2, b: int = 3) -> Envelope:
         """A valid request right after the bad ones is answered with its RESPONSE."""
         req = new_request(sender="tester", recipient="adder", capability="math.add", payload={"a": a, "b": b})
         await self.bus.publish(req)
@@ -85,6 +85,7 @@ class World:
             await asyncio.sleep(0.01)
         (resp,) = [e for e in self.answers if e.causation_id == req.id and e.action is Action.RESPONSE]
         assert resp.payload == {"sum": a + b}
+        return resp
 
     async def accounted(self) -> None:
         await accounted(self.bus, self.ledger, self.recorder)

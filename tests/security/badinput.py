@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -88,13 +89,14 @@ class World:
         return resp
 
     async def accounted(self) -> None:
-        await accounted(self.bus, self.ledger, self.recorder)
+        await accounted(self.bus, self.ledger, self.recorder, holding=[a.id for a in self.answers])
 
 
-async def accounted(bus: Any, ledger: Any, recorder: Any) -> None:
+async def accounted(bus: Any, ledger: Any, recorder: Any, holding: Iterable[str] = ()) -> None:
     """Nothing neither answered nor recorded: every stream message is in SQLite as an event or a reject,
-    or is a second copy of an envelope id already there (which the store skips by design)."""
-    last = await recorder.catch_up()
+    or is a second copy of an envelope id already there (which the store skips by design).
+    `holding`: ids of answers already received, which must be in SQLite too."""
+    last = await recorder.catch_up(holding=holding)
     db = ledger.db
     seen = {p for (p,) in db.execute("select position from events union select position from rejects")}
     for seq in range(1, last + 1):

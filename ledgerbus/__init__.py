@@ -63,7 +63,7 @@ _EXPORTS: dict[str, str] = {
     "Directory": "ledgerbus.agents.directory",
     # orchestrator
     "Orchestrator": "ledgerbus.orchestrator.engine",
-    "ConversationResult": "ledgerbus.orchestrator.engine",
+    "ConversationResult": "ledgerbus.orchestrator.inflight",
     "Plan": "ledgerbus.orchestrator.plan",
     "Step": "ledgerbus.orchestrator.plan",
     "PlanContext": "ledgerbus.orchestrator.plan",
@@ -126,7 +126,8 @@ if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus.orchestrator.replaymodes import re_execute, resimulate
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
     from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
-    from ledgerbus.orchestrator.engine import ConversationResult, Orchestrator
+    from ledgerbus.orchestrator.engine import Orchestrator
+    from ledgerbus.orchestrator.inflight import ConversationResult
     from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, Step
     from ledgerbus.orchestrator.policy import (BreakerPolicy, FallbackCapability, FallbackValue, PolicySet,
                                                RateLimitPolicy, TaskPolicy)

@@ -13,7 +13,6 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
@@ -22,10 +21,11 @@ from ledgerbus.agents.directory import Directory
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester
 from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError
-from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskState, TaskStatus, apply, fold
-from ledgerbus.ids import now_ms, uuid7
+from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskState, TaskStatus, fold
+from ledgerbus.ids import now_ms
 from ledgerbus.orchestrator.aggregate import Outcome
 from ledgerbus.orchestrator.breaker import BreakerRegistry, BreakerState
+from ledgerbus.orchestrator.inflight import ConversationResult, Run, StepResult, step_task_id
 from ledgerbus.orchestrator.outcome import ConversationOutcome, StepReport
 from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, SingleStepDecomposer, Step
 from ledgerbus.orchestrator.policy import FallbackCapability, FallbackValue, PolicySet, TaskPolicy
@@ -51,63 +51,6 @@ _AGENT_FAULTS = frozenset(
         ErrorCode.INVALID_OUTPUT.value,
     }
 )
-
-
-@dataclass
-class ConversationResult:
-    """What `Orchestrator.run` returns: never an exception for an agent's failure."""
-
-    conversation_id: str
-    status: ConversationStatus
-    result: dict[str, Any] | None
-    outcome: ConversationOutcome
-    state: ConversationState
-
-    @property
-    def ok(self) -> bool:
-        return self.status is ConversationStatus.DONE
-
-
-@dataclass
-class _StepResult:
-    step: Step
-    task_id: str
-    ok: bool
-    payload: dict[str, Any] | None = None
-    agent: str | None = None
-    fallback: bool = False
-    error: ErrorInfo | None = None
-    attempts: int = 0
-
-
-@dataclass
-class _Run:
-    """One conversation in flight: its folded state and a wake-up per task."""
-
-    state: ConversationState
-    root: Envelope
-    wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
-    applied: set[str] = field(default_factory=set)  # envelope ids folded so far (ours when sent, others when heard)
-    requests: dict[str, Envelope] = field(default_factory=dict)  # task id -> its latest REQUEST
-
-    def fold_in(self, env: Envelope) -> bool:
-        if env.id in self.applied:
-            return False
-        self.applied.add(env.id)
-        apply(self.state, env)
-        if env.action is Action.REQUEST:
-            self.requests[env.task_id] = env
-        return True
-
-    def wake(self, task_id: str) -> None:
-        ev = self.wakeups.get(task_id)
-        if ev is not None:
-            ev.set()
-
-
-def step_task_id(conversation_id: str, step_id: str) -> str:
-    """Deterministic, so a recovering orchestrator finds the tasks its predecessor started."""
-    return f"{conversation_id}_{step_id}"
 
 
 class Orchestrator:
@@ -144,7 +87,7 @@ class Orchestrator:
             default_rate=rate.agent_rate,
             default_burst=rate.agent_burst,
         )
-        self.runs: dict[str, _Run] = {}
+        self.runs: dict[str, Run] = {}
         self.sent_requests = 0  # REQUESTs to agents, first attempts and retries alike
         self.publish_patience = 60.0  # seconds an envelope is re-published while the server is unreachable
         self.breaker_log: list[tuple[str, BreakerState, BreakerState]] = []
@@ -174,7 +117,7 @@ class Orchestrator:
         log.info("breaker %s: %s -> %s", agent, old.value, new.value)
         self.breaker_log.append((agent, old, new))
 
-    async def _emit(self, run: _Run, env: Envelope) -> None:
+    async def _emit(self, run: Run, env: Envelope) -> None:
         # Fold before publishing: an answer can arrive before our PubAck does.
         run.fold_in(env)
         await self._publish(env)
@@ -204,7 +147,7 @@ class Orchestrator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _decision(self, run: _Run, request: Envelope, code: ErrorCode, message: str, *,
+    async def _decision(self, run: Run, request: Envelope, code: ErrorCode, message: str, *,
                         retryable: bool = False, details: dict[str, Any] | None = None) -> None:
         """Record a decision as an ERROR from the orchestrator about `request`'s task."""
         err = ErrorInfo(code=code.value, message=message, retryable=retryable, details=details or {})
@@ -232,7 +175,7 @@ class Orchestrator:
         return await self._conduct(root, publish_root=True)
 
     async def _conduct(self, root: Envelope, *, publish_root: bool) -> ConversationResult:
-        run = _Run(ConversationState(conversation_id=root.conversation_id), root)
+        run = Run(ConversationState(conversation_id=root.conversation_id), root)
         self.runs[root.conversation_id] = run
         try:
             if publish_root:
@@ -263,7 +206,7 @@ class Orchestrator:
             return None
         if root.conversation_id in self.runs:
             return None
-        run = _Run(ConversationState(conversation_id=root.conversation_id), root)
+        run = Run(ConversationState(conversation_id=root.conversation_id), root)
         for env in events:
             run.fold_in(env)
         self.runs[root.conversation_id] = run
@@ -292,7 +235,7 @@ class Orchestrator:
             raise ConfigError("no conversation to re-run tasks of: its root REQUEST is not in the events")
         if root.conversation_id in self.runs:
             raise ConfigError(f"conversation {root.conversation_id} is running in this orchestrator")
-        run = _Run(ConversationState(conversation_id=root.conversation_id), root)
+        run = Run(ConversationState(conversation_id=root.conversation_id), root)
         for env in events:
             run.fold_in(env)
         self.runs[root.conversation_id] = run
@@ -328,21 +271,21 @@ class Orchestrator:
 
         await serve(self, recover=recover, concurrency=concurrency, stop=stop, ready=ready)
 
-    async def _execute(self, run: _Run) -> ConversationResult:
+    async def _execute(self, run: Run) -> ConversationResult:
         root = run.root
         try:
             plan = self.decomposer.plan(root.capability, root.payload)
         except LedgerbusError as exc:
             return await self._finish(run, None, [], Outcome.FAILED, [f"could not plan {root.capability}: {exc}"])
-        results: dict[str, _StepResult] = {}
-        running: dict[str, asyncio.Task[_StepResult]] = {}
+        results: dict[str, StepResult] = {}
+        running: dict[str, asyncio.Task[StepResult]] = {}
         ctx_results: dict[str, Any] = {}
 
         # Steps the ledger already shows as done (a resumed conversation) are not run again.
         for step in plan.order():
             t = run.state.tasks.get(step_task_id(root.conversation_id, step.id))
             if t is not None and t.status is TaskStatus.DONE:
-                results[step.id] = _StepResult(step, t.task_id, True, t.result, t.agent, t.fallback, t.error, t.attempts)
+                results[step.id] = StepResult(step, t.task_id, True, t.result, t.agent, t.fallback, t.error, t.attempts)
                 ctx_results[step.id] = t.result
 
         while True:
@@ -380,7 +323,7 @@ class Orchestrator:
         return await self._finish(run, final, reports, outcome, reasons)
 
     @staticmethod
-    def _report(plan: Plan, step: Step, res: _StepResult | None, root: Envelope) -> StepReport:
+    def _report(plan: Plan, step: Step, res: StepResult | None, root: Envelope) -> StepReport:
         if res is None:
             return StepReport(step=step.id, task_id=step_task_id(root.conversation_id, step.id),
                               capability=step.capability, status="SKIPPED",
@@ -399,7 +342,7 @@ class Orchestrator:
             return f"step {r.step} ({r.capability}) skipped: {why}"
         return f"step {r.step} ({r.capability}) failed after {r.attempts} attempt(s): {why}"
 
-    async def _finish(self, run: _Run, final: dict[str, Any] | None, reports: list[StepReport],
+    async def _finish(self, run: Run, final: dict[str, Any] | None, reports: list[StepReport],
                       outcome: Outcome, reasons: list[str]) -> ConversationResult:
         root = run.root
         payload = ConversationOutcome(status=outcome.value, result=final, steps=reports, reasons=reasons)
@@ -418,20 +361,20 @@ class Orchestrator:
 
     # -- one step -----------------------------------------------------------------------------
 
-    async def _run_step(self, run: _Run, plan: Plan, step: Step, ctx: PlanContext) -> _StepResult:
+    async def _run_step(self, run: Run, plan: Plan, step: Step, ctx: PlanContext) -> StepResult:
         task_id = step_task_id(run.root.conversation_id, step.id)
         try:
             payload = plan.build_input(step, ctx)
         except LedgerbusError as exc:
-            return _StepResult(step, task_id, False, error=ErrorInfo(code=ErrorCode.DEPENDENCY_FAILED.value, message=str(exc)))
+            return StepResult(step, task_id, False, error=ErrorInfo(code=ErrorCode.DEPENDENCY_FAILED.value, message=str(exc)))
         try:
             return await self._task(run, step, task_id, step.capability, payload)
         except Exception as exc:  # isolation: a bug in one step's plumbing fails that step, not the conversation
             log.exception("step %s failed in the orchestrator", step.id)
-            return _StepResult(step, task_id, False, error=ErrorInfo(code=ErrorCode.INTERNAL.value, message=f"{type(exc).__name__}: {exc}"))
+            return StepResult(step, task_id, False, error=ErrorInfo(code=ErrorCode.INTERNAL.value, message=f"{type(exc).__name__}: {exc}"))
 
-    async def _task(self, run: _Run, step: Step, task_id: str, capability: str, payload: dict[str, Any],
-                    *, fallback_depth: int = 0) -> _StepResult:
+    async def _task(self, run: Run, step: Step, task_id: str, capability: str, payload: dict[str, Any],
+                    *, fallback_depth: int = 0) -> StepResult:
         existing = run.state.tasks.get(task_id)
         attempt = 1
         last_error: ErrorInfo | None = None
@@ -499,9 +442,9 @@ class Orchestrator:
         return await self._give_up(run, step, task_id, capability, payload, policy, agent, prev_request,
                                    last_error, fallback_depth)
 
-    def _done(self, run: _Run, step: Step, task_id: str, agent: str | None) -> _StepResult:
+    def _done(self, run: Run, step: Step, task_id: str, agent: str | None) -> StepResult:
         t = run.state.tasks[task_id]
-        return _StepResult(step, task_id, True, t.result, agent, False, None, t.attempts)
+        return StepResult(step, task_id, True, t.result, agent, False, None, t.attempts)
 
     def _after_failure(self, agent: str, err: ErrorInfo, policy: TaskPolicy, attempt: int) -> bool:
         """Charge the breaker for the failure; whether to try again."""
@@ -516,9 +459,9 @@ class Orchestrator:
             breaker.release()  # the agent answered; the request was the problem
         return policy.retry.should_retry(attempt, err.retryable or err.code in RETRYABLE_CODES)
 
-    async def _give_up(self, run: _Run, step: Step, task_id: str, capability: str, payload: dict[str, Any],
+    async def _give_up(self, run: Run, step: Step, task_id: str, capability: str, payload: dict[str, Any],
                        policy: TaskPolicy, agent: str | None, prev_request: Envelope | None,
-                       last_error: ErrorInfo | None, fallback_depth: int) -> _StepResult:
+                       last_error: ErrorInfo | None, fallback_depth: int) -> StepResult:
         attempts = run.state.tasks[task_id].attempts if task_id in run.state.tasks else 0
         fb = policy.fallback
         if isinstance(fb, FallbackValue):
@@ -531,16 +474,16 @@ class Orchestrator:
                 details={"cause": _to_builtins(last_error) if last_error else None}))
             env.recipient = self.name
             await self._emit(run, env)
-            return _StepResult(step, task_id, True, fb.as_payload(), agent, True, last_error, attempts)
+            return StepResult(step, task_id, True, fb.as_payload(), agent, True, last_error, attempts)
         if isinstance(fb, FallbackCapability) and fallback_depth < 3:
             res = await self._task(run, step, f"{task_id}_fb{fallback_depth + 1}", fb.capability, payload,
                                    fallback_depth=fallback_depth + 1)
             res.fallback = res.ok
             res.error = res.error or last_error
             return res
-        return _StepResult(step, task_id, False, None, agent, False, last_error, attempts)
+        return StepResult(step, task_id, False, None, agent, False, last_error, attempts)
 
-    async def _attempt(self, run: _Run, request: Envelope, policy: TaskPolicy, *, publish: bool = True) -> ErrorInfo | None:
+    async def _attempt(self, run: Run, request: Envelope, policy: TaskPolicy, *, publish: bool = True) -> ErrorInfo | None:
         """Send one attempt (or, resuming, watch one already sent): None on RESPONSE, else why it failed."""
         task_id = request.task_id
         wake = run.wakeups.setdefault(task_id, asyncio.Event())
@@ -582,7 +525,3 @@ def _to_builtins(value: Any) -> Any:
     import msgspec
 
     return msgspec.to_builtins(value)
-
-
-def new_conversation_id() -> str:
-    return uuid7()

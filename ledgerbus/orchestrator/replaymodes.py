@@ -29,7 +29,8 @@ from ledgerbus.errors import ConfigError, LedgerbusError
 from ledgerbus.eventstore.base import StoredEvent
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskState, fold
 from ledgerbus.ids import now_ms, uuid7
-from ledgerbus.orchestrator.engine import ConversationResult, Orchestrator
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.orchestrator.inflight import ConversationResult
 from ledgerbus.orchestrator.plan import Decomposer
 from ledgerbus.orchestrator.policy import PolicySet
 from ledgerbus.schemas.codes import Action, ErrorCode

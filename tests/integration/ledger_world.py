@@ -9,7 +9,8 @@ from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.bus.connection import Bus
 from ledgerbus.eventstore.recorder import Recorder
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
-from ledgerbus.orchestrator.engine import ConversationResult, Orchestrator
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.orchestrator.inflight import ConversationResult
 
 
 async def record_articles(bus: Bus, store: SQLiteEventStore, topics: Sequence[str], *,

@@ -26,7 +26,8 @@ from ledgerbus.eventstore.fold import ConversationState, fold
 from ledgerbus.eventstore.recorder import Recorder
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
-from ledgerbus.orchestrator.engine import ConversationResult, Orchestrator
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.orchestrator.inflight import ConversationResult
 from ledgerbus.orchestrator.policy import FallbackValue, PolicySet, TaskPolicy
 from ledgerbus.schemas.envelope import new_request
 

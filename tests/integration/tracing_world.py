@@ -18,7 +18,8 @@ from ledgerbus.bus.connection import Bus
 from ledgerbus.eventstore.recorder import Recorder
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
-from ledgerbus.orchestrator.engine import ConversationResult, Orchestrator
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.orchestrator.inflight import ConversationResult
 from ledgerbus.orchestrator.policy import PolicySet, TaskPolicy
 from ledgerbus.schemas.capability import CapabilityRegistry
 from ledgerbus.schemas.envelope import Envelope

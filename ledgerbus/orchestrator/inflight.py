@@ -1,0 +1,70 @@
+"""A conversation in flight: its folded state, its tasks' wake-ups, and what running it returns."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, apply
+from ledgerbus.orchestrator.outcome import ConversationOutcome
+from ledgerbus.orchestrator.plan import Step
+from ledgerbus.schemas.codes import Action
+from ledgerbus.schemas.envelope import Envelope, ErrorInfo
+
+
+@dataclass
+class ConversationResult:
+    """What `Orchestrator.run` returns: never an exception for an agent's failure."""
+
+    conversation_id: str
+    status: ConversationStatus
+    result: dict[str, Any] | None
+    outcome: ConversationOutcome
+    state: ConversationState
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ConversationStatus.DONE
+
+
+@dataclass
+class StepResult:
+    step: Step
+    task_id: str
+    ok: bool
+    payload: dict[str, Any] | None = None
+    agent: str | None = None
+    fallback: bool = False
+    error: ErrorInfo | None = None
+    attempts: int = 0
+
+
+@dataclass
+class Run:
+    """One conversation in flight: its folded state and a wake-up per task."""
+
+    state: ConversationState
+    root: Envelope
+    wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+    applied: set[str] = field(default_factory=set)  # envelope ids folded so far (ours when sent, others when heard)
+    requests: dict[str, Envelope] = field(default_factory=dict)  # task id -> its latest REQUEST
+
+    def fold_in(self, env: Envelope) -> bool:
+        if env.id in self.applied:
+            return False
+        self.applied.add(env.id)
+        apply(self.state, env)
+        if env.action is Action.REQUEST:
+            self.requests[env.task_id] = env
+        return True
+
+    def wake(self, task_id: str) -> None:
+        ev = self.wakeups.get(task_id)
+        if ev is not None:
+            ev.set()
+
+
+def step_task_id(conversation_id: str, step_id: str) -> str:
+    """Deterministic, so a recovering orchestrator finds the tasks its predecessor started."""
+    return f"{conversation_id}_{step_id}"

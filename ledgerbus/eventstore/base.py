@@ -10,7 +10,7 @@ import msgspec
 from ledgerbus.schemas.envelope import Envelope
 
 
-class StoredEvent(msgspec.Struct, frozen=True):
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):  # untracked, as Envelope (schemas/envelope.py)
     """An envelope with its place in the ledger. `position` is the global order of truth."""
 
     position: int

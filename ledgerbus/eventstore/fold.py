@@ -44,7 +44,7 @@ _ERROR_STATUS = {
 TERMINAL = frozenset({TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT})
 
 
-class Decision(msgspec.Struct, frozen=True):
+class Decision(msgspec.Struct, frozen=True, gc=False):  # untracked, as Envelope (schemas/envelope.py)
     """An orchestrator decision recorded in the ledger (a retry, a stall, a fallback…)."""
 
     position: int
@@ -54,7 +54,7 @@ class Decision(msgspec.Struct, frozen=True):
     attempt: int
 
 
-class TaskState(msgspec.Struct, kw_only=True):
+class TaskState(msgspec.Struct, kw_only=True, gc=False):  # untracked, as Envelope (schemas/envelope.py)
     task_id: str
     capability: str
     agent: str  # the recipient of the latest REQUEST

@@ -388,3 +388,23 @@ def test_the_one_pass_decode_is_in_use_here() -> None:
     from ledgerbus.schemas import codec as codec_module
 
     assert codec_module._FAST  # else the tests above only compare msgspec with itself
+
+
+def test_envelopes_and_task_states_are_left_to_reference_counting():
+    """A replay decodes and folds a million envelopes: the cycle collector must not track and walk
+    each one (gc=False). Their payloads stay ordinary dicts, collected like any other."""
+    import gc
+
+    from ledgerbus.eventstore.base import StoredEvent
+    from ledgerbus.eventstore.fold import fold
+    from ledgerbus.schemas.envelope import StoredEnvelope
+
+    req = new_request(sender="a", recipient="b", capability="b.do", payload={"nested": {"list": [1, 2]}})
+    failed = answer(req, Action.ERROR, error=ErrorInfo(code="X", message="m", details={"k": [1]}))
+    codec = Codec()
+    env, err_env = codec.decode(codec.encode(req)), codec.decode(codec.encode(failed))
+    stored = msgspec.json.decode(codec.encode(req), type=StoredEnvelope)
+    task = fold([env, err_env]).tasks[req.task_id]
+    for obj in (env, err_env, err_env.error, stored, StoredEvent(1, env, b""), task):
+        assert not gc.is_tracked(obj), type(obj).__name__
+    assert gc.is_tracked(env.payload)

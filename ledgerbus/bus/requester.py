@@ -99,8 +99,11 @@ class Requester:
 
     def watch(self, task_id: str) -> asyncio.Queue[Envelope]:
         q: asyncio.Queue[Envelope] = asyncio.Queue()
-        self._watchers.setdefault(task_id, []).append(q)
+        self._watch(task_id, q)
         return q
+
+    def _watch(self, task_id: str, watcher: asyncio.Queue[Envelope] | _Final) -> None:
+        self._watchers.setdefault(task_id, []).append(watcher)
 
     def unwatch(self, task_id: str, q: asyncio.Queue[Envelope] | _Final) -> None:
         qs = self._watchers.get(task_id)
@@ -156,7 +159,7 @@ class Requester:
         env = self.build(recipient, capability, payload, **kw)
         # Not through `stream`: the ACK need not wake this task, and one timeout covers the wait.
         final = _Final(env.attempt)
-        self._watchers.setdefault(env.task_id, []).append(final)
+        self._watch(env.task_id, final)
         try:
             await self.bus.publish(env)
             try:

@@ -51,12 +51,16 @@ _ACTION = {a: a.value for a in Action}
 _NO_END = (GENESIS, 0, 0)
 
 
-def _present(conn: sqlite3.Connection, ids: list[str]) -> Iterator[str]:
-    marks = ",".join("?" * len(ids))
-    for (found,) in conn.execute(
-            f"SELECT id FROM events WHERE id IN ({marks}) UNION ALL SELECT id FROM compacted WHERE id IN ({marks})",
-            ids + ids):
-        yield found
+def _stored(conn: sqlite3.Connection, column: str, values: Sequence[Any]) -> set[Any]:
+    """Which of `values` the ledger holds in `column` ("id" or "position"), compacted rows included."""
+    found: set[Any] = set()
+    for i in range(0, len(values), _MAX_VARS):
+        chunk = list(values[i:i + _MAX_VARS])
+        marks = ",".join("?" * len(chunk))
+        found.update(r[0] for r in conn.execute(
+            f"SELECT {column} FROM events WHERE {column} IN ({marks})"
+            f" UNION ALL SELECT {column} FROM compacted WHERE {column} IN ({marks})", chunk + chunk))
+    return found
 
 
 def _stored_columns(e: Envelope, encode: Any = _json.encode) -> tuple[str, str | None]:
@@ -185,23 +189,14 @@ class SQLiteEventStore:
         if not events:
             return []
         conn = self.db.conn
-        seen_ids: set[str] = set()
-        seen_pos: set[int] = set()
         # Positions only need looking up when the batch reaches back into what is stored (a re-read after
         # a restart); the recorder's usual batch starts past the end, which two index seeks tell.
         stored_end = conn.execute("SELECT MAX(p) FROM (SELECT MAX(position) AS p FROM events"
                                   " UNION ALL SELECT MAX(position) FROM compacted)").fetchone()[0] or 0
         check_positions = events[0].position <= stored_end  # `events` comes sorted by position
         all_ids = [ev.envelope.id for ev in events]
-        for i in range(0, len(events), _MAX_VARS):
-            ids = all_ids[i:i + _MAX_VARS]
-            marks = ",".join("?" * len(ids))
-            seen_ids.update(_present(conn, ids))
-            if check_positions:
-                positions = [ev.position for ev in events[i:i + _MAX_VARS]]
-                seen_pos.update(r[0] for r in conn.execute(
-                    f"SELECT position FROM events WHERE position IN ({marks})"
-                    f" UNION ALL SELECT position FROM compacted WHERE position IN ({marks})", positions + positions))
+        seen_ids: set[str] = _stored(conn, "id", all_ids)
+        seen_pos: set[int] = _stored(conn, "position", [ev.position for ev in events]) if check_positions else set()
         if not seen_ids and not seen_pos and len(set(all_ids)) == len(all_ids) \
                 and len({ev.position for ev in events}) == len(events):
             return list(events)  # the usual batch: nothing stored, nothing repeated (checked in C, not per event)
@@ -299,12 +294,8 @@ class SQLiteEventStore:
 
     def holds(self, ids: Iterable[str]) -> set[str]:
         """Which of these envelope ids the ledger holds (compacted ones included)."""
-        wanted = list(dict.fromkeys(ids))
-        found: set[str] = set()
         with self._lock:
-            for i in range(0, len(wanted), _MAX_VARS):
-                found.update(_present(self.db.conn, wanted[i:i + _MAX_VARS]))
-        return found
+            return _stored(self.db.conn, "id", list(dict.fromkeys(ids)))
 
     def last_position(self) -> int:
         with self._lock:

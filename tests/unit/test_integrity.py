@@ -152,3 +152,18 @@ def test_duplicates_and_redeliveries_do_not_break_the_chain(tmp_path):
     assert store.append(evs[2:] + [StoredEvent(99, envs[0])]) == len(envs) - 3
     assert store.count() == len(envs) and store.verify().ok
     store.close()
+
+
+def test_an_envelope_stored_before_arriving_past_the_end_is_skipped(tmp_path):
+    from ledgerbus.eventstore.base import StoredEvent
+
+    # A duplicate past JetStream's window: an envelope already stored comes again at a new position beyond
+    # the ledger's end, in one batch with new envelopes. The new ones are stored and the chain stays whole.
+    store = SQLiteEventStore(tmp_path / "d.db")
+    envs = conversation(2)
+    assert store.append([StoredEvent(i + 1, e) for i, e in enumerate(envs[:3])]) == 3
+    later = [StoredEvent(10 + i, e) for i, e in enumerate([envs[1], *envs[3:]])]
+    assert store.append(later) == len(envs) - 3
+    assert [ev.envelope.id for ev in store.read()] == [e.id for e in envs]
+    assert store.verify().ok
+    store.close()

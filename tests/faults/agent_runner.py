@@ -66,7 +66,6 @@ async def main() -> None:
     args = p.parse_args()
     log = Log(args.db)
     kill_points: dict[str, str] = {}  # task id → where this task asks us to die
-    poison: dict[str, str] = {}
 
     agent = Agent("worker", registry=CapabilityRegistry())
 

@@ -19,7 +19,7 @@ import pytest
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope, new_request
 
-from faulthelp import eventually, kill9, spawn
+from faulthelp import kill9, spawn
 
 POINTS = ["none", "before_ack", "in_handler", "after_handler", "after_result", "before_jsack"]
 BACKOFF = (0.5, 1.5)

@@ -20,7 +20,7 @@ from ledgerbus.schemas.capability import CapabilityRegistry
 
 from faulthelp import eventually
 from ledgerbus.orchestrator.engine import Orchestrator
-from ledgerbus.orchestrator.policy import BreakerPolicy, PolicySet, RateLimitPolicy
+from ledgerbus.orchestrator.policy import PolicySet, RateLimitPolicy
 
 from orchestrator_runner import STEPS, FanOutIn
 

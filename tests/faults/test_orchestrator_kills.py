@@ -17,7 +17,7 @@ from ledgerbus.eventstore.recorder import Recorder
 from ledgerbus.ids import uuid7
 from ledgerbus.schemas.capability import CapabilityRegistry
 
-from faulthelp import eventually, kill9, spawn
+from faulthelp import kill9, spawn
 from orchestrator_runner import STEPS
 
 MID_KILLS = 3  # kills that land after some tasks finished and before the conversation did

@@ -7,7 +7,6 @@ import random
 import statistics
 from collections import Counter
 
-import pytest
 
 from ledgerbus.agents.sdk import AgentError
 from ledgerbus.eventstore.fold import ConversationStatus, TaskStatus, fold
@@ -20,7 +19,7 @@ from ledgerbus.orchestrator.policy import BreakerPolicy, FallbackValue, PolicySe
 from ledgerbus.schemas.capability import CapabilityRegistry
 from ledgerbus.schemas.codes import Action
 
-from orchestration_harness import FixedPlan, comparable, counting_agent, echo_input, runtime, start_all, stop_all, wait_until
+from orchestration_harness import FixedPlan, comparable, counting_agent, echo_input, runtime, start_all, stop_all
 
 FAST = TaskPolicy(receipt_timeout=0.5, stall_after=1.0, timeout=5.0,
                   retry=RetryPolicy(3, Backoff(0.05, 2.0, 0.5)))

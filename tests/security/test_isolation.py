@@ -6,7 +6,6 @@ reaches the fold's events, and beta keeps serving.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import msgspec

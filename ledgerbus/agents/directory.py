@@ -110,7 +110,7 @@ class Directory:
         )
         out: list[InstanceInfo] = []
         try:
-            left = (await sub.consumer_info()).num_pending
+            left = (await sub.consumer_info()).num_pending or 0
             while left > 0:
                 try:
                     msgs = await sub.fetch(min(left, 256), timeout=2.0)

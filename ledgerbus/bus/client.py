@@ -93,7 +93,7 @@ class Client(_NatsClient):
             await self._flush_pending()
 
 
-def _fits(nats_client: type) -> bool:
+def _fits(nats_client: type[_NatsClient]) -> bool:
     """True when nats-py still has the private methods and fields the overrides above stand on."""
     try:
         send = list(inspect.signature(nats_client._send_publish).parameters)

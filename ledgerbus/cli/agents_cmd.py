@@ -74,7 +74,7 @@ async def _agents(name: str | None, history: int, url: str | None, prefix: str |
             raise UnknownAgent(f"unknown agent {name!r}: no live instance in the directory "
                                f"(live agents: {', '.join(sorted(live)) or 'none'})")
         live = {name: live[name]}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for agent in sorted(set(live) | (set(brk) if name is None else set())):
         insts = live.get(agent, [])
         caps = sorted({c.name for i in insts for c in i.capabilities})

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,7 +29,7 @@ DataDirOption = typer.Option(".ledgerbus", "--data-dir", envvar="LEDGERBUS_DATA_
 JsonOption = typer.Option(False, "--json", help="machine-readable JSON output")
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     # One line, never wrapped; escaped, because messages quote user input and patterns like [a-z0-9_-].
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -204,6 +204,7 @@ def _import(source: Path, into: Path | None, url: str | None, prefix: str | None
     else:
         from ledgerbus.cli.progress import bar
 
+        assert into is not None  # exactly one of --into and --url, checked above
         store = _store(into, readonly=False, create=True)
         try:
             with bar(f"importing {source.name}") as tick:

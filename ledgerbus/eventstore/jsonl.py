@@ -135,10 +135,11 @@ def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: t
         n += 1
         if progress is not None and n % 5000 == 0:
             progress(n, max(total, n))
-    for row in conn.execute("SELECT conversation_id, status, events, first_position, last_position, head_hash, hash,"
-                            f" state FROM snapshots {where} ORDER BY conversation_id", args).fetchall():
-        state = row[7].encode() if isinstance(row[7], str) else bytes(row[7])
-        body = msgspec.json.encode(_SnapshotLine(*row[:7], msgspec.Raw(state)))
+    for cid, status, count, first, last, head_hash, digest, state in conn.execute(
+            "SELECT conversation_id, status, events, first_position, last_position, head_hash, hash,"
+            f" state FROM snapshots {where} ORDER BY conversation_id", args).fetchall():
+        raw = state.encode() if isinstance(state, str) else bytes(state)
+        body = msgspec.json.encode(_SnapshotLine(cid, status, count, first, last, head_hash, digest, msgspec.Raw(raw)))
         out.write(b'{"snapshot":%s}\n' % body)
         n += 1
     return n

@@ -45,28 +45,28 @@ def ensure_schema(db: sqlite_utils.Database) -> bool:
         db.conn.execute(_EVENTS)
         # Only the indexes replay and dedup need: every extra one costs each append a B-tree insert.
         # Time filters ride the position scan (timestamps follow positions closely).
-        db["events"].create_index(["id"], unique=True)
-        db["events"].create_index(["conversation_id", "position"])
+        db.table("events").create_index(["id"], unique=True)
+        db.table("events").create_index(["conversation_id", "position"])
     if "rejects" not in db.table_names():
-        db["rejects"].create(
+        db.table("rejects").create(
             {"position": int, "subject": str, "data": bytes, "code": str, "reason": str}, pk="position"
         )
     if "meta" not in db.table_names():
-        db["meta"].create({"key": str, "value": str}, pk="key")
+        db.table("meta").create({"key": str, "value": str}, pk="key")
     if "gaps" not in db.table_names():
         # JetStream sequences the recorder never saw (retention, a purge): reported, never silent.
-        db["gaps"].create({"first": int, "last": int}, pk="first")
+        db.table("gaps").create({"first": int, "last": int}, pk="first")
     if "chain_heads" not in db.table_names():
-        db["chain_heads"].create({"conversation_id": str, "hash": str, "count": int, "last_position": int},
+        db.table("chain_heads").create({"conversation_id": str, "hash": str, "count": int, "last_position": int},
                                  pk="conversation_id")
     # Compaction keeps each removed event's chain link, so the ledger stays verifiable.
     if "compacted" not in db.table_names():
-        db["compacted"].create({"position": int, "conversation_id": str, "id": str, "prev_hash": str, "hash": str},
+        db.table("compacted").create({"position": int, "conversation_id": str, "id": str, "prev_hash": str, "hash": str},
                                pk="position")
-        db["compacted"].create_index(["conversation_id", "position"])
-        db["compacted"].create_index(["id"], unique=True)
+        db.table("compacted").create_index(["conversation_id", "position"])
+        db.table("compacted").create_index(["id"], unique=True)
     if "snapshots" not in db.table_names():
-        db["snapshots"].create({"conversation_id": str, "status": str, "events": int, "first_position": int,
+        db.table("snapshots").create({"conversation_id": str, "status": str, "events": int, "first_position": int,
                                 "last_position": int, "head_hash": str, "state": bytes, "hash": str},
                                pk="conversation_id")
     if "hash" not in db["events"].columns_dict:

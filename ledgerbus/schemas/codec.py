@@ -59,7 +59,7 @@ def error_path(exc: msgspec.ValidationError) -> str | None:
 
 def _retypes() -> bool:
     """True when a decoded StoredEnvelope can become an Envelope in place (same layout, as msgspec builds them)."""
-    probe = msgspec.json.decode(b'{"id":"a","conversationId":"a","taskId":"a","sender":"a","recipient":"a",'
+    probe: Any = msgspec.json.decode(b'{"id":"a","conversationId":"a","taskId":"a","sender":"a","recipient":"a",'
                                 b'"action":"ACK","capability":"a"}', type=StoredEnvelope)
     try:
         probe.__class__ = Envelope

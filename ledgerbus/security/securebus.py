@@ -46,14 +46,16 @@ class SigningJetStream(PipelinedJetStream):
         return {**(headers or {}), SIG_HEADER: self._identity.sign(payload)}
 
     async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
-                      stream: str | None = None, headers: dict[str, Any] | None = None, **kw: Any) -> api.PubAck:
+                      stream: str | None = None, headers: dict[str, Any] | None = None,
+                      msg_ttl: float | None = None) -> api.PubAck:
         return await super().publish(subject, payload, timeout=timeout, stream=stream,
-                                     headers=self._signed(subject, payload, headers), **kw)
+                                     headers=self._signed(subject, payload, headers), msg_ttl=msg_ttl)
 
     async def publish_async(self, subject: str, payload: bytes = b"", wait_stall: float | None = None,
-                            stream: str | None = None, headers: dict[str, Any] | None = None, **kw: Any) -> Any:
+                            stream: str | None = None, headers: dict[str, Any] | None = None,
+                            msg_ttl: float | None = None) -> "asyncio.Future[api.PubAck]":
         return await super().publish_async(subject, payload, wait_stall=wait_stall, stream=stream,
-                                           headers=self._signed(subject, payload, headers), **kw)
+                                           headers=self._signed(subject, payload, headers), msg_ttl=msg_ttl)
 
 
 class SecureBus(Bus):

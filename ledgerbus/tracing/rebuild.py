@@ -124,8 +124,8 @@ def _conversation_span(root: Envelope, envelopes: Sequence[Envelope], context: S
     events = []
     for e in mine:
         if e.error is not None:
-            name, attrs = C.decision_event(e)
-            events.append(Event(name, attrs, timestamp=_ns(e.timestamp)))
+            name, event_attrs = C.decision_event(e)
+            events.append(Event(name, event_attrs, timestamp=_ns(e.timestamp)))
     final = next((e for e in reversed(mine) if e.task_id == root.task_id and e.action in _FINAL), None)
     attrs: dict[str, Any] = {**C.conversation_attributes(root), C.LB_REBUILT: True}
     status = Status(StatusCode.UNSET)

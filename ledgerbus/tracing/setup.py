@@ -21,6 +21,7 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +137,7 @@ def configure_from_env(environ: dict[str, str] | None = None) -> bool:
     return True
 
 
-def _configure_with(env: dict[str, str]) -> None:
+def _configure_with(env: Mapping[str, str]) -> None:
     sampler = sampler_from_env(env)  # first: a bad value must not leave exporter threads behind
     configure(processor=_multi([BatchSpanProcessor(e) for e in exporters_from_env(env)]),
               sampler=sampler, service_name=env.get("OTEL_SERVICE_NAME") or None)

@@ -7,8 +7,9 @@ agree on, falling back to start time for spans that stand for no envelope.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import ReadableSpan
@@ -31,7 +32,7 @@ def _sort_key(span: ReadableSpan) -> tuple[str, int, str]:
 
 
 def label(span: ReadableSpan, opts: TreeOptions) -> str:
-    attrs = span.attributes or {}
+    attrs: Mapping[str, Any] = span.attributes or {}
     service = span.resource.attributes.get(SERVICE_NAME, "?")
     parts = [f"{span.name} ({service})"]
     op = attrs.get(C.OPERATION_TYPE)

@@ -6,6 +6,7 @@ computed here as it is appended, in the same transaction; `chain_heads` holds ea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 import threading
@@ -32,16 +33,13 @@ _COLUMNS = ("position, id, conversation_id, task_id, causation_id, sender, recip
             " timestamp, envelope, prev_hash, hash")
 
 
+@functools.cache
 def _insert(*, or_ignore: bool, stored_columns: bool) -> str:
-    # Ledgers written before payload and error became virtual columns store both; they go on being written.
+    """OR IGNORE once the batch's stored ids were looked up and left out; a plain INSERT for a batch
+    presumed fresh, so that an id stored before raises. Ledgers written before payload and error became
+    virtual columns store both; they go on being written."""
     columns, marks = (_COLUMNS + ", payload, error", 16) if stored_columns else (_COLUMNS, 14)
     return f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO events ({columns}) VALUES ({','.join('?' * marks)})"
-
-
-# [or_ignore][stored_columns]: OR IGNORE once the batch's stored ids were looked up and left out (so only a
-# position taken meanwhile is skipped); a plain INSERT for a batch presumed fresh, so a stored id raises.
-_INSERTS = {ignore: {cols: _insert(or_ignore=ignore, stored_columns=cols) for cols in (False, True)}
-            for ignore in (False, True)}
 _UPSERT_HEAD = (
     "INSERT INTO chain_heads (conversation_id, hash, count, last_position) VALUES (?,?,?,?)"
     " ON CONFLICT(conversation_id) DO UPDATE SET hash = excluded.hash, count = excluded.count,"
@@ -136,18 +134,17 @@ class SQLiteEventStore:
         batch = sorted(events, key=_by_position)
         with self._lock:
             conn = self.db.conn
-            presumed = True
+            presume = True
             while True:
                 # IMMEDIATE: the chain ends read below stay ours until commit, even with another writer on the file.
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    presumed = presumed and self._presumed_fresh(batch)
-                    new = self._append_locked(batch, rejects, checkpoint, gaps, presumed=presumed)
+                    new = self._append_locked(batch, rejects, checkpoint, gaps, presume=presume)
                 except sqlite3.IntegrityError:
                     conn.rollback()
-                    if not presumed:
+                    if not presume:
                         raise
-                    presumed = False  # an id was stored before (a duplicate past JetStream's window): look them up
+                    presume = False  # an id was stored before (a duplicate past JetStream's window): look them up
                     continue
                 except BaseException:
                     conn.rollback()
@@ -156,9 +153,11 @@ class SQLiteEventStore:
                 return new
 
     def _append_locked(self, events: list[StoredEvent], rejects: Sequence[Rejected], checkpoint: int | None,
-                       gaps: Sequence[tuple[int, int]], *, presumed: bool) -> int:
+                       gaps: Sequence[tuple[int, int]], *, presume: bool) -> int:
         conn = self.db.conn
-        fresh = events if presumed else self._fresh(events)
+        stored_end = self._stored_end() if events else 0
+        presumed = presume and self._presumed_fresh(events, stored_end)
+        fresh = events if presumed else self._fresh(events, stored_end)
         heads = self._load_heads({ev.envelope.conversation_id for ev in fresh})
         rows: list[tuple[Any, ...]] = []
         # The hot loop of every append: chain ends as plain tuples (hash, count, last position).
@@ -180,7 +179,7 @@ class SQLiteEventStore:
             ends[cid] = (digest, count + 1, pos)
             add_row((pos, e.id, cid, e.task_id, e.causation_id, e.sender, e.recipient, action[e.action],
                      e.capability, e.attempt, e.timestamp, raw, prev, digest))
-        insert = _INSERTS[not presumed][self._stores_payload]
+        insert = _insert(or_ignore=not presumed, stored_columns=self._stores_payload)
         if self._stores_payload:
             conn.executemany(insert, [row + _stored_columns(ev.envelope) for row, ev in zip(rows, fresh)])
         else:
@@ -207,14 +206,14 @@ class SQLiteEventStore:
         return self.db.conn.execute("SELECT MAX(p) FROM (SELECT MAX(position) AS p FROM events"
                                     " UNION ALL SELECT MAX(position) FROM compacted)").fetchone()[0] or 0
 
-    def _presumed_fresh(self, events: list[StoredEvent]) -> bool:
+    def _presumed_fresh(self, events: list[StoredEvent], stored_end: int) -> bool:
         """The recorder's usual batch: past the stored end, nothing repeated within it, no id a compacted
         conversation holds. Its ids are then left to the unique index (a plain INSERT raises on one stored
         before) rather than looked up first: about 6% of an append."""
         if not events:
             return True
         conn = self.db.conn
-        if events[0].position <= self._stored_end():  # `events` comes sorted by position
+        if events[0].position <= stored_end:  # `events` comes sorted by position
             return False
         ids = [ev.envelope.id for ev in events]
         if len(set(ids)) != len(ids) or len({ev.position for ev in events}) != len(events):
@@ -223,14 +222,14 @@ class SQLiteEventStore:
             return not _stored(conn, "id", ids, ("compacted",))
         return True
 
-    def _fresh(self, events: list[StoredEvent]) -> list[StoredEvent]:
+    def _fresh(self, events: list[StoredEvent], stored_end: int) -> list[StoredEvent]:
         """The events whose id and position are not stored yet (nor repeated earlier in the batch)."""
         if not events:
             return []
         conn = self.db.conn
         # Positions only need looking up when the batch reaches back into what is stored (a re-read after
         # a restart).
-        check_positions = events[0].position <= self._stored_end()  # `events` comes sorted by position
+        check_positions = events[0].position <= stored_end  # `events` comes sorted by position
         seen_ids: set[str] = _stored(conn, "id", [ev.envelope.id for ev in events])
         seen_pos: set[int] = _stored(conn, "position", [ev.position for ev in events]) if check_positions else set()
         out: list[StoredEvent] = []

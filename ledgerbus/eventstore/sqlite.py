@@ -36,8 +36,8 @@ _COLUMNS = ("position, id, conversation_id, task_id, causation_id, sender, recip
 @functools.cache
 def _insert(*, or_ignore: bool, stored_columns: bool) -> str:
     """OR IGNORE once the batch's stored ids were looked up and left out; a plain INSERT for a batch
-    presumed fresh, so that an id stored before raises. Ledgers written before payload and error became
-    virtual columns store both; they go on being written."""
+    presumed fresh, so that an id stored before raises. The oldest ledgers store payload and error beside
+    the envelope; they go on being written."""
     columns, marks = (_COLUMNS + ", payload, error", 16) if stored_columns else (_COLUMNS, 14)
     return f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO events ({columns}) VALUES ({','.join('?' * marks)})"
 _UPSERT_HEAD = (

@@ -1,9 +1,11 @@
-"""The events table's query columns: payload and error stay queryable with SQL, in new and older ledgers."""
+"""The ledger's SQL face: the `envelopes` view reads payload and error out of the envelope, in new and older
+ledgers, without the events table computing or storing them on each append."""
 
 from __future__ import annotations
 
 import sqlite3
 
+import msgspec
 import sqlite_utils
 from test_integrity import conversation
 
@@ -27,13 +29,62 @@ def _ledger_with_error(tmp_path) -> sqlite3.Connection:
     return sqlite3.connect(path)
 
 
-def test_payload_and_error_are_queryable_without_being_stored_twice(tmp_path):
+_QUERY = ("SELECT action, json_extract(payload, '$.text'), json_extract(payload, '$.n'),"
+          " json_extract(error, '$.code'), json_extract(envelope, '$.sender') FROM envelopes ORDER BY position")
+_ROWS = [("REQUEST", "é", 2.5, None, "client"), ("ERROR", None, None, "HANDLER_FAILED", "worker")]
+
+
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    return {r[1] for r in conn.execute("PRAGMA table_xinfo(events)")}
+
+
+def test_payload_and_error_are_queryable_without_the_events_table_holding_them(tmp_path):
     conn = _ledger_with_error(tmp_path)
-    rows = conn.execute("SELECT action, json_extract(payload, '$.text'), json_extract(payload, '$.n'),"
-                        " json_extract(error, '$.code') FROM events ORDER BY position").fetchall()
-    assert rows == [("REQUEST", "é", 2.5, None), ("ERROR", None, None, "HANDLER_FAILED")]
-    hidden = {r[1]: r[6] for r in conn.execute("PRAGMA table_xinfo(events)")}
-    assert hidden["payload"] != 0 and hidden["error"] != 0  # generated from the envelope, not written
+    assert conn.execute(_QUERY).fetchall() == _ROWS
+    # Not even as generated columns: SQLite computes those on every INSERT.
+    assert not _columns(conn) & {"payload", "error"}
+    conn.close()
+
+
+def _virtual_layout(path) -> None:
+    """The events table as the release before created it: payload and error VIRTUAL generated columns."""
+    sqlite_utils.Database(path).conn.executescript("""
+        CREATE TABLE events (position INTEGER PRIMARY KEY, id TEXT NOT NULL, conversation_id TEXT NOT NULL,
+            task_id TEXT NOT NULL, causation_id TEXT, sender TEXT NOT NULL, recipient TEXT NOT NULL,
+            action TEXT NOT NULL, capability TEXT NOT NULL, attempt INTEGER NOT NULL, timestamp INTEGER NOT NULL,
+            envelope BLOB NOT NULL, prev_hash TEXT, hash TEXT,
+            payload TEXT GENERATED ALWAYS AS (json_extract(CAST(envelope AS TEXT), '$.payload')) VIRTUAL,
+            error TEXT GENERATED ALWAYS AS (json_extract(CAST(envelope AS TEXT), '$.error')) VIRTUAL);
+        CREATE UNIQUE INDEX idx_events_id ON events (id);
+        CREATE INDEX idx_events_conversation_id_position ON events (conversation_id, position);
+    """)
+
+
+def test_a_ledger_with_virtual_payload_columns_drops_them_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "virtual.db"
+    _virtual_layout(path)
+    first = conversation(1)
+    # Written as the release before wrote it (its own store appended these rows).
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany("INSERT INTO events (position, id, conversation_id, task_id, causation_id, sender, recipient,"
+                         " action, capability, attempt, timestamp, envelope) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                         [(i + 1, e.id, e.conversation_id, e.task_id, e.causation_id, e.sender, e.recipient,
+                           e.action.value, e.capability, e.attempt, e.timestamp, msgspec.json.encode(e))
+                          for i, e in enumerate(first)])
+    conn.close()
+    store = SQLiteEventStore(path)
+    store.rechain()  # the rows above carry no chain links; the release before would have written them
+    errs = _with_error()
+    assert store.append_envelopes(errs) == 2
+    assert [ev.envelope for ev in store.read()] == first + errs
+    assert store.verify().ok
+    store.close()
+    conn = sqlite3.connect(path)
+    assert not _columns(conn) & {"payload", "error"}
+    assert conn.execute(_QUERY.replace("ORDER BY position", "ORDER BY position DESC LIMIT 2")).fetchall() == _ROWS[::-1]
+    assert conn.execute("SELECT json_extract(payload, '$.n') FROM envelopes WHERE position = 1").fetchone() == (
+        first[0].payload["n"],)
     conn.close()
 
 
@@ -60,9 +111,10 @@ def test_an_older_ledger_goes_on_storing_its_payload_columns(tmp_path):
     store.close()
     conn = sqlite3.connect(path)
     got = conn.execute("SELECT payload, error FROM events ORDER BY position DESC LIMIT 2").fetchall()
-    conn.close()
     assert got[0][1] is not None and '"HANDLER_FAILED"' in got[0][1]
     assert got[1] == ('{"text":"é","n":2.5}', None)
+    assert conn.execute(_QUERY.replace("ORDER BY position", "ORDER BY position DESC LIMIT 2")).fetchall() == _ROWS[::-1]
+    conn.close()
 
 
 def test_a_batch_reaching_back_into_stored_positions_skips_them(tmp_path):
@@ -83,6 +135,6 @@ def test_a_damaged_envelope_leaves_its_row_selectable(tmp_path):
     conn = _ledger_with_error(tmp_path)
     with conn:
         conn.execute("UPDATE events SET envelope = ? WHERE position = 1", (b"{garbage",))
-    assert conn.execute("SELECT envelope, payload, error FROM events WHERE position = 1").fetchone() == (
-        b"{garbage", None, None)
+    assert conn.execute("SELECT envelope, payload, error FROM envelopes WHERE position = 1").fetchone() == (
+        "{garbage", None, None)
     conn.close()

@@ -155,6 +155,21 @@ def test_duplicates_and_redeliveries_do_not_break_the_chain(tmp_path):
     store.close()
 
 
+def test_an_event_repeated_within_a_batch_past_the_end_is_stored_once(tmp_path):
+    from ledgerbus.eventstore.base import StoredEvent
+
+    # Past the ledger's end, nothing is looked up first: the repeats must still be caught. The same event
+    # twice, the same envelope at a second position, and another envelope at a position already taken.
+    store = SQLiteEventStore(tmp_path / "d.db")
+    envs, other = conversation(1), conversation(1)[0]
+    evs = [StoredEvent(i + 1, e) for i, e in enumerate(envs)]
+    batch = [*evs[:3], evs[2], StoredEvent(50, envs[0]), *evs[3:], StoredEvent(2, other)]
+    assert store.append(batch) == len(envs)
+    assert [(ev.position, ev.envelope.id) for ev in store.read()] == [(ev.position, ev.envelope.id) for ev in evs]
+    assert store.holds([other.id]) == set() and store.verify().ok
+    store.close()
+
+
 def test_an_envelope_stored_before_arriving_past_the_end_is_skipped(tmp_path):
     from ledgerbus.eventstore.base import StoredEvent
 

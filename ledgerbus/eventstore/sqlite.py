@@ -10,7 +10,8 @@ import functools
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import sqlite_utils
 
 from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
-from ledgerbus.eventstore.sqlite_schema import ensure_schema, stores_payload
+from ledgerbus.eventstore.sqlite_schema import ensure_schema, legacy_columns
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
 from ledgerbus.schemas.codes import Action
@@ -29,17 +30,18 @@ _json = msgspec.json.Encoder()
 _env_decoder = msgspec.json.Decoder(Envelope)
 _trusted_decoder = msgspec.json.Decoder(StoredEnvelope)
 
-_COLUMNS = ("position, id, conversation_id, task_id, causation_id, sender, recipient, action, capability, attempt,"
-            " timestamp, envelope, prev_hash, hash")
+_COLUMNS = ("position", "id", "conversation_id", "sender", "recipient", "action", "capability", "timestamp",
+            "envelope", "prev_hash", "hash")
 
 
 @functools.cache
-def _insert(*, or_ignore: bool, stored_columns: bool) -> str:
+def _insert(*, or_ignore: bool, legacy: tuple[str, ...]) -> str:
     """OR IGNORE once the batch's stored ids were looked up and left out; a plain INSERT for a batch
-    presumed fresh, so that an id stored before raises. The oldest ledgers store payload and error beside
-    the envelope; they go on being written."""
-    columns, marks = (_COLUMNS + ", payload, error", 16) if stored_columns else (_COLUMNS, 14)
-    return f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO events ({columns}) VALUES ({','.join('?' * marks)})"
+    presumed fresh, so that an id stored before raises. `legacy`: the columns an older ledger stores
+    beside the envelope (they go on being written)."""
+    columns = _COLUMNS + legacy
+    return (f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO events ({', '.join(columns)})"
+            f" VALUES ({','.join('?' * len(columns))})")
 _UPSERT_HEAD = (
     "INSERT INTO chain_heads (conversation_id, hash, count, last_position) VALUES (?,?,?,?)"
     " ON CONFLICT(conversation_id) DO UPDATE SET hash = excluded.hash, count = excluded.count,"
@@ -73,8 +75,14 @@ def _stored(conn: sqlite3.Connection, column: str, values: Sequence[Any],
     return found
 
 
-def _stored_columns(e: Envelope, encode: Any = _json.encode) -> tuple[str, str | None]:
-    return encode(e.payload).decode(), encode(e.error).decode() if e.error is not None else None
+def _encoded(value: Any) -> str | None:
+    return _json.encode(value).decode() if value is not None else None
+
+
+_LEGACY_VALUE: dict[str, Callable[[Envelope], Any]] = {
+    "task_id": attrgetter("task_id"), "causation_id": attrgetter("causation_id"), "attempt": attrgetter("attempt"),
+    "payload": lambda e: _encoded(e.payload), "error": lambda e: _encoded(e.error),
+}
 
 
 class SQLiteEventStore:
@@ -103,7 +111,7 @@ class SQLiteEventStore:
             self.db.conn.execute("PRAGMA synchronous=NORMAL")
             if ensure_schema(self.db):
                 self.rechain()
-        self._stores_payload = stores_payload(self.db)
+        self._legacy = legacy_columns(self.db)
 
     def rechain(self) -> int:
         """Recompute every chain from the stored bytes (after a migration or an import). Returns events chained."""
@@ -184,11 +192,12 @@ class SQLiteEventStore:
             raw = ev.raw or encode(e)
             digest = sha256(prev.encode() + raw).hexdigest()  # = integrity.chain_hash(prev, raw), inlined
             ends[cid] = (digest, count + 1, pos)
-            add_row((pos, e.id, cid, e.task_id, e.causation_id, e.sender, e.recipient, action[e.action],
-                     e.capability, e.attempt, e.timestamp, raw, prev, digest))
-        insert = _insert(or_ignore=not presumed, stored_columns=self._stores_payload)
-        if self._stores_payload:
-            conn.executemany(insert, [row + _stored_columns(ev.envelope) for row, ev in zip(rows, fresh)])
+            add_row((pos, e.id, cid, e.sender, e.recipient, action[e.action], e.capability, e.timestamp, raw, prev,
+                     digest))
+        insert = _insert(or_ignore=not presumed, legacy=self._legacy)
+        if self._legacy:
+            values = [_LEGACY_VALUE[c] for c in self._legacy]
+            conn.executemany(insert, [row + tuple(v(ev.envelope) for v in values) for row, ev in zip(rows, fresh)])
         else:
             conn.executemany(insert, rows)
         conn.executemany(_UPSERT_HEAD, [(c, *end) for c, end in ends.items()])  # every loaded end was extended

@@ -9,13 +9,10 @@ CREATE TABLE [events] (
     [position] INTEGER PRIMARY KEY,
     [id] TEXT NOT NULL,
     [conversation_id] TEXT NOT NULL,
-    [task_id] TEXT NOT NULL,
-    [causation_id] TEXT,
     [sender] TEXT NOT NULL,
     [recipient] TEXT NOT NULL,
     [action] TEXT NOT NULL,
     [capability] TEXT NOT NULL,
-    [attempt] INTEGER NOT NULL,
     [timestamp] INTEGER NOT NULL,
     [envelope] BLOB NOT NULL,
     [prev_hash] TEXT,
@@ -23,34 +20,45 @@ CREATE TABLE [events] (
 )
 """
 
-_JSON = "CASE WHEN json_valid(CAST(e.envelope AS TEXT)) THEN json_extract(CAST(e.envelope AS TEXT), '$.{}') END"
+#: Columns older ledgers store beside the envelope, which new ones leave to the `envelopes` view.
+LEGACY_COLUMNS = ("task_id", "causation_id", "attempt", "payload", "error")
 
-# What a person queries: the events' columns, the envelope as JSON text, and its payload and error. A view
-# costs an append nothing; generated columns, even VIRTUAL ones, are computed by SQLite on every INSERT
-# (two JSON parses each: about 1 µs an event). Bytes that are not JSON (a damaged row) read as NULL there,
-# so the row can still be selected and looked at.
+
+def _json(field: str) -> str:
+    return (f"CASE WHEN json_valid(CAST(e.envelope AS TEXT)) THEN json_extract(CAST(e.envelope AS TEXT), '$.{field}')"
+            " END")
+
+
+# What a person queries: every envelope field as a column, and the envelope as JSON text. The events table
+# stores only what the store itself selects on (and the chain); the view reads the rest out of the envelope
+# when asked, so an append neither writes nor computes it. Generated columns, even VIRTUAL ones, would be
+# computed by SQLite on every INSERT (two JSON parses each). Bytes that are not JSON (a damaged row) read
+# as NULL there, so the row can still be selected and looked at.
 _ENVELOPES = f"""
-CREATE VIEW [envelopes] AS SELECT e.position, e.id, e.conversation_id, e.task_id, e.causation_id, e.sender,
-    e.recipient, e.action, e.capability, e.attempt, e.timestamp, {_JSON.format('payload')} AS payload,
-    {_JSON.format('error')} AS error, CAST(e.envelope AS TEXT) AS envelope, e.prev_hash, e.hash FROM events AS e
+CREATE VIEW [envelopes] AS SELECT e.position, e.id, e.conversation_id, {_json('taskId')} AS task_id,
+    {_json('causationId')} AS causation_id, e.sender, e.recipient, e.action, e.capability,
+    coalesce({_json('attempt')}, 1) AS attempt, e.timestamp, {_json('payload')} AS payload,
+    {_json('error')} AS error, CAST(e.envelope AS TEXT) AS envelope, e.prev_hash, e.hash FROM events AS e
 """
 
 
-def _payload_columns(db: sqlite_utils.Database) -> dict[str, int]:
-    """The events table's payload and error columns, if any, by name -> `hidden` (0 = an ordinary column,
-    2 = VIRTUAL generated, 3 = STORED generated)."""
-    return {row[1]: row[6] for row in db.conn.execute("PRAGMA table_xinfo(events)") if row[1] in ("payload", "error")}
+def _xinfo(db: sqlite_utils.Database) -> dict[str, int]:
+    """The events table's columns by name -> `hidden` (0 = an ordinary column, 2 = VIRTUAL generated,
+    3 = STORED generated)."""
+    return {row[1]: row[6] for row in db.conn.execute("PRAGMA table_xinfo(events)")}
 
 
-def stores_payload(db: sqlite_utils.Database) -> bool:
-    """True for the oldest ledgers, which store payload and error beside the envelope (the store must write them)."""
-    return _payload_columns(db).get("payload") == 0
+def legacy_columns(db: sqlite_utils.Database) -> tuple[str, ...]:
+    """Which of LEGACY_COLUMNS this ledger stores (an older release created it); the store goes on writing them."""
+    stored = {name for name, hidden in _xinfo(db).items() if hidden == 0}
+    return tuple(c for c in LEGACY_COLUMNS if c in stored)
 
 
 def ensure_schema(db: sqlite_utils.Database) -> bool:
     """Create what is missing. True when an older ledger got hash-chain columns and must be chained."""
     if "events" not in db.table_names():
-        # The payload is written once, inside the envelope; the `envelopes` view reads it out for SQL.
+        # The payload is written once, inside the envelope; the `envelopes` view reads it out for SQL, as
+        # it does task_id, causation_id and attempt, which the store never selects on.
         db.conn.execute(_EVENTS)
         # Only the indexes replay and dedup need: every extra one costs each append a B-tree insert.
         # Time filters ride the position scan (timestamps follow positions closely).
@@ -80,7 +88,7 @@ def ensure_schema(db: sqlite_utils.Database) -> bool:
                                pk="conversation_id")
     # Ledgers of the release before had payload and error as VIRTUAL columns: dropping those rewrites no
     # row (nothing of them is stored), and their appends stop paying for two JSON parses an event.
-    generated = [name for name, hidden in _payload_columns(db).items() if hidden == 2]
+    generated = [name for name, hidden in _xinfo(db).items() if hidden == 2 and name in ("payload", "error")]
     if generated:
         with db.conn:
             for name in generated:

@@ -1,5 +1,5 @@
-"""The ledger's SQL face: the `envelopes` view reads payload and error out of the envelope, in new and older
-ledgers, without the events table computing or storing them on each append."""
+"""The ledger's SQL face: the `envelopes` view reads payload, error, task and causation ids and attempt out of
+the envelope, in new and older ledgers; a new events table neither stores nor computes them on an append."""
 
 from __future__ import annotations
 
@@ -30,19 +30,25 @@ def _ledger_with_error(tmp_path) -> sqlite3.Connection:
 
 
 _QUERY = ("SELECT action, json_extract(payload, '$.text'), json_extract(payload, '$.n'),"
-          " json_extract(error, '$.code'), json_extract(envelope, '$.sender') FROM envelopes ORDER BY position")
-_ROWS = [("REQUEST", "é", 2.5, None, "client"), ("ERROR", None, None, "HANDLER_FAILED", "worker")]
+          " json_extract(error, '$.code'), json_extract(envelope, '$.sender'), task_id = conversation_id,"
+          " causation_id IS NULL, attempt FROM envelopes ORDER BY position")
+_ROWS = [("REQUEST", "é", 2.5, None, "client", 1, 1, 1), ("ERROR", None, None, "HANDLER_FAILED", "worker", 1, 0, 1)]
+_VIEWED = {"task_id", "causation_id", "attempt", "payload", "error"}
 
 
 def _columns(conn: sqlite3.Connection) -> set[str]:
     return {r[1] for r in conn.execute("PRAGMA table_xinfo(events)")}
 
 
-def test_payload_and_error_are_queryable_without_the_events_table_holding_them(tmp_path):
+def test_the_view_reads_out_what_the_events_table_does_not_hold(tmp_path):
     conn = _ledger_with_error(tmp_path)
     assert conn.execute(_QUERY).fetchall() == _ROWS
     # Not even as generated columns: SQLite computes those on every INSERT.
-    assert not _columns(conn) & {"payload", "error"}
+    assert not _columns(conn) & _VIEWED
+    # An envelope from another client may leave out a field that has a default.
+    with conn:
+        conn.execute("UPDATE events SET envelope = CAST(json_remove(CAST(envelope AS TEXT), '$.attempt') AS BLOB)")
+    assert conn.execute("SELECT attempt FROM envelopes").fetchall() == [(1,), (1,)]
     conn.close()
 
 
@@ -81,7 +87,10 @@ def test_a_ledger_with_virtual_payload_columns_drops_them_and_keeps_its_rows(tmp
     assert store.verify().ok
     store.close()
     conn = sqlite3.connect(path)
-    assert not _columns(conn) & {"payload", "error"}
+    # The generated columns are gone; the stored ones go on being written.
+    assert _columns(conn) & _VIEWED == {"task_id", "causation_id", "attempt"}
+    assert conn.execute("SELECT task_id, attempt FROM events ORDER BY position DESC LIMIT 1").fetchone() == (
+        errs[1].task_id, 1)
     assert conn.execute(_QUERY.replace("ORDER BY position", "ORDER BY position DESC LIMIT 2")).fetchall() == _ROWS[::-1]
     assert conn.execute("SELECT json_extract(payload, '$.n') FROM envelopes WHERE position = 1").fetchone() == (
         first[0].payload["n"],)

@@ -34,6 +34,6 @@ async def test_fuzzed_messages_never_crash_the_agent_and_all_are_answered_and_re
         await w.still_serves()
         await w.accounted()
         codes = {code for pos, code in ledger.db.execute(
-            "select position, json_extract(error, '$.code') from events where sender='adder' and action='ERROR'")
+            "select position, json_extract(error, '$.code') from envelopes where sender='adder' and action='ERROR'")
             if pos not in sent}
         assert codes <= {"INVALID_MESSAGE", "UNKNOWN_CAPABILITY", "DEADLINE_EXCEEDED", "PAYLOAD_TOO_DEEP"}, codes

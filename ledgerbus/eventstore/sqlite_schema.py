@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlite_utils
 
 _EVENTS = """
@@ -24,8 +26,9 @@ CREATE TABLE [events] (
 LEGACY_COLUMNS = ("task_id", "causation_id", "attempt", "payload", "error")
 
 
-def _json(field: str) -> str:
-    return (f"CASE WHEN json_valid(CAST(e.envelope AS TEXT)) THEN json_extract(CAST(e.envelope AS TEXT), '$.{field}')"
+def _field(name: str) -> str:
+    """An envelope field read out of the stored bytes, NULL when they are not JSON."""
+    return (f"CASE WHEN json_valid(CAST(e.envelope AS TEXT)) THEN json_extract(CAST(e.envelope AS TEXT), '$.{name}')"
             " END")
 
 
@@ -35,10 +38,10 @@ def _json(field: str) -> str:
 # computed by SQLite on every INSERT (two JSON parses each). Bytes that are not JSON (a damaged row) read
 # as NULL there, so the row can still be selected and looked at.
 _ENVELOPES = f"""
-CREATE VIEW [envelopes] AS SELECT e.position, e.id, e.conversation_id, {_json('taskId')} AS task_id,
-    {_json('causationId')} AS causation_id, e.sender, e.recipient, e.action, e.capability,
-    coalesce({_json('attempt')}, 1) AS attempt, e.timestamp, {_json('payload')} AS payload,
-    {_json('error')} AS error, CAST(e.envelope AS TEXT) AS envelope, e.prev_hash, e.hash FROM events AS e
+CREATE VIEW [envelopes] AS SELECT e.position, e.id, e.conversation_id, {_field('taskId')} AS task_id,
+    {_field('causationId')} AS causation_id, e.sender, e.recipient, e.action, e.capability,
+    coalesce({_field('attempt')}, 1) AS attempt, e.timestamp, {_field('payload')} AS payload,
+    {_field('error')} AS error, CAST(e.envelope AS TEXT) AS envelope, e.prev_hash, e.hash FROM events AS e
 """
 
 
@@ -89,7 +92,7 @@ def ensure_schema(db: sqlite_utils.Database) -> bool:
     # Ledgers of the release before had payload and error as VIRTUAL columns: dropping those rewrites no
     # row (nothing of them is stored), and their appends stop paying for two JSON parses an event.
     generated = [name for name, hidden in _xinfo(db).items() if hidden == 2 and name in ("payload", "error")]
-    if generated:
+    if generated and sqlite3.sqlite_version_info >= (3, 35):  # DROP COLUMN's first release; older ones keep them
         with db.conn:
             for name in generated:
                 db.conn.execute(f"ALTER TABLE events DROP COLUMN [{name}]")

@@ -115,6 +115,7 @@ class SQLiteEventStore:
                 self.rechain()
             self._checkpointer = Checkpointer(self.path)
         self._legacy = legacy_columns(self.db)
+        self._legacy_values = tuple(_LEGACY_VALUE[c] for c in self._legacy)
 
     def rechain(self) -> int:
         """Recompute every chain from the stored bytes (after a migration or an import). Returns events chained."""
@@ -200,8 +201,8 @@ class SQLiteEventStore:
             add_row((pos, e.id, cid, e.sender, e.recipient, action[e.action], e.capability, e.timestamp, raw, prev,
                      digest))
         insert = _insert(or_ignore=not presumed, legacy=self._legacy)
-        if self._legacy:
-            values = [_LEGACY_VALUE[c] for c in self._legacy]
+        if self._legacy_values:
+            values = self._legacy_values
             conn.executemany(insert, [row + tuple(v(ev.envelope) for v in values) for row, ev in zip(rows, fresh)])
         else:
             conn.executemany(insert, rows)

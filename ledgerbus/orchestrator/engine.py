@@ -98,6 +98,7 @@ class Orchestrator:
         return self
 
     async def stop(self) -> None:
+        await self.router.close()
         await self.requester.stop()
 
     async def __aenter__(self) -> "Orchestrator":

@@ -3,14 +3,21 @@
 Order of preference: an explicit route; then agent types that announced the capability in the
 directory (live ones first); then the naming convention `<type>.<verb>` → `<type>`. Types whose
 breaker refuses are skipped; when none is left the caller uses the capability's fallback.
+
+The directory is read at most once per `refresh` seconds, by one read that every caller shares. A
+capability the router already knows is routed from what it knows while a newer read runs, so a
+request never waits for the directory on the hot path; a capability it does not know yet waits for
+that read (an agent type that started since the last one may serve it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 
 from ledgerbus.agents.directory import Directory
+from ledgerbus.aio import cancel_and_wait
 from ledgerbus.orchestrator.breaker import BreakerRegistry
 
 
@@ -27,14 +34,24 @@ class Router:
         self.refresh = refresh
         self._known: dict[str, list[str]] = {}  # capability -> agent types, from the directory
         self._live: dict[str, int] = {}  # agent type -> live instances
-        self._fetched = 0.0
+        self._fetched = -float("inf")
+        self._reading: asyncio.Task[None] | None = None
 
-    async def _update(self) -> None:
-        if self.directory is None or time.monotonic() - self._fetched < self.refresh:
+    async def _update(self, capability: str) -> None:
+        if self.directory is None:
             return
-        self._fetched = time.monotonic()
+        reading = self._reading
+        if (reading is None or reading.done()) and time.monotonic() - self._fetched >= self.refresh:
+            self._fetched = time.monotonic()
+            reading = self._reading = asyncio.create_task(self._read(self.directory))
+        if reading is not None and not reading.done() \
+                and capability not in self.routes and capability not in self._known:
+            # asyncio.wait, not await: a caller cancelled while it waits leaves the shared read running.
+            await asyncio.wait((reading,))
+
+    async def _read(self, directory: Directory) -> None:
         try:
-            by_type = await self.directory.live_types()
+            by_type = await directory.live_types()
         except Exception:
             return  # the directory is advisory; routing by convention still works
         self._live = {t: len(v) for t, v in by_type.items()}
@@ -58,10 +75,14 @@ class Router:
 
     async def route(self, capability: str, breakers: BreakerRegistry) -> tuple[str | None, list[str]]:
         """(agent type to use, or None; types skipped because their breaker is open)."""
-        await self._update()
+        await self._update(capability)
         skipped: list[str] = []
         for agent in self.candidates(capability):
             if breakers.get(agent).allow():
                 return agent, skipped
             skipped.append(agent)
         return None, skipped
+
+    async def close(self) -> None:
+        """Stop a directory read still running (the orchestrator is stopping)."""
+        await cancel_and_wait(self._reading)

@@ -9,7 +9,7 @@ from collections import Counter
 from orchestration_harness import FixedPlan, counting_agent, echo_input, runtime, start_all, stop_all
 
 from ledgerbus.agents.directory import Directory
-from ledgerbus.agents.sdk import AgentError
+from ledgerbus.agents.sdk import Agent, AgentError
 from ledgerbus.bus.requester import Requester
 from ledgerbus.eventstore.fold import ConversationStatus, TaskStatus
 from ledgerbus.orchestrator.aggregate import Quorum
@@ -122,3 +122,30 @@ async def test_retry_gives_up_on_non_retryable_errors(bus):
     assert result.status is ConversationStatus.FAILED
     assert sum(calls.values()) == 1
     assert "POLICY_VIOLATION" in result.outcome.reasons[0]
+
+
+async def test_steps_started_together_all_route_by_the_directory(bus):
+    # The capability's prefix names no agent type: only the directory knows that "summarizer" serves it.
+    # Steps that start together must all wait for the router's first look at the directory, not route
+    # by the naming convention while one of them reads it (a REQUEST to type "text" gets no receipt).
+    reg, calls = CapabilityRegistry(), Counter()
+    agent = Agent("summarizer", registry=reg)
+
+    @agent.capability("text.summarize", input=dict, output=dict)
+    async def summarize(payload: dict, ctx) -> dict:
+        calls[ctx.task_id] += 1
+        return {"n": payload["n"]}
+
+    rt = runtime(agent, bus)
+    await start_all([rt])
+    steps = [Step(f"s{n}", "text.summarize", {"n": n}) for n in range(4)]
+    fast_fail = TaskPolicy(receipt_timeout=0.5, retry=RetryPolicy(1))
+    async with Orchestrator(bus, decomposer=FixedPlan(steps), registry=reg,
+                            policies=PolicySet(rate=UNLIMITED, default=fast_fail)) as orch:
+        result = await asyncio.wait_for(orch.run("test.run", {}), 10)
+    await stop_all([rt])
+    subtasks = result.state.subtasks
+    assert result.status is ConversationStatus.DONE, result.outcome.reasons
+    assert sorted(t.agent for t in subtasks) == ["summarizer"] * 4
+    assert all(t.attempts == 1 and not t.decisions for t in subtasks)
+    assert sum(calls.values()) == 4

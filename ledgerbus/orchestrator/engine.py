@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,9 @@ from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, new_request
 from ledgerbus.tracing import instrument as tracing
 
 log = logging.getLogger("ledgerbus.orchestrator")
+
+#: A fallback capability may itself fall back, this many levels deep (`<task>_fb1_fb2_fb3`).
+_MAX_FALLBACK_DEPTH = 3
 
 #: Failures that say something about the agent's health (and so count against its breaker).
 #: Bad input is the requester's fault and must not open anyone's breaker.
@@ -90,7 +94,8 @@ class Orchestrator:
         self.runs: dict[str, Run] = {}
         self.sent_requests = 0  # REQUESTs to agents, first attempts and retries alike
         self.publish_patience = 60.0  # seconds an envelope is re-published while the server is unreachable
-        self.breaker_log: list[tuple[str, BreakerState, BreakerState]] = []
+        # Recent transitions, for inspection: bounded, the ledger (BREAKER_OPEN decisions) is the record.
+        self.breaker_log: deque[tuple[str, BreakerState, BreakerState]] = deque(maxlen=256)
 
     async def start(self) -> "Orchestrator":
         self.requester.add_listener(self._on_answer)
@@ -262,8 +267,18 @@ class Orchestrator:
 
         pending = await open_conversations(self.bus, self.name)
         pending = {cid: evs for cid, evs in pending.items() if cid not in self.runs}
-        results = await asyncio.gather(*(self.resume(evs) for evs in pending.values()))
-        return [r for r in results if r is not None]
+        results = await asyncio.gather(*(self.resume(evs) for evs in pending.values()), return_exceptions=True)
+        out: list[ConversationResult] = []
+        for cid, r in zip(pending, results):
+            if isinstance(r, BaseException):
+                if not isinstance(r, Exception):
+                    raise r  # cancelled (or interrupted): not a conversation's failure
+                # One conversation that cannot be finished now must not keep the others (or a service's
+                # start) from theirs; it stays open in the ledger for the next recovery.
+                log.error("could not resume conversation %s: %s", cid, _why(r), exc_info=r)
+            elif r is not None:
+                out.append(r)
+        return out
 
     async def serve(self, *, recover: bool = True, concurrency: int = 256,
                     stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
@@ -276,36 +291,53 @@ class Orchestrator:
         root = run.root
         try:
             plan = self.decomposer.plan(root.capability, root.payload)
-        except LedgerbusError as exc:
-            return await self._finish(run, None, [], Outcome.FAILED, [f"could not plan {root.capability}: {exc}"])
+        except Exception as exc:  # the decomposer is user code: its bug fails this conversation only
+            if not isinstance(exc, LedgerbusError):
+                log.exception("the decomposer failed to plan %s", root.capability)
+            return await self._finish(run, None, [], Outcome.FAILED, [f"could not plan {root.capability}: {_why(exc)}"])
         results: dict[str, StepResult] = {}
         running: dict[str, asyncio.Task[StepResult]] = {}
         ctx_results: dict[str, Any] = {}
 
-        # Steps the ledger already shows as done (a resumed conversation) are not run again.
+        # Steps the ledger already shows as done (a resumed conversation) are not run again, whether
+        # their own task or one of their fallback capability's tasks (`<task>_fb1`, `_fb1_fb2`…) did it.
         for step in plan.order():
-            t = run.state.tasks.get(step_task_id(root.conversation_id, step.id))
-            if t is not None and t.status is TaskStatus.DONE:
-                results[step.id] = StepResult(step, t.task_id, True, t.result, t.agent, t.fallback, t.error, t.attempts)
-                ctx_results[step.id] = t.result
+            task_id = step_task_id(root.conversation_id, step.id)
+            first = run.state.tasks.get(task_id)
+            for depth in range(_MAX_FALLBACK_DEPTH + 1):
+                t = run.state.tasks.get(task_id)
+                if t is not None and t.status is TaskStatus.DONE:
+                    res = results[step.id] = _recorded(step, t)
+                    if depth:
+                        res.fallback, res.error = True, res.error or (first.error if first else None)
+                    ctx_results[step.id] = t.result
+                    break
+                task_id = f"{task_id}_fb{depth + 1}"
 
-        while True:
-            done = {k for k, r in results.items() if r.ok}
-            failed = {k for k, r in results.items() if not r.ok}
-            if plan.finished(done, failed) and not running:
-                break
-            for step in plan.ready(done, set(running), failed):
-                ctx = PlanContext(root.payload, dict(ctx_results))
-                running[step.id] = asyncio.create_task(self._run_step(run, plan, step, ctx))
-            if not running:
-                break  # everything left is blocked by a failed dependency
-            finished, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                res = task.result()
-                results[res.step.id] = res
-                running.pop(res.step.id)
-                if res.ok:
-                    ctx_results[res.step.id] = res.payload
+        try:
+            while True:
+                done = {k for k, r in results.items() if r.ok}
+                failed = {k for k, r in results.items() if not r.ok}
+                if plan.finished(done, failed) and not running:
+                    break
+                for step in plan.ready(done, set(running), failed):
+                    ctx = PlanContext(root.payload, dict(ctx_results))
+                    running[step.id] = asyncio.create_task(self._run_step(run, plan, step, ctx))
+                if not running:
+                    break  # everything left is blocked by a failed dependency
+                finished, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    res = task.result()
+                    results[res.step.id] = res
+                    running.pop(res.step.id)
+                    if res.ok:
+                        ctx_results[res.step.id] = res.payload
+        finally:
+            # Cancelled, or failed in the orchestrator: steps still running must not go on sending
+            # REQUESTs and retries for a conversation nobody conducts any more.
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
 
         done = {k for k, r in results.items() if r.ok}
         failed = {k for k, r in results.items() if not r.ok}
@@ -320,7 +352,13 @@ class Orchestrator:
         if outcome is not Outcome.FAILED:
             assemble = getattr(self.decomposer, "assemble", None)
             ctx = PlanContext(root.payload, dict(ctx_results))
-            final = assemble(root.capability, ctx, failed) if assemble else dict(ctx_results)
+            try:
+                final = assemble(root.capability, ctx, failed) if assemble else dict(ctx_results)
+            except Exception as exc:  # user code: hand back the steps' results as they are, and say why
+                log.exception("the decomposer failed to assemble %s", root.capability)
+                final, outcome = dict(ctx_results), Outcome.DEGRADED
+                reasons.append(f"could not assemble the result of {root.capability}: {_why(exc)}; "
+                               "the result holds each step's output instead")
         return await self._finish(run, final, reports, outcome, reasons)
 
     @staticmethod
@@ -368,6 +406,10 @@ class Orchestrator:
             payload = plan.build_input(step, ctx)
         except LedgerbusError as exc:
             return StepResult(step, task_id, False, error=ErrorInfo(code=ErrorCode.DEPENDENCY_FAILED.value, message=str(exc)))
+        except Exception as exc:  # the step's input builder is user code: its bug fails this step only
+            log.exception("building the input of step %s failed", step.id)
+            return StepResult(step, task_id, False, error=ErrorInfo(
+                code=ErrorCode.INTERNAL.value, message=f"building the input of step {step.id} raised {_why(exc)}"))
         try:
             return await self._task(run, step, task_id, step.capability, payload)
         except Exception as exc:  # isolation: a bug in one step's plumbing fails that step, not the conversation
@@ -383,6 +425,8 @@ class Orchestrator:
         prev_request: Envelope | None = None
         policy = self.policies.for_task(capability)
         inflight = run.requests.get(task_id)
+        if existing is not None and existing.status is TaskStatus.DONE:
+            return _recorded(step, existing)  # resumed: answered before (a fallback task re-entered)
         if existing is not None and existing.attempt:
             attempt = existing.attempt + 1
             if existing.status in (TaskStatus.SENT, TaskStatus.ACKED) and inflight is not None:
@@ -397,8 +441,16 @@ class Orchestrator:
                     return await self._give_up(run, step, task_id, capability, payload, policy, agent,
                                                prev_request, last_error, fallback_depth)
                 attempt = inflight.attempt + 1
-            elif existing.status is not TaskStatus.DONE and existing.retry_pending and inflight is not None:
+            elif existing.retry_pending and inflight is not None:
                 attempt = inflight.attempt + 1
+            elif existing.finished and existing.error is not None and inflight is not None:
+                # Failed before the resume. Retry only if the policy would have: otherwise the predecessor
+                # was giving up on it, so do what it was about to (the fallback, or fail the step).
+                err, agent = existing.error, inflight.recipient
+                policy = self.policies.for_task(capability, agent)
+                if not policy.retry.should_retry(inflight.attempt, err.retryable or err.code in RETRYABLE_CODES):
+                    return await self._give_up(run, step, task_id, capability, payload, policy, agent,
+                                               inflight, err, fallback_depth)
         while True:
             agent, skipped = await self.router.route(capability, self.breakers)
             policy = self.policies.for_task(capability, agent)
@@ -415,20 +467,26 @@ class Orchestrator:
                                      details={"agents": skipped, "retryAfter": round(max(self.breakers.get(a).retry_after() for a in skipped), 3)})
                 break
             try:
-                cap = self.registry.find(capability)
-                if cap is not None:
-                    cap.validate_input(payload)
-            except InvalidMessage as exc:
+                try:
+                    cap = self.registry.find(capability)
+                    if cap is not None:
+                        cap.validate_input(payload)
+                except InvalidMessage as exc:
+                    self.breakers.get(agent).release()
+                    last_error = ErrorInfo(code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})
+                    await self._decision(run, request, ErrorCode.INVALID_MESSAGE, exc.reason)
+                    break
+                waited = await self.limiter.acquire(agent)
+                if waited > 0.05:
+                    await self._decision(run, request, ErrorCode.RATE_LIMITED,
+                                         f"waited {waited:.2f}s for the rate limit of {agent}", details={"waited": round(waited, 4)})
+                prev_request = request
+                last_error = await self._attempt(run, request, policy)
+            except BaseException:
+                # Cancelled, out of budget, or the ledger unreachable: the outcome is unknown, so give a
+                # half-open breaker's probe slot back rather than leave the agent type shut for good.
                 self.breakers.get(agent).release()
-                last_error = ErrorInfo(code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})
-                await self._decision(run, request, ErrorCode.INVALID_MESSAGE, exc.reason)
-                break
-            waited = await self.limiter.acquire(agent)
-            if waited > 0.05:
-                await self._decision(run, request, ErrorCode.RATE_LIMITED,
-                                     f"waited {waited:.2f}s for the rate limit of {agent}", details={"waited": round(waited, 4)})
-            prev_request = request
-            last_error = await self._attempt(run, request, policy)
+                raise
             if last_error is None:
                 self.breakers.get(agent).record_success()
                 return self._done(run, step, task_id, agent)
@@ -438,10 +496,29 @@ class Orchestrator:
             await self._decision(run, request, ErrorCode.RETRY_SCHEDULED,
                                  f"attempt {attempt} failed ({last_error.code}); attempt {attempt + 1} in {delay:.3f}s",
                                  details={"delay": round(delay, 4), "nextAttempt": attempt + 1, "cause": last_error.code})
-            await asyncio.sleep(delay)
+            if await self._backoff(run, task_id, delay):
+                return self._done(run, step, task_id, agent)  # the failed attempt's late answer came meanwhile
             attempt += 1
         return await self._give_up(run, step, task_id, capability, payload, policy, agent, prev_request,
                                    last_error, fallback_depth)
+
+    @staticmethod
+    async def _backoff(run: Run, task_id: str, delay: float) -> bool:
+        """Wait out a retry's backoff; True as soon as the task is DONE instead (tasks are idempotent, so a
+        late RESPONSE to the attempt that failed is a valid answer, and the retry is not sent)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + delay
+        wake = run.wakeups.setdefault(task_id, asyncio.Event())
+        while run.state.tasks[task_id].status is not TaskStatus.DONE:
+            left = until - loop.time()
+            if left <= 0:
+                return False
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        return True
 
     def _done(self, run: Run, step: Step, task_id: str, agent: str | None) -> StepResult:
         t = run.state.tasks[task_id]
@@ -476,7 +553,7 @@ class Orchestrator:
             env.recipient = self.name
             await self._emit(run, env)
             return StepResult(step, task_id, True, fb.as_payload(), agent, True, last_error, attempts)
-        if isinstance(fb, FallbackCapability) and fallback_depth < 3:
+        if isinstance(fb, FallbackCapability) and fallback_depth < _MAX_FALLBACK_DEPTH:
             res = await self._task(run, step, f"{task_id}_fb{fallback_depth + 1}", fb.capability, payload,
                                    fallback_depth=fallback_depth + 1)
             res.fallback = res.ok
@@ -520,6 +597,15 @@ class Orchestrator:
             except asyncio.TimeoutError:
                 pass
             wake.clear()
+
+
+def _recorded(step: Step, t: TaskState) -> StepResult:
+    """A step's result as the ledger recorded it (a resumed conversation does not run it again)."""
+    return StepResult(step, t.task_id, True, t.result, t.agent, t.fallback, t.error, t.attempts)
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, LedgerbusError) else f"{type(exc).__name__}: {exc}"
 
 
 def _to_builtins(value: Any) -> Any:

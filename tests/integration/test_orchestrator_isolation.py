@@ -1,0 +1,210 @@
+"""A bug in user code or an interrupted conversation stays inside its conversation; resumes and
+retries never send what the ledger already shows as answered."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from typing import Any
+
+from orchestration_harness import (
+    FixedPlan,
+    counting_agent,
+    runtime,
+    start_all,
+    stop_all,
+    wait_until,
+)
+
+from ledgerbus.agents.sdk import AgentError
+from ledgerbus.eventstore.base import EventFilter
+from ledgerbus.eventstore.fold import ConversationStatus, TaskStatus
+from ledgerbus.eventstore.jetstream import JetStreamLedger
+from ledgerbus.orchestrator.backoff import Backoff, RetryPolicy
+from ledgerbus.orchestrator.breaker import BreakerState
+from ledgerbus.orchestrator.engine import Orchestrator
+from ledgerbus.orchestrator.plan import Plan, PlanContext, Step
+from ledgerbus.orchestrator.policy import (
+    BreakerPolicy,
+    FallbackCapability,
+    PolicySet,
+    RateLimitPolicy,
+    TaskPolicy,
+)
+from ledgerbus.orchestrator.replaymodes import BudgetLimiter, fork_envelopes
+from ledgerbus.schemas.capability import CapabilityRegistry
+from ledgerbus.schemas.codes import Action, ErrorCode
+
+FAST = TaskPolicy(receipt_timeout=0.5, stall_after=1.0, timeout=5.0, retry=RetryPolicy(3, Backoff(0.05, 2.0, 0.5)))
+UNLIMITED = RateLimitPolicy(global_rate=None, agent_rate=None)
+
+
+def orchestrator(bus: Any, reg: CapabilityRegistry, decomposer: Any, **policy: Any) -> Orchestrator:
+    policies = PolicySet(default=policy.pop("default", FAST), rate=UNLIMITED, **policy)
+    if isinstance(decomposer, list):
+        decomposer = FixedPlan(decomposer)
+    return Orchestrator(bus, decomposer=decomposer, policies=policies, registry=reg, rng=random.Random(7),
+                        use_directory=False)
+
+
+def step_task(result: Any, step_id: str) -> Any:
+    return result.state.tasks[f"{result.conversation_id}_{step_id}"]
+
+
+async def test_an_input_builder_that_raises_fails_its_step_and_the_rest_goes_on(bus):
+    reg, calls = CapabilityRegistry(), Counter()
+    agent = runtime(counting_agent("w", lambda p, c: {"v": 1}, reg, calls), bus)
+    steps = [Step("a", "w.work", {}), Step("b", "w.work", {}, optional=True),
+             Step("c", "w.work", lambda ctx: {"x": ctx.results["a"]["missing"]}, depends_on=("a",))]
+    await start_all([agent])
+    async with orchestrator(bus, reg, steps) as orch:
+        result = await asyncio.wait_for(orch.run("test.run", {}), 10)
+    await stop_all([agent])
+    assert result.status is ConversationStatus.DEGRADED
+    c = next(s for s in result.outcome.steps if s.step == "c")
+    assert c.status == "FAILED" and c.error.code == ErrorCode.INTERNAL.value
+    assert "building the input of step c raised KeyError" in c.error.message
+    assert step_task(result, "a").status is TaskStatus.DONE and step_task(result, "b").status is TaskStatus.DONE
+
+
+class Buggy:
+    """A decomposer whose plan() or assemble() raises, as user code may."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def plan(self, capability: str, request: Any) -> Plan:
+        if self.where == "plan":
+            raise ValueError("decomposer bug")
+        return Plan([Step("s", "w.work", {})])
+
+    def assemble(self, capability: str, ctx: PlanContext, failed: Any) -> dict[str, Any]:
+        raise ValueError("assembler bug")
+
+
+async def test_a_decomposer_that_raises_ends_its_conversation_not_the_caller_or_the_service(bus):
+    reg, calls = CapabilityRegistry(), Counter()
+    agent = runtime(counting_agent("w", lambda p, c: {"v": 1}, reg, calls), bus)
+    await start_all([agent])
+    async with orchestrator(bus, reg, Buggy("plan")) as orch:
+        unplanned = await asyncio.wait_for(orch.run("test.run", {}), 10)
+    async with orchestrator(bus, reg, Buggy("assemble")) as orch:
+        unassembled = await asyncio.wait_for(orch.run("test.run", {}), 10)
+    await stop_all([agent])
+    assert unplanned.status is ConversationStatus.FAILED
+    assert unplanned.outcome.reasons == ["could not plan test.run: ValueError: decomposer bug"]
+    # The steps' work is not thrown away: handed back as it is, DEGRADED, with the reason.
+    assert unassembled.status is ConversationStatus.DEGRADED
+    assert unassembled.result == {"s": {"v": 1}}
+    assert "could not assemble the result of test.run: ValueError: assembler bug" in unassembled.outcome.reasons[0]
+
+
+async def test_a_cancelled_conversation_stops_its_steps(bus):
+    reg, calls = CapabilityRegistry(), Counter()
+
+    def refuse(payload: Any, ctx: Any) -> None:
+        raise AgentError("BUSY", "try again", retryable=True)
+
+    agent = runtime(counting_agent("flaky", refuse, reg, calls), bus)
+    policy = TaskPolicy(receipt_timeout=0.5, stall_after=1.0, timeout=5.0, retry=RetryPolicy(50, Backoff(0.05, 1.0, 0.1)))
+    await start_all([agent])
+    async with orchestrator(bus, reg, [Step("f", "flaky.work", {}), Step("g", "flaky.work", {})], default=policy) as orch:
+        conv = asyncio.create_task(orch.run("test.run", {}))
+        await wait_until(lambda: orch.sent_requests >= 4, 10, "a few attempts")
+        conv.cancel()
+        await asyncio.gather(conv, return_exceptions=True)
+        left = [t for t in asyncio.all_tasks() if "_run_step" in repr(t.get_coro()) and not t.done()]
+        sent = orch.sent_requests
+    await stop_all([agent])
+    assert conv.cancelled() and left == [] and not orch.runs
+    assert orch.sent_requests == sent
+
+
+async def test_a_half_open_probe_that_raises_gives_its_slot_back(bus):
+    reg, calls = CapabilityRegistry(), Counter()
+    agent = runtime(counting_agent("w", lambda p, c: {"v": 1}, reg, calls), bus)
+    await start_all([agent])
+    async with orchestrator(bus, reg, [Step("s", "w.work", {})], breaker=BreakerPolicy(1, 0.05)) as orch:
+        breaker = orch.breakers.get("w")
+        assert breaker.allow()
+        breaker.record_failure()
+        await wait_until(lambda: breaker.retry_after() == 0, 5, "the cool-down")  # next allow(): the probe
+        limiter, orch.limiter = orch.limiter, BudgetLimiter(orch.limiter, 0)  # acquire() raises
+        spent = await asyncio.wait_for(orch.run("test.run", {}), 10)
+        after_raise = (breaker.state, breaker.probe_in_flight)
+        orch.limiter = limiter
+        served = await asyncio.wait_for(orch.run("test.run", {}), 10)
+    await stop_all([agent])
+    assert spent.status is ConversationStatus.FAILED and "budget" in spent.outcome.reasons[0]
+    assert after_raise == (BreakerState.HALF_OPEN, False)
+    assert served.status is ConversationStatus.DONE and breaker.state is BreakerState.CLOSED
+
+
+async def test_a_late_answer_during_the_backoff_finishes_the_task_without_the_retry(bus):
+    reg, calls = CapabilityRegistry(), Counter()
+    holder: dict[str, Orchestrator] = {}
+
+    async def late(payload: Any, ctx: Any) -> dict[str, Any]:
+        if ctx.attempt == 1:  # silent past the stall window; answers once the retry is scheduled
+            orch = holder["orch"]
+            await wait_until(lambda: any(
+                d.code == ErrorCode.RETRY_SCHEDULED.value
+                for d in orch.runs[ctx.conversation_id].state.tasks[ctx.task_id].decisions), 10, "the retry's decision")
+        return {"attempt": ctx.attempt}
+
+    agent = runtime(counting_agent("w", late, reg, calls), bus)
+    policy = TaskPolicy(receipt_timeout=1.0, stall_after=0.3, timeout=10.0,
+                        retry=RetryPolicy(3, Backoff(30.0, 2.0, 30.0, "none")))
+    await start_all([agent])
+    async with orchestrator(bus, reg, [Step("s", "w.work", {})], default=policy) as orch:
+        holder["orch"] = orch
+        result = await asyncio.wait_for(orch.run("test.run", {}), 10)  # well inside the 30 s backoff
+    await stop_all([agent])
+    task = step_task(result, "s")
+    assert result.status is ConversationStatus.DONE and task.result == {"attempt": 1}
+    assert orch.sent_requests == 1 and sum(calls.values()) == 1
+
+
+async def _ledger(bus: Any, conversation_id: str) -> list[Any]:
+    return [ev async for ev in JetStreamLedger(bus).read(EventFilter(conversation_ids=(conversation_id,)))]
+
+
+async def test_a_resume_sends_nothing_the_ledger_shows_answered_and_gives_up_where_its_predecessor_did(bus):
+    reg, calls = CapabilityRegistry(), Counter()
+
+    def refuse(payload: Any, ctx: Any) -> None:
+        raise AgentError("BAD_INPUT", "never")  # not retryable: straight to the fallback capability
+
+    prim = runtime(counting_agent("prim", refuse, reg, calls), bus)
+    alt = runtime(counting_agent("alt", lambda p, c: {"alt": 1}, reg, calls), bus)
+    await start_all([prim, alt])
+    policies = {"per_capability": {"prim.work": TaskPolicy(receipt_timeout=0.5, stall_after=1.0, timeout=5.0,
+                                                            fallback=FallbackCapability("alt.work"))}}
+    steps = [Step("s", "prim.work", {})]
+    async with orchestrator(bus, reg, steps, **policies) as orch:
+        done = await asyncio.wait_for(orch.run("test.run", {}), 10)
+    assert done.status is ConversationStatus.DEGRADED
+    events = await _ledger(bus, done.conversation_id)
+    prim_task = f"{done.conversation_id}_s"
+    final = next(e.position for e in events if e.envelope.task_id == done.conversation_id
+                 and e.envelope.action is Action.RESPONSE)
+    failed = next(e.position for e in events if e.envelope.task_id == prim_task and e.envelope.action is Action.ERROR)
+    # Two orchestrators killed: one before the conversation's final RESPONSE (the fallback task had
+    # answered), one right after the primary task's ERROR (the fallback not yet asked).
+    copies = [fork_envelopes(events, max(e.position for e in events if e.position < final)), fork_envelopes(events, failed)]
+    results = []
+    for copy in copies:
+        for env in copy:
+            await bus.publish(env)
+        before = Counter(calls)
+        async with orchestrator(bus, reg, steps, **policies) as orch:
+            resumed = await asyncio.wait_for(orch.resume(copy), 10)
+        results.append((resumed, orch.sent_requests, calls - before))
+    await stop_all([prim, alt])
+    (first, first_sent, first_runs), (second, second_sent, second_runs) = results
+    assert first.status is ConversationStatus.DEGRADED and first_sent == 0 and not first_runs
+    assert first.outcome.steps[0].fallback and first.result == {"s": {"alt": 1}}
+    # The primary failed for good: not asked again; the fallback capability is, once.
+    assert second.status is ConversationStatus.DEGRADED and second_sent == 1
+    assert list(second_runs) == [f"{second.conversation_id}_s_fb1"]

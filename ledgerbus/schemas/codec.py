@@ -144,7 +144,9 @@ def salvage_ids(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str,
     out: dict[str, str] = {}
     for key, pattern in _SALVAGE.items():
         value = obj.get(key)
-        if isinstance(value, str) and pattern.match(value):
+        # The length too: the capability pattern does not bound it, and a salvaged value that breaks
+        # the envelope's schema would make the ERROR itself undecodable to every reader.
+        if isinstance(value, str) and len(value) <= 128 and pattern.match(value):
             out[key] = value
     return out
 

@@ -338,6 +338,17 @@ def test_salvage_keeps_only_well_formed_ids() -> None:
     assert salvage_ids(json.dumps({"id": "a\n", "sender": "evil\n", "taskId": "t"}).encode()) == {"taskId": "t"}
 
 
+def test_salvage_keeps_only_ids_the_error_envelope_can_carry() -> None:
+    # Rejected for its over-long capability: an ERROR that copied it would fail the schema in turn.
+    obj = {**valid_dict(), "capability": "a." + "b" * 200}
+    data = json.dumps(obj).encode()
+    decode_error(data)
+    got = salvage_ids(data)
+    assert "capability" not in got and got["id"] == obj["id"]
+    error = {**valid_dict(), **got, "action": "ERROR", "error": {"code": "INVALID_MESSAGE", "message": "m"}}
+    Codec().decode(json.dumps(error).encode())
+
+
 @pytest.mark.parametrize("data", [b"", b"{", b"[1,2]", b"null", b"[" * 100_000, b'"id"'])
 def test_salvage_never_raises(data: bytes) -> None:
     assert salvage_ids(data) == {}

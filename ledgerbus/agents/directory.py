@@ -121,7 +121,11 @@ class Directory:
                     if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
                         continue
                     if msg.data:
-                        out.append(_dec.decode(msg.data))
+                        try:
+                            out.append(_dec.decode(msg.data))
+                        except msgspec.DecodeError as exc:
+                            # One foreign or damaged entry must not hide every live agent from routing.
+                            log.warning("directory entry %s skipped: %s", msg.subject, exc)
         finally:
             try:
                 await sub.unsubscribe()

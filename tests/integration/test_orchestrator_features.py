@@ -106,6 +106,19 @@ async def test_directory_lists_live_instances_with_schemas_and_forgets_stopped_o
     await stop_all([b])
 
 
+async def test_a_damaged_directory_entry_is_skipped_not_fatal(bus):
+    reg, calls = CapabilityRegistry(), Counter()
+    live = runtime(counting_agent("dir", lambda p, c: None, reg, calls), bus, instance="dir-a")
+    await start_all([live])
+    directory = Directory(bus)
+    kv = await directory.bucket()
+    await kv.put("dir.broken", b'{"agent": "dir"}')  # no instance, no capabilities
+    await kv.put("other.junk", b"not json")
+    types = await directory.live_types()
+    await stop_all([live])
+    assert [i.instance for i in types["dir"]] == ["dir-a"] and list(types) == ["dir"]
+
+
 async def test_retry_gives_up_on_non_retryable_errors(bus):
     reg, calls = CapabilityRegistry(), Counter()
 

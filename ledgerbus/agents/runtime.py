@@ -37,6 +37,17 @@ from ledgerbus.security.deadletters import DeadLetterWatcher
 log = logging.getLogger("ledgerbus.agent")
 
 
+#: How much of an unsendable ERROR's message (and of its details' repr) is kept.
+_MAX_ERROR_TEXT = 4096
+
+
+async def _nak(msg: Msg) -> None:
+    try:
+        await msg.nak()
+    except Exception as exc:  # unacked all the same: redelivered after AckWait
+        log.debug("nak failed: %s", exc)
+
+
 def _retrieve(fut: "asyncio.Future[Any]") -> None:
     """Mark a pipelined append's failure as seen (it is still raised to whoever awaits the future)."""
     if not fut.cancelled():
@@ -177,7 +188,11 @@ class AgentRuntime:
                 await asyncio.sleep(0.2)
             for _ in range(free - len(msgs)):
                 self._slots.release()
-            for msg in msgs:
+            for msg in msgs[free:]:
+                # nats-py hands over every message already waiting (a pull that outlived its fetch), even
+                # past the batch asked for: beyond the free slots, give them back for redelivery.
+                await _nak(msg)
+            for msg in msgs[:free]:
                 task = asyncio.create_task(self._guarded(msg))
                 self.inflight.add(task)
                 task.add_done_callback(self._done)
@@ -291,6 +306,11 @@ class AgentRuntime:
             await self._confirm(receipt)
             await self._error(req, msg, ErrorCode.INVALID_OUTPUT, f"handler returned an invalid result: {exc.reason}", details={"path": exc.path})
             return
+        except Exception as exc:  # not even dumpable (None for a model, a set, an object): the handler's bug
+            await self._confirm(receipt)
+            await self._error(req, msg, ErrorCode.INVALID_OUTPUT,
+                              f"handler returned a result that cannot be serialised: {type(exc).__name__}: {exc}")
+            return
         resp = answer(req, Action.RESPONSE, payload=payload)
         try:
             # Refused before it is recorded: a stored oversized result would fail every redelivery the same way.
@@ -298,6 +318,11 @@ class AgentRuntime:
         except InvalidMessage as exc:
             await self._confirm(receipt)
             await self._error(req, msg, exc.code, f"the handler's result cannot be sent: {exc.reason}", details=exc.details)
+            return
+        except Exception as exc:  # a value msgspec cannot encode inside a dict payload
+            await self._confirm(receipt)
+            await self._error(req, msg, ErrorCode.INVALID_OUTPUT,
+                              f"the handler's result cannot be encoded as JSON: {type(exc).__name__}: {exc}")
             return
         # The record goes on the wire before the answer; both pipelined, the JetStream ack only once all are stored.
         pending = [receipt]
@@ -322,8 +347,15 @@ class AgentRuntime:
         code = code.value if isinstance(code, ErrorCode) else code
         tracing.mark_error(code, message)
         err = ErrorInfo(code=code, message=message, retryable=retryable, details={k: v for k, v in (details or {}).items() if v is not None})
-        sender = self.agent.name
-        await self.bus.publish(answer(req, Action.ERROR, sender=sender, error=err))
+        env = answer(req, Action.ERROR, sender=self.agent.name, error=err)
+        try:
+            self.bus.codec.encode(env)
+        except Exception:
+            # An exception's message or an AgentError's details too large, or not JSON: still answer, or
+            # the request would be redelivered and the handler run again for the same failure.
+            env.error = ErrorInfo(code=code, message=message[:_MAX_ERROR_TEXT], retryable=retryable,
+                                  details={"unencodable": repr(err.details)[:_MAX_ERROR_TEXT]} if err.details else {})
+        await self.bus.publish(env)
         # The orchestrator decides about retries; JetStream redelivery is only for crashed instances.
         await msg.ack()
 

@@ -170,13 +170,19 @@ class Orchestrator:
         *,
         requester: str = "client",
         conversation_id: str | None = None,
+        deadline: float | None = None,
     ) -> ConversationResult:
-        """Run one conversation to its end: DONE, DEGRADED or FAILED — never an exception for agent failures."""
+        """Run one conversation to its end: DONE, DEGRADED or FAILED — never an exception for agent failures.
+
+        `deadline`: seconds from now after which the answer is useless. Every step's REQUEST carries it;
+        an attempt still unanswered then ends DEADLINE_EXCEEDED (not retried) and the step falls back.
+        """
         cap = self.registry.find(capability)
         data = cap.input.dump(cap.validate_input(cap.input.dump(payload))) if cap else payload
         root = new_request(
             sender=requester, recipient=self.name, capability=capability, payload=data,
             conversation_id=conversation_id,
+            deadline=now_ms() + int(deadline * 1000) if deadline is not None else None,
         )
         return await self._conduct(root, publish_root=True)
 
@@ -458,6 +464,7 @@ class Orchestrator:
                 sender=self.name, recipient=agent or (skipped[0] if skipped else capability.split(".")[0]),
                 capability=capability, payload=payload, conversation_id=run.root.conversation_id,
                 task_id=task_id, attempt=attempt, idempotency_key=task_id, causation_id=run.root.id,
+                deadline=run.root.deadline,  # the conversation's: past it, no step's answer is of use
             )
             if agent is None:
                 last_error = ErrorInfo(code=ErrorCode.BREAKER_OPEN.value,
@@ -584,7 +591,7 @@ class Orchestrator:
                     ErrorCode.NO_RECEIPT.value: f"no ACK from {request.recipient} within {policy.receipt_timeout}s",
                     ErrorCode.STALLED.value: f"{request.recipient} ACKed, then silent for {silent / 1000:.1f}s (stall window {policy.stall_after}s)",
                     ErrorCode.TIMED_OUT.value: f"no answer from {request.recipient} within {policy.timeout}s",
-                    ErrorCode.DEADLINE_EXCEEDED.value: "the task's deadline passed",
+                    ErrorCode.DEADLINE_EXCEEDED.value: f"no answer from {request.recipient} before the request's deadline",
                 }[code]
                 err = ErrorInfo(code=code, message=msg, retryable=code in RETRYABLE_CODES,
                                 details={"agent": request.recipient, "attempt": request.attempt})

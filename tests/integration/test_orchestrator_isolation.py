@@ -208,3 +208,25 @@ async def test_a_resume_sends_nothing_the_ledger_shows_answered_and_gives_up_whe
     # The primary failed for good: not asked again; the fallback capability is, once.
     assert second.status is ConversationStatus.DEGRADED and second_sent == 1
     assert list(second_runs) == [f"{second.conversation_id}_s_fb1"]
+
+
+async def test_the_conversations_deadline_bounds_every_step(bus):
+    reg, calls = CapabilityRegistry(), Counter()
+    release = asyncio.Event()
+
+    async def hold(payload: Any, ctx: Any) -> dict[str, Any]:
+        await release.wait()
+        return {"late": True}
+
+    agent = runtime(counting_agent("slow", hold, reg, calls), bus)
+    patient = TaskPolicy(receipt_timeout=5.0, stall_after=20.0, timeout=30.0, retry=RetryPolicy(3, Backoff(0.05)))
+    await start_all([agent])
+    async with orchestrator(bus, reg, [Step("s", "slow.work", {})], default=patient) as orch:
+        result = await asyncio.wait_for(orch.run("test.run", {}, deadline=0.5), 10)  # far inside every window
+        release.set()
+    await stop_all([agent])
+    task = step_task(result, "s")
+    assert result.status is ConversationStatus.FAILED
+    assert task.deadline == result.state.tasks[result.conversation_id].deadline is not None
+    assert task.error.code == ErrorCode.DEADLINE_EXCEEDED.value and task.attempts == 1  # not retried
+    assert "DEADLINE_EXCEEDED: no answer from slow before the request's deadline" in result.outcome.reasons[0]

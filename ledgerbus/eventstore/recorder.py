@@ -31,6 +31,11 @@ class Gap(Exception):
     pass
 
 
+# Fetch errors in a row (timeouts aside) after which the consumer is re-created: one alone is usually a
+# reconnect that passes by itself.
+_RECREATE_AFTER = 2
+
+
 class _Retry(Exception):
     """This batch cannot be completed now; nothing of it is committed and it is read again."""
 
@@ -130,19 +135,43 @@ class Recorder:
         self._task = asyncio.create_task(self._run(sub), name="ledgerbus-recorder")
         return self
 
+    async def _reposition(self, sub: object) -> object:
+        """A new consumer at the checkpoint + 1, or `sub` again if the server cannot make one yet."""
+        try:
+            new = await self._consumer()
+        except Exception as exc:  # still unreachable: the next turn tries again
+            log.warning("recorder could not reposition its consumer: %s", exc)
+            return sub
+        try:
+            await sub.unsubscribe()  # type: ignore[attr-defined]
+        except Exception as exc:  # its inbox only; the consumer it was bound to is already replaced
+            log.debug("recorder could not drop its old subscription: %s", exc)
+        return new
+
     async def _run(self, sub: object) -> None:
         loop = asyncio.get_running_loop()
+        failures = 0  # fetches failed in a row, other than timeouts
         while not self._stopping.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)  # type: ignore[attr-defined]
             except nats.errors.TimeoutError:
+                failures = 0
                 continue
             except (nats.errors.ConnectionClosedError, asyncio.CancelledError):
                 return
             except Exception as exc:  # a reconnect in progress: try again shortly
+                failures += 1
                 log.warning("recorder fetch failed: %s", exc)
                 await asyncio.sleep(0.2)
+                if failures >= _RECREATE_AFTER:
+                    # Not a passing reconnect: the consumer itself may be gone (deleted, or its re-creation
+                    # lost in a leader election), and fetching from it would fail forever. Re-creating it
+                    # at the checkpoint + 1 is always safe.
+                    log.warning("recorder: re-creating consumer %r at sequence %d", self.durable,
+                                self.recorded_seq + 1)
+                    sub = await self._reposition(sub)
                 continue
+            failures = 0
             events: list[StoredEvent] = []
             rejects: list[Rejected] = []
             last = self.recorded_seq
@@ -166,10 +195,7 @@ class Recorder:
                 del self.gaps[gaps_before:]
                 self._new_gaps.clear()
                 await asyncio.sleep(0.2)
-                try:
-                    sub = await self._consumer()
-                except Exception as again:  # still unreachable: the next turn tries again
-                    log.warning("recorder could not reposition its consumer: %s", again)
+                sub = await self._reposition(sub)
                 continue
             if last > self.recorded_seq:
                 gaps = list(self._new_gaps)

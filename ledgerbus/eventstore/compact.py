@@ -9,6 +9,7 @@ end at the snapshot. Running conversations are never compacted.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 import msgspec
@@ -36,7 +37,6 @@ def compact(store: SQLiteEventStore, *, ended_before_ms: int | None = None,
     report = CompactReport(bytes_before=store.path.stat().st_size if store.path.exists() else 0)
     conn = store.db.conn
     ids = list(conversation_ids) or store.conversation_ids()
-    heads = store.heads()
     for cid in ids:
         events = list(store.read(EventFilter(conversation_ids=(cid,))))
         if not events:
@@ -47,23 +47,20 @@ def compact(store: SQLiteEventStore, *, ended_before_ms: int | None = None,
             continue
         if ended_before_ms is not None and (state.ended_at or 0) >= ended_before_ms:
             continue
-        head = heads.get(cid)
-        if head is None or head.last_position != events[-1].position:
-            continue  # events written around the store: leave them for `verify` to report
+        last = events[-1].position
         body = _encode(state)
-        with store._lock, conn:
-            conn.execute(
-                "INSERT INTO snapshots (conversation_id, status, events, first_position, last_position, head_hash,"
-                " state, hash) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(conversation_id) DO UPDATE SET"
-                " status = excluded.status, events = snapshots.events + excluded.events,"
-                " last_position = excluded.last_position, head_hash = excluded.head_hash,"
-                " state = excluded.state, hash = excluded.hash",
-                (cid, state.status.value, len(events), events[0].position, events[-1].position, head.hash,
-                 body, snapshot_hash(head.hash, body)))
-            conn.execute("INSERT OR IGNORE INTO compacted (position, conversation_id, id, prev_hash, hash)"
-                         " SELECT position, conversation_id, id, prev_hash, hash FROM events WHERE conversation_id = ?",
-                         (cid,))
-            conn.execute("DELETE FROM events WHERE conversation_id = ?", (cid,))
+        with store._lock:
+            # IMMEDIATE: from the head check to the DELETE no other writer (the recorder, on its own
+            # connection) can extend this conversation, so nothing is removed that the snapshot lacks.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if not _compact_locked(conn, cid, state, body, events[0].position, last, len(events)):
+                    conn.rollback()
+                    continue
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
         report.conversations += 1
         report.events += len(events)
     if vacuum:
@@ -71,6 +68,31 @@ def compact(store: SQLiteEventStore, *, ended_before_ms: int | None = None,
             conn.execute("VACUUM")
     report.bytes_after = store.path.stat().st_size
     return report
+
+
+def _compact_locked(conn: sqlite3.Connection, cid: str, state: ConversationState, body: bytes, first: int,
+                    last: int, count: int) -> bool:
+    """Snapshot and remove one conversation folded up to position `last`, inside the caller's write
+    transaction; False (nothing written) when its chain no longer ends at `last`."""
+    row = conn.execute("SELECT hash, last_position FROM chain_heads WHERE conversation_id = ?", (cid,)).fetchone()
+    if row is None or row[1] != last:
+        # Appended to since it was read (it is compacted whole on a later run), or events written
+        # around the store: leave them for `verify` to report.
+        return False
+    head_hash = row[0]
+    conn.execute(
+        "INSERT INTO snapshots (conversation_id, status, events, first_position, last_position, head_hash,"
+        " state, hash) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(conversation_id) DO UPDATE SET"
+        " status = excluded.status, events = snapshots.events + excluded.events,"
+        " last_position = excluded.last_position, head_hash = excluded.head_hash,"
+        " state = excluded.state, hash = excluded.hash",
+        (cid, state.status.value, count, first, last, head_hash, body, snapshot_hash(head_hash, body)))
+    # Bounded by the fold: a row past it (written around the store) keeps its bytes for `verify` to report.
+    conn.execute("INSERT OR IGNORE INTO compacted (position, conversation_id, id, prev_hash, hash)"
+                 " SELECT position, conversation_id, id, prev_hash, hash FROM events"
+                 " WHERE conversation_id = ? AND position <= ?", (cid, last))
+    conn.execute("DELETE FROM events WHERE conversation_id = ? AND position <= ?", (cid, last))
+    return True
 
 
 def snapshot(store: SQLiteEventStore, conversation_id: str) -> ConversationState | None:
@@ -83,11 +105,15 @@ def restore_link(store: SQLiteEventStore, position: int, conversation_id: str, e
                  digest: str) -> None:
     """Put back one compacted event's chain link (an import of a compacted ledger), extending its chain."""
     with store._lock, store.db.conn as conn:
-        conn.execute("INSERT OR IGNORE INTO compacted (position, conversation_id, id, prev_hash, hash) VALUES (?,?,?,?,?)",
-                     (position, conversation_id, event_id, prev_hash, digest))
+        inserted = conn.execute(
+            "INSERT OR IGNORE INTO compacted (position, conversation_id, id, prev_hash, hash) VALUES (?,?,?,?,?)",
+            (position, conversation_id, event_id, prev_hash, digest)).rowcount
+        if not inserted:
+            return  # held already (the same export imported again): the chain's end is where it was
         conn.execute("INSERT INTO chain_heads (conversation_id, hash, count, last_position) VALUES (?,?,1,?)"
                      " ON CONFLICT(conversation_id) DO UPDATE SET hash = excluded.hash, count = chain_heads.count + 1,"
-                     " last_position = excluded.last_position", (conversation_id, digest, position))
+                     " last_position = excluded.last_position WHERE excluded.last_position > chain_heads.last_position",
+                     (conversation_id, digest, position))
 
 
 def restore_snapshot(store: SQLiteEventStore, conversation_id: str, status: str, events: int, first_position: int,

@@ -6,6 +6,7 @@ computed here as it is appended, in the same transaction; `chain_heads` holds ea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import sqlite3
@@ -275,7 +276,8 @@ class SQLiteEventStore:
     def append_envelopes(self, envelopes: Sequence[Envelope]) -> int:
         """Append envelopes that come from no stream (imports, tests) at the next positions."""
         with self._lock:
-            start = self.last_position() + 1
+            # Past compacted rows too: a position a compacted event holds would make its envelope a skip.
+            start = self._stored_end() + 1
             return self.append([StoredEvent(start + i, e) for i, e in enumerate(envelopes)])
 
     # -- integrity ----------------------------------------------------------------------------
@@ -284,6 +286,8 @@ class SQLiteEventStore:
         """Each conversation's chain rows (compacted links included) in position order, with its head.
 
         One conversation at a time, so verifying a ledger needs memory for its largest conversation only.
+        Beside a live writer, iterate inside a read transaction (as `verify` does): heads and rows are
+        separate queries, and an append between them would look like an inserted event.
         """
         conn = self.db.conn
         heads_cur = conn.execute("SELECT conversation_id, hash, count, last_position FROM chain_heads"
@@ -302,7 +306,7 @@ class SQLiteEventStore:
 
     def verify(self) -> VerifyReport:
         """Check every conversation's chain, and every compacted conversation's snapshot."""
-        with self._lock:
+        with self._lock, self._read_snapshot():
             report = verify_stream(self.chains())
             heads = self.heads()
             for cid, head_hash, state, digest, last in self.db.conn.execute(
@@ -316,6 +320,22 @@ class SQLiteEventStore:
                     report.issues.append(Issue(IssueKind.SNAPSHOT, cid, last,
                                                "snapshot is not bound to the end of the conversation's chain"))
         return report
+
+    @contextlib.contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """Every read inside sees the file as of one moment (WAL: writers on other connections go on).
+
+        Call with the lock held; inside a transaction already, that transaction is the snapshot.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.rollback()  # only read: nothing to keep
 
     def gaps(self) -> list[tuple[int, int]]:
         """Ranges of JetStream sequences the recorder found missing from the stream."""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ledgerbus.eventstore import sqlite as sqlite_module
+from ledgerbus.eventstore.base import StoredEvent
 from ledgerbus.eventstore.integrity import IssueKind, chain_hash
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.schemas.codes import Action
@@ -183,3 +185,29 @@ def test_an_envelope_stored_before_arriving_past_the_end_is_skipped(tmp_path):
     assert [ev.envelope.id for ev in store.read()] == [e.id for e in envs]
     assert store.verify().ok
     store.close()
+
+
+def test_verify_beside_a_live_writer_reports_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "l.db"
+    writer = SQLiteEventStore(path)  # the recorder
+    a, b = conversation(1), conversation(1)
+    writer.append_envelopes(a + b)
+    reader = SQLiteEventStore(path)  # `ledgerbus verify`, on its own connection
+    real_verify_stream = sqlite_module.verify_stream
+
+    def verify_while_the_writer_appends(chains):
+        chains = iter(chains)
+        first = next(chains)  # heads read, the first conversation's rows read
+        later = a if first[0] == b[0].conversation_id else b
+        extra = answer(later[2], Action.PROGRESS, payload={})
+        assert writer.append([StoredEvent(writer._stored_end() + 1, extra)]) == 1
+        return real_verify_stream([first, *chains])
+
+    monkeypatch.setattr(sqlite_module, "verify_stream", verify_while_the_writer_appends)
+    report = reader.verify()
+    monkeypatch.undo()
+    assert report.ok, report.issues
+    assert reader.verify().ok  # and the append, seen whole afterwards, is a clean link too
+    assert not reader.db.conn.in_transaction
+    writer.close()
+    reader.close()

@@ -8,7 +8,8 @@ One line per ledger entry, in position order:
 
 The envelope is embedded as its exact wire bytes (not re-encoded), so hashes recomputed on import
 match the ones in the file — an attached ledger that was edited on the way is caught. Bytes that
-contain a newline (pretty-printed JSON from some other client) go in `envelopeText` as a string.
+contain a newline (pretty-printed JSON from some other client) or whitespace around the object go in
+`envelopeText` as a string.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ _line_decoder = msgspec.json.Decoder(_Line)
 
 def event_line(position: int, prev: str, digest: str, raw: bytes) -> bytes:
     head = b'{"position":%d,"prevHash":"%s","hash":"%s",' % (position, prev.encode(), digest.encode())
-    if b"\n" in raw or b"\r" in raw:
+    # Whitespace around the object (the codec accepts it) would be dropped by the `envelope` field's
+    # JSON parse, and the hash with it: exact text keeps every byte.
+    if b"\n" in raw or b"\r" in raw or raw[:1] != b"{" or raw[-1:] != b"}":
         return head + b'"envelopeText":' + msgspec.json.encode(raw.decode()) + b"}\n"
     return head + b'"envelope":' + raw + b"}\n"
 
@@ -106,21 +109,38 @@ def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: t
 
     Compacted conversations go along as what is left of them: their chain links (in position order,
     among the events) and their snapshots (at the end), so an imported copy still verifies.
+
+    A ledger from before hash chains, opened read-only (so not migrated), is chained as it is written,
+    as opening it writable would: the export is the one the migrated ledger gives, and its hashes check
+    on import.
     """
     out.write(HEADER)
     conn = store.db.conn
+    tables = set(store.db.table_names())
+    chained = "hash" in store.db["events"].columns_dict
     where, args = "", []
     if conversation_ids:
         where = f"WHERE conversation_id IN ({','.join('?' * len(conversation_ids))})"
         args = list(conversation_ids)
 
     def events() -> Iterator[tuple[int, bytes]]:
-        cur = conn.execute(f"SELECT position, prev_hash, hash, envelope FROM events {where} ORDER BY position", args)
+        if chained:
+            cur = conn.execute(f"SELECT position, prev_hash, hash, envelope FROM events {where} ORDER BY position",
+                               args)
+            while rows := cur.fetchmany(5000):
+                for pos, prev, digest, raw in rows:
+                    yield pos, event_line(pos, prev or "", digest or "", bytes(raw))
+            return
+        chain = Chainer()  # whole conversations are exported, so each chain starts at its first event
+        cur = conn.execute(f"SELECT position, conversation_id, envelope FROM events {where} ORDER BY position", args)
         while rows := cur.fetchmany(5000):
-            for pos, prev, digest, raw in rows:
-                yield pos, event_line(pos, prev or "", digest or "", bytes(raw))
+            for pos, cid, raw in rows:
+                prev, digest = chain.link(cid, bytes(raw))
+                yield pos, event_line(pos, prev, digest, bytes(raw))
 
     def links() -> Iterator[tuple[int, bytes]]:
+        if "compacted" not in tables:  # older than compaction: nothing was ever compacted
+            return
         cur = conn.execute(f"SELECT position, conversation_id, id, prev_hash, hash FROM compacted {where}"
                            " ORDER BY position", args)
         for pos, cid, eid, prev, digest in cur:
@@ -135,9 +155,10 @@ def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: t
         n += 1
         if progress is not None and n % 5000 == 0:
             progress(n, max(total, n))
-    for cid, status, count, first, last, head_hash, digest, state in conn.execute(
-            "SELECT conversation_id, status, events, first_position, last_position, head_hash, hash,"
-            f" state FROM snapshots {where} ORDER BY conversation_id", args).fetchall():
+    snapshots = conn.execute(
+        "SELECT conversation_id, status, events, first_position, last_position, head_hash, hash,"
+        f" state FROM snapshots {where} ORDER BY conversation_id", args).fetchall() if "snapshots" in tables else []
+    for cid, status, count, first, last, head_hash, digest, state in snapshots:
         raw = state.encode() if isinstance(state, str) else bytes(state)
         body = msgspec.json.encode(_SnapshotLine(cid, status, count, first, last, head_hash, digest, msgspec.Raw(raw)))
         out.write(b'{"snapshot":%s}\n' % body)

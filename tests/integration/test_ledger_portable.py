@@ -102,3 +102,63 @@ def test_import_refuses_bad_lines_with_their_line_number(tmp_path):
         import_into_store(store, [b'{"position":1,"envelope":{}}\n'])
     assert store.count() == 0
     store.close()
+
+
+def test_an_envelope_stored_with_whitespace_around_it_round_trips_byte_for_byte(tmp_path):
+    import msgspec
+
+    from ledgerbus.eventstore.base import StoredEvent
+    from ledgerbus.schemas.codec import Codec
+    from ledgerbus.schemas.codes import Action
+    from ledgerbus.schemas.envelope import answer, new_request
+
+    src = SQLiteEventStore(tmp_path / "src.db")
+    root = new_request(sender="client", recipient="worker", capability="work.do", payload={"i": 1})
+    conv = [root, answer(root, Action.ACK), answer(root, Action.RESPONSE, payload={"out": 1})]
+    padded = b" \t" + msgspec.json.encode(conv[0]) + b"\t "  # another client's bytes: valid JSON, accepted
+    Codec().decode(padded)
+    src.append([StoredEvent(1, conv[0], padded)] + [StoredEvent(i, e) for i, e in enumerate(conv[1:], 2)])
+    first = export_bytes(src)
+    dst = SQLiteEventStore(tmp_path / "dst.db")
+    report = import_into_store(dst, first.splitlines(keepends=True))
+    assert report.hash_mismatches == []
+    assert bytes(dst.db.conn.execute("SELECT envelope FROM events WHERE position = 1").fetchone()[0]) == padded
+    assert export_bytes(dst) == first
+    assert dst.verify().ok and dst.heads() == src.heads()
+    src.close()
+    dst.close()
+
+
+def test_a_ledger_from_before_hash_chains_exports_read_only_as_it_would_once_migrated(tmp_path):
+    import sqlite3
+
+    from ledgerbus.schemas.codes import Action
+    from ledgerbus.schemas.envelope import answer, new_request
+
+    path = tmp_path / "old.db"
+    store = SQLiteEventStore(path)
+    for i in range(2):
+        root = new_request(sender="client", recipient="worker", capability="work.do", payload={"i": i})
+        store.append_envelopes([root, answer(root, Action.ACK), answer(root, Action.RESPONSE, payload={"out": i})])
+    store.close()
+    conn = sqlite3.connect(path)
+    with conn:  # back to the layout of a release before hash chains and compaction
+        conn.execute("DROP VIEW envelopes")
+        conn.execute("ALTER TABLE events DROP COLUMN hash")
+        conn.execute("ALTER TABLE events DROP COLUMN prev_hash")
+        for table in ("chain_heads", "compacted", "snapshots"):
+            conn.execute(f"DROP TABLE {table}")
+    conn.close()
+
+    readonly = SQLiteEventStore(path, readonly=True)  # `ledgerbus export` never migrates the file it reads
+    exported = export_bytes(readonly)
+    readonly.close()
+    assert b'"prevHash":"",' not in exported
+    copy = SQLiteEventStore(tmp_path / "copy.db")
+    report = import_into_store(copy, exported.splitlines(keepends=True))
+    assert report.new == 6 and report.hash_mismatches == []
+    assert copy.verify().ok
+    migrated = SQLiteEventStore(path)  # opened writable: chained in place
+    assert export_bytes(migrated) == exported == export_bytes(copy)
+    migrated.close()
+    copy.close()

@@ -200,6 +200,7 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
             task.sent_at = ts
             task.deadline = env.deadline
             task.acked_at = None
+            task.finished_at = None  # the failed attempt's end: a running attempt has no duration yet
             task.error = None
         task.attempts += 1
         if task.requested_at is None:

@@ -230,6 +230,24 @@ def test_retry_after_a_stall_with_late_answers_from_the_old_attempt() -> None:
     assert t.requested_at == r1.timestamp and t.sent_at == r2.timestamp
 
 
+def test_a_retry_in_flight_has_no_finish_time_until_it_ends() -> None:
+    h = History()
+    r1 = h.request("t1", "research", attempt=1)
+    h.ack(r1)
+    failed = h.decision(r1, "STALLED", retryable=True)
+    h.decision(r1, "RETRY_SCHEDULED")
+    t = fold(h.envelopes).tasks["t1"]
+    assert t.finished_at == failed.timestamp  # the attempt did end, and the retry is only scheduled
+    r2 = h.request("t1", "research", attempt=2)
+    h.error(r1, "HANDLER_ERROR")  # the old attempt's late answer does not end the new one
+    t = fold(h.envelopes).tasks["t1"]
+    assert (t.status, t.finished_at, t.duration_ms) == (S.SENT, None, None)
+    h.ack(r2)
+    done = h.response(r2)
+    t = fold(h.envelopes).tasks["t1"]
+    assert (t.finished_at, t.duration_ms) == (done.timestamp, done.timestamp - r1.timestamp)
+
+
 def test_a_late_response_from_an_old_attempt_completes_the_task() -> None:
     h = History()
     r1 = h.request("t1", "research", attempt=1)

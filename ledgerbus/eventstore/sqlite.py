@@ -87,6 +87,20 @@ _LEGACY_VALUE: dict[str, Callable[[Envelope], Any]] = {
 }
 
 
+def _refuse_a_foreign_database(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+    """A ledger, or (to write) an empty database: never another application's file, which opening it
+    writable would fill with the ledger's tables."""
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "events" in tables:
+        return
+    if tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise StoreError(f"{path} is a SQLite database but not a ledger (tables: {shown}); "
+                         "ledgerbus leaves it as it is")
+    if readonly:
+        raise StoreError(f"{path} holds no ledger yet (an empty database)")
+
+
 class SQLiteEventStore:
     """The ledger's SQLite mirror. Safe to share between threads (one lock around the connection)."""
 
@@ -94,13 +108,19 @@ class SQLiteEventStore:
         self.path = Path(path)
         if readonly:
             if not self.path.exists():
-                from ledgerbus.errors import StoreError
-
                 raise StoreError(f"no ledger at {self.path}")
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            _refuse_a_foreign_database(conn, self.path, readonly=readonly)
+        except sqlite3.DatabaseError as exc:  # "file is not a database", and its kin
+            conn.close()
+            raise StoreError(f"{self.path} is not a ledger: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._checkpointer: Checkpointer | None = None

@@ -13,12 +13,15 @@ that read (an agent type that started since the last one may serve it).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 
 from ledgerbus.agents.directory import Directory
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.orchestrator.breaker import BreakerRegistry
+
+log = logging.getLogger("ledgerbus.orchestrator")
 
 
 class Router:
@@ -52,8 +55,11 @@ class Router:
     async def _read(self, directory: Directory) -> None:
         try:
             by_type = await directory.live_types()
-        except Exception:
-            return  # the directory is advisory; routing by convention still works
+        except Exception as exc:
+            # The directory is advisory: routing by convention still works. Said, so that a capability
+            # routed by its name rather than by who announced it can be traced to the cause.
+            log.debug("directory read failed (%s): routing from what is known and by name", exc)
+            return
         self._live = {t: len(v) for t, v in by_type.items()}
         for agent, instances in by_type.items():
             for cap in instances[0].capabilities:

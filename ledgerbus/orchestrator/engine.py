@@ -26,7 +26,7 @@ from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, Tas
 from ledgerbus.ids import now_ms
 from ledgerbus.orchestrator.aggregate import Outcome
 from ledgerbus.orchestrator.breaker import BreakerRegistry, BreakerState
-from ledgerbus.orchestrator.inflight import ConversationResult, Run, StepResult, step_task_id
+from ledgerbus.orchestrator.inflight import ConversationResult, Run, StepResult, fallback_task_id, step_task_id
 from ledgerbus.orchestrator.outcome import ConversationOutcome, StepReport
 from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, SingleStepDecomposer, Step
 from ledgerbus.orchestrator.policy import FallbackCapability, FallbackValue, PolicySet, TaskPolicy
@@ -318,7 +318,7 @@ class Orchestrator:
                         res.fallback, res.error = True, res.error or (first.error if first else None)
                     ctx_results[step.id] = t.result
                     break
-                task_id = f"{task_id}_fb{depth + 1}"
+                task_id = fallback_task_id(task_id, depth + 1)
 
         try:
             while True:
@@ -521,10 +521,7 @@ class Orchestrator:
             if left <= 0:
                 return False
             wake.clear()
-            try:
-                await asyncio.wait_for(wake.wait(), left)
-            except asyncio.TimeoutError:
-                pass
+            await _woken(wake, left)
         return True
 
     def _done(self, run: Run, step: Step, task_id: str, agent: str | None) -> StepResult:
@@ -561,7 +558,7 @@ class Orchestrator:
             await self._emit(run, env)
             return StepResult(step, task_id, True, fb.as_payload(), agent, True, last_error, attempts)
         if isinstance(fb, FallbackCapability) and fallback_depth < _MAX_FALLBACK_DEPTH:
-            res = await self._task(run, step, f"{task_id}_fb{fallback_depth + 1}", fb.capability, payload,
+            res = await self._task(run, step, fallback_task_id(task_id, fallback_depth + 1), fb.capability, payload,
                                    fallback_depth=fallback_depth + 1)
             res.fallback = res.ok
             res.error = res.error or last_error
@@ -598,12 +595,16 @@ class Orchestrator:
                 await self._decision(run, request, ErrorCode(code), msg, retryable=err.retryable, details=err.details)
                 return err
             due = next_check_ms(task, policy)
-            timeout = max((due - now_ms()) / 1000, 0.001) if due is not None else 1.0
-            try:
-                await asyncio.wait_for(wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await _woken(wake, max((due - now_ms()) / 1000, 0.001) if due is not None else 1.0)
             wake.clear()
+
+
+async def _woken(wake: asyncio.Event, timeout: float) -> None:
+    """Wait until `wake` is set (an answer was folded in for the task) or `timeout` seconds pass."""
+    try:
+        await asyncio.wait_for(wake.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass
 
 
 def _recorded(step: Step, t: TaskState) -> StepResult:

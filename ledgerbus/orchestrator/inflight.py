@@ -68,3 +68,9 @@ class Run:
 def step_task_id(conversation_id: str, step_id: str) -> str:
     """Deterministic, so a recovering orchestrator finds the tasks its predecessor started."""
     return f"{conversation_id}_{step_id}"
+
+
+def fallback_task_id(task_id: str, depth: int) -> str:
+    """The task of a failed task's fallback capability, `depth` levels down (`<task>_fb1`, `_fb1_fb2`…):
+    deterministic like step_task_id, so a resume finds the fallbacks already answered."""
+    return f"{task_id}_fb{depth}"

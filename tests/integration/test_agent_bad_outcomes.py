@@ -28,7 +28,7 @@ class Text(pydantic.BaseModel):
 
 
 class Opaque:
-    pass
+    """Not JSON: msgspec has no encoding for it."""
 
 
 def agent(calls: list[str]) -> tuple[Agent, CapabilityRegistry]:

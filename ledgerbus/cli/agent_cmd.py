@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,50 +19,14 @@ app = typer.Typer(help="Run agents from the command line.", no_args_is_help=True
 def load_agent(spec: str) -> Any:
     """`package.module:name` or `path/to/file.py:name` (name defaults to `agent`) → the Agent object."""
     from ledgerbus.agents.sdk import Agent
+    from ledgerbus.cli.loader import load_spec
 
-    target, _, attr = spec.partition(":")
-    attr = attr or "agent"
-    if not target:
-        raise ConfigError(f"{spec!r}: expected module:agent, e.g. my_agents.echo:agent")
-    if target.endswith(".py") or os.sep in target:
-        path = Path(target)
-        if not path.is_file():
-            raise ConfigError(f"{spec!r}: no such file {path}")
-        mod_name = f"ledgerbus_user_{path.stem}"
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ConfigError(f"{spec!r}: cannot load {path}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[mod_name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:
-            raise ConfigError(f"{spec!r}: loading {path} failed: {_where(exc)}") from None
-    else:
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())  # like `python -m`: modules next to you are importable
-        try:
-            module = importlib.import_module(target)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"{spec!r}: cannot import {exc.name!r}") from None
-        except Exception as exc:  # the user's module raised while importing: say where, in one line
-            raise ConfigError(f"{spec!r}: importing {target} failed: {_where(exc)}") from None
-    obj = getattr(module, attr, None)
-    if not isinstance(obj, Agent):
-        found = [k for k, v in vars(module).items() if isinstance(v, Agent)]
-        hint = f"; agents in {target}: {', '.join(found)}" if found else ""
-        raise ConfigError(f"{spec!r}: {attr!r} is not a ledgerbus Agent{hint}")
-    return obj
-
-
-def _where(exc: Exception) -> str:
-    if isinstance(exc, SyntaxError):
-        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    at = f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})" if tb is not None else ""
-    return f"{type(exc).__name__}: {exc}{at}"
+    loaded = load_spec(spec, default_attr="agent", example="my_agents.echo:agent")
+    if not isinstance(loaded.value, Agent):
+        found = [k for k, v in vars(loaded.module).items() if isinstance(v, Agent)]
+        hint = f"; agents in {loaded.target}: {', '.join(found)}" if found else ""
+        raise ConfigError(f"{spec!r}: {loaded.attr!r} is not a ledgerbus Agent{hint}")
+    return loaded.value
 
 
 @app.command("run")

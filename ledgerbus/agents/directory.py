@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -20,6 +21,7 @@ from ledgerbus.agents.sdk import Agent
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
 from ledgerbus.ids import now_ms
+from ledgerbus.schemas.capability import Capability
 
 log = logging.getLogger("ledgerbus.directory")
 
@@ -51,15 +53,20 @@ _dec = msgspec.json.Decoder(InstanceInfo)
 
 
 def describe(agent: Agent) -> list[CapabilityInfo]:
+    return describe_capabilities(r.capability for r in agent.handlers.values())
+
+
+def describe_capabilities(capabilities: Iterable[Capability]) -> list[CapabilityInfo]:
+    """Directory entries for capabilities, with their JSON Schemas (an orchestrator announces its own so)."""
     return [
         CapabilityInfo(
-            name=r.capability.name,
-            version=r.capability.version,
-            description=r.capability.description,
-            input_schema=r.capability.input.json_schema(),
-            output_schema=r.capability.output.json_schema(),
+            name=cap.name,
+            version=cap.version,
+            description=cap.description,
+            input_schema=cap.input.json_schema(),
+            output_schema=cap.output.json_schema(),
         )
-        for r in agent.handlers.values()
+        for cap in capabilities
     ]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, fail, run
+from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, pipeline_or_fail
 
 DEFAULT_LEDGER = Path(".ledgerbus/ledger.db")
 
@@ -317,6 +318,8 @@ def fork(
     replace: bool = typer.Option(False, "--replace", help="replace the payload instead of merging into it"),
     event: int = typer.Option(None, "--event", help="position of the event to edit (default: the root REQUEST)"),
     max_requests: int = typer.Option(None, "--max-requests", min=0, help="budget of REQUESTs the fork may send"),
+    decomposer: str = DecomposerOption,
+    policies: str = PoliciesOption,
     url: str = UrlOption,
     data_dir: Path = DataDirOption,
     prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
@@ -330,6 +333,8 @@ def fork(
     Examples:
 
       ledgerbus fork .ledgerbus/ledger.db 0193… --at 3 --payload '{"topic": "cuckoo filters"}'
+
+      ledgerbus fork .ledgerbus/ledger.db 0193… --at 3 --decomposer ./my_pipeline.py:Pipeline
     """
     body: dict[str, Any] | None = None
     if payload is not None:
@@ -339,8 +344,9 @@ def fork(
             fail(f"--payload is not JSON: {exc}")
         if not isinstance(body, dict):
             fail("--payload must be a JSON object")
+    pipeline = pipeline_or_fail(decomposer, policies)
     events = _events(ledger, conversation)
-    report = run(_fork(url, data_dir, prefix, events, at, body, event, not replace, max_requests))
+    report = run(_fork(url, data_dir, prefix, events, at, body, event, not replace, max_requests, pipeline))
     result = report.result
     if as_json:
         _print({"original": report.original, "fork": report.fork, "copied": report.copied,
@@ -352,15 +358,18 @@ def fork(
 
 
 async def _fork(url: str | None, data_dir: Path, prefix: str | None, events: list[Any], at: int,
-                body: dict[str, Any] | None, event: int | None, merge: bool, max_requests: int | None) -> Any:
+                body: dict[str, Any] | None, event: int | None, merge: bool, max_requests: int | None,
+                pipeline: tuple[Any, Any]) -> Any:
     from ledgerbus.cli.live import connect
     from ledgerbus.cli.replay_modes import decomposer_for
     from ledgerbus.orchestrator.replaymodes import fork as do_fork
 
+    decomposer, policies = pipeline
+    decomposer = decomposer_for(events, decomposer)  # before connecting: a decomposer that cannot plan it fails here
     bus = await connect(url, data_dir, prefix=prefix, name="ledgerbus-fork")
     try:
         return await do_fork(bus, events, at, payload=body, edit_position=event, merge=merge,
-                             decomposer=decomposer_for(events), max_requests=max_requests)
+                             decomposer=decomposer, policies=policies, max_requests=max_requests)
     finally:
         await bus.close()
 

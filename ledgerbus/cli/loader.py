@@ -46,9 +46,17 @@ def load_spec(spec: str, *, default_attr: str, example: str) -> Loaded:
     return Loaded(spec, target, module, attr, getattr(module, attr, None))
 
 
+#: Files already loaded, by resolved path: `--decomposer f.py:a --policies f.py:b` runs f.py once, so what it
+#: registers on import (its capabilities) is registered once.
+_loaded_files: dict[Path, ModuleType] = {}
+
+
 def _load_file(spec: str, path: Path) -> ModuleType:
     if not path.is_file():
         raise ConfigError(f"{spec!r}: no such file {path}")
+    known = _loaded_files.get(path.resolve())
+    if known is not None:
+        return known
     mod_name = f"ledgerbus_user_{path.stem}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     if module_spec is None or module_spec.loader is None:
@@ -59,6 +67,7 @@ def _load_file(spec: str, path: Path) -> ModuleType:
         module_spec.loader.exec_module(module)
     except Exception as exc:
         raise ConfigError(f"{spec!r}: loading {path} failed: {where(exc)}") from None
+    _loaded_files[path.resolve()] = module
     return module
 
 

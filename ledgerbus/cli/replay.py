@@ -16,6 +16,7 @@ import typer
 
 from ledgerbus.cli.common import JsonOption, console, fail, is_tty, run
 from ledgerbus.cli.ledger_view import ReplaySink, parse_filter
+from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, pipeline_or_fail
 
 MODES = ("reconstruct", "resimulate", "re-execute")
 
@@ -37,6 +38,8 @@ def replay(
     summary: bool = typer.Option(False, "--summary", help="one line per conversation, even for a few"),
     upcast: bool = typer.Option(True, "--upcast/--no-upcast", help="bring old payload versions up to today's"),
     load: list[str] = typer.Option([], "--load", help="import this module first (registers capabilities/upcasters)"),
+    decomposer: str = DecomposerOption,
+    policies: str = PoliciesOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Print each conversation's timeline and the state the fold rebuilds: tasks, status, attempts, results.
@@ -54,15 +57,20 @@ def replay(
       ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode re-execute --max-requests 20 --url nats://…
 
       ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode re-execute --task 0193…_edit --max-requests 3
+
+      ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode resimulate --decomposer ./my_pipeline.py:Pipeline
     """
     if mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "reconstruct" and (decomposer or policies):
+        fail("--decomposer and --policies run an orchestrator: they go with --mode resimulate or re-execute")
     _load(load)
     flt, point = parse_filter(conversation, agent, action, capability, since, until)
     if mode != "reconstruct":
         from ledgerbus.cli.replay_modes import run_mode
 
-        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, as_json, task)
+        pipeline = pipeline_or_fail(decomposer, policies)
+        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, as_json, task, pipeline)
         return
     sink = ReplaySink(console, conversations=tuple(conversation), timeline=timeline, summary=summary,
                       as_json=as_json, upcast=upcast, point=point)

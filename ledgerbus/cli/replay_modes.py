@@ -19,16 +19,24 @@ def _print(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 
-def decomposer_for(events: list[Any]) -> Any:
-    """The decomposer a conversation's capability needs (the example pipeline, or one step)."""
+def decomposer_for(events: list[Any], decomposer: Any = None) -> Any:
+    """The decomposer a conversation's capability needs: the user's (checked to declare it), else the
+    example pipeline's for content.article, else one step (None)."""
     from ledgerbus.agents.examples import ARTICLE, ContentPipeline
 
     cap = next((e.envelope.capability for e in events if e.envelope.action.value == "REQUEST"), "")
+    if decomposer is not None:
+        from ledgerbus.cli.pipeline_specs import check_serves
+
+        check_serves(decomposer, cap, events[0].envelope.conversation_id if events else "")
+        return decomposer
     return ContentPipeline() if cap == ARTICLE else None
 
 
 def run_mode(mode: str, ledger: Path | None, url: str | None, prefix: str | None, conversation: list[str],
-             point: Any, max_requests: int | None, as_json: bool, tasks: list[str] | None = None) -> None:
+             point: Any, max_requests: int | None, as_json: bool, tasks: list[str] | None = None,
+             pipeline: tuple[Any, Any] = (None, None)) -> None:
+    """`pipeline`: the user's (decomposer, policies), None for the defaults."""
     if len(conversation) != 1:
         fail(f"--mode {mode} works on one conversation: give exactly one -c ID")
     from ledgerbus.cli.ledger_cmds import _events
@@ -38,7 +46,7 @@ def run_mode(mode: str, ledger: Path | None, url: str | None, prefix: str | None
     if point is not None and point.position is not None:
         events = [e for e in events if e.position <= point.position]
     if mode == "resimulate":
-        report = run(_resimulate(events))
+        report = run(_resimulate(events, *pipeline))
         if as_json:
             _print({"conversationId": report.conversation_id, "same": report.same, "requests": report.requests,
                     "unanswered": report.unanswered,
@@ -51,7 +59,7 @@ def run_mode(mode: str, ledger: Path | None, url: str | None, prefix: str | None
         return
     if max_requests is None:
         fail("--mode re-execute sends REQUESTs for real: give a budget with --max-requests N")
-    report = run(_re_execute(url, prefix, events, max_requests, tasks or []))
+    report = run(_re_execute(url, prefix, events, max_requests, tasks or [], *pipeline))
     if tasks:
         reruns = {t: {"task": s.task_id, "status": s.status.value, "attempts": s.attempts,
                       "error": s.error.code if s.error else None} for t, s in report.reruns.items()}
@@ -88,18 +96,20 @@ def _print_divergences(report: Any) -> None:
     console.print(table)
 
 
-async def _resimulate(events: list[Any]) -> Any:
+async def _resimulate(events: list[Any], decomposer: Any, policies: Any) -> Any:
     from ledgerbus.orchestrator.replaymodes import resimulate
 
-    return await resimulate(events, decomposer=decomposer_for(events))
+    return await resimulate(events, decomposer=decomposer_for(events, decomposer), policies=policies)
 
 
-async def _re_execute(url: str | None, prefix: str | None, events: list[Any], budget: int, tasks: list[str]) -> Any:
+async def _re_execute(url: str | None, prefix: str | None, events: list[Any], budget: int, tasks: list[str],
+                      decomposer: Any, policies: Any) -> Any:
     from ledgerbus.cli.live import connect
     from ledgerbus.orchestrator.replaymodes import re_execute
 
     bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-reexecute")
     try:
-        return await re_execute(bus, events, max_requests=budget, decomposer=decomposer_for(events), tasks=tasks)
+        return await re_execute(bus, events, max_requests=budget, decomposer=decomposer_for(events, decomposer),
+                                policies=policies, tasks=tasks)
     finally:
         await bus.close()

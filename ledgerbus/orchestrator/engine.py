@@ -287,11 +287,12 @@ class Orchestrator:
         return out
 
     async def serve(self, *, recover: bool = True, concurrency: int = 256,
-                    stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+                    stop: asyncio.Event | None = None, ready: asyncio.Event | None = None,
+                    announce: bool = True) -> None:
         """Run as a service taking REQUESTs addressed to this orchestrator (see `orchestrator.service`)."""
         from ledgerbus.orchestrator.service import serve
 
-        await serve(self, recover=recover, concurrency=concurrency, stop=stop, ready=ready)
+        await serve(self, recover=recover, concurrency=concurrency, stop=stop, ready=ready, announce=announce)
 
     async def _execute(self, run: Run) -> ConversationResult:
         root = run.root

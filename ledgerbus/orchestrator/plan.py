@@ -11,12 +11,16 @@ fails or is blocked, steps depending on it still run, without its result in the 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ledgerbus.errors import ConfigError
 from ledgerbus.orchestrator.aggregate import Decision, FanIn, Outcome
+from ledgerbus.schemas.envelope import CAPABILITY_PATTERN
+
+_CAPABILITY = re.compile(CAPABILITY_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -259,13 +263,45 @@ class Plan:
 
 @runtime_checkable
 class Decomposer(Protocol):
-    """Turns a request for a capability into a plan (rules, templates, or an LLM)."""
+    """Turns a request for a capability into a plan (rules, templates, or an LLM).
+
+    `capabilities` names the capabilities it plans: an orchestrator serving it answers those and refuses
+    any other with UNKNOWN_CAPABILITY, and announces them in the agent directory.
+    """
+
+    @property
+    def capabilities(self) -> Collection[str]: ...
 
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan: ...
 
 
 class SingleStepDecomposer:
-    """The default decomposer: every request is one step, sent as-is."""
+    """The default decomposer: every request is one step, sent as-is.
+
+    It plans any capability it is asked (`Orchestrator.run`); as a service it answers `capabilities`.
+    """
+
+    def __init__(self, capabilities: Iterable[str] = ()) -> None:
+        self.capabilities = frozenset(capabilities)
 
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan:
         return Plan.single(capability, request)
+
+
+def declared_capabilities(decomposer: object) -> frozenset[str]:
+    """The capability names a decomposer declares, or a one-line ConfigError saying what is wrong with them."""
+    kind = type(decomposer).__name__
+    if not hasattr(decomposer, "capabilities"):
+        raise ConfigError(f"decomposer {kind} has no `capabilities`: give it a collection of the capability "
+                          f"names it plans, e.g. capabilities = {{\"my.capability\"}}")
+    caps = getattr(decomposer, "capabilities")
+    if isinstance(caps, (str, bytes)) or not isinstance(caps, Collection):
+        raise ConfigError(f"decomposer {kind}: `capabilities` must be a collection of capability names, "
+                          f"not {caps!r}")
+    bad = [c for c in caps if not isinstance(c, str) or len(c) > 128 or not _CAPABILITY.match(c)]
+    if bad:
+        raise ConfigError(f"decomposer {kind}: `capabilities` holds {bad[0]!r}, not a capability name "
+                          f"(dotted words of [a-z0-9_-], at most 128 characters)")
+    if not caps:
+        raise ConfigError(f"decomposer {kind} declares no capabilities: a service with it would answer nothing")
+    return frozenset(caps)

@@ -23,6 +23,8 @@ N = 300
 
 
 class OneStep:
+    capabilities = ("calc.sum",)
+
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan:
         return Plan([Step("add", "calc.add", {"a": 1, "b": 2})])
 

@@ -40,6 +40,8 @@ def _notes(ctx: PlanContext) -> list[dict[str, Any]]:
 class ContentPipeline:
     """Decomposer for `content.article`."""
 
+    capabilities = frozenset({CAPABILITY})
+
     def __init__(self, *, notes_per_subtopic: int = 4, target_words: int = 300, max_words: int = 600,
                  research_fan_in: FanIn | None = None) -> None:
         """`research_fan_in` decides when writing may start: BestEffort (default: wait for every angle,

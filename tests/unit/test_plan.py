@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -279,3 +280,25 @@ def test_any_of_starts_at_the_first_success_and_best_effort_waits_for_all():
     assert best.ready({"r1"}, {"r3"}, {"r2"}) == []
     assert [s.id for s in best.ready({"r1"}, set(), {"r2", "r3"})] == ["w"]
     assert [s.id for s in best.blocked({"r1", "r2", "r3"})] == ["w"]
+
+
+def test_declared_capabilities_are_names_or_a_one_line_error() -> None:
+    from ledgerbus.agents.examples import ContentPipeline
+    from ledgerbus.orchestrator.plan import declared_capabilities
+
+    assert declared_capabilities(ContentPipeline()) == {"content.article"}
+    assert declared_capabilities(SingleStepDecomposer(["a.b", "c"])) == {"a.b", "c"}
+
+    class Bare:
+        def plan(self, capability: str, request: Any) -> Plan:
+            return Plan.single(capability, request)
+
+    class Named:
+        def __init__(self, caps: Any) -> None:
+            self.capabilities = caps
+
+    for bad, says in [(Bare(), "Bare has no `capabilities`"), (Named("a.b"), "must be a collection"),
+                      (Named(["ok", "Not A Name"]), "'Not A Name', not a capability name"),
+                      (Named([]), "declares no capabilities"), (SingleStepDecomposer(), "declares no capabilities")]:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            declared_capabilities(bad)

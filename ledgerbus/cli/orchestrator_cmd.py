@@ -39,7 +39,7 @@ def run_orchestrator(
 
       ledgerbus request orchestrator content.article '{"topic": "coffee"}' --timeout 60
 
-      ledgerbus orchestrator run --decomposer ./my_pipeline.py:Pipeline --policies my_policies:policies
+      ledgerbus orchestrator run --decomposer ./my_pipeline.py:Pipeline --policies ./my_pipeline.py:policies
     """
     run(_serve(name, recover, decomposer, policies, url, prefix, data_dir))
 

@@ -22,30 +22,12 @@ from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
 from ledgerbus.ids import now_ms
 from ledgerbus.schemas.capability import Capability
+from ledgerbus.schemas.directory import CapabilityInfo, InstanceInfo
 
 log = logging.getLogger("ledgerbus.directory")
 
 BUCKET = "LB_AGENTS"
 DEFAULT_TTL = 10.0
-
-
-class CapabilityInfo(msgspec.Struct, kw_only=True, rename="camel"):
-    name: str
-    version: int = 1
-    description: str = ""
-    input_schema: dict[str, Any] = msgspec.field(default_factory=dict)
-    output_schema: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class InstanceInfo(msgspec.Struct, kw_only=True, rename="camel"):
-    agent: str
-    instance: str
-    capabilities: list[CapabilityInfo]
-    started_at: int
-    seen_at: int
-    handled: int = 0
-    inflight: int = 0
-    concurrency: int = 1
 
 
 _enc = msgspec.json.Encoder()

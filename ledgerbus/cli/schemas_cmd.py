@@ -21,7 +21,7 @@ def _registry():  # type: ignore[no-untyped-def]
 
 @app.command()
 def export(out: Path = typer.Option(Path("schemas"), "--out", "-o", help="folder to write into")) -> None:
-    """Write envelope.schema.json and <capability>.{input,output}.schema.json.
+    """Write envelope.schema.json, directory-entry.schema.json and <capability>.{input,output}.schema.json.
 
     Example: ledgerbus schemas export --out schemas
     """
@@ -48,19 +48,20 @@ def check(directory: Path = typer.Option(Path("schemas"), "--dir", "-d", help="f
 
 
 @app.command()
-def show(capability: str = typer.Argument(..., help="capability name, or 'envelope'")) -> None:
-    """Print the input and output schema of a capability.
+def show(capability: str = typer.Argument(..., help="capability name, 'envelope' or 'directory-entry'")) -> None:
+    """Print the input and output schema of a capability (or the envelope's, or the directory entry's).
 
     Example: ledgerbus schemas show research.search
     """
     from ledgerbus.schemas import export as ex
 
     docs = ex.build(_registry())
-    if capability == "envelope":
-        console.print_json(data=docs["envelope.schema.json"])
+    whole = {"envelope": ex.ENVELOPE_FILE, "directory-entry": ex.DIRECTORY_FILE}
+    if capability in whole:
+        console.print_json(data=docs[whole[capability]])
         return
     found = {k: v for k, v in docs.items() if k.startswith(capability + ".") and k.count(".") == capability.count(".") + 3}
     if not found:
-        names = sorted({k.rsplit(".", 3)[0] for k in docs if k != "envelope.schema.json"})
+        names = sorted({k.rsplit(".", 3)[0] for k in docs if k not in whole.values()})
         fail(f"unknown capability {capability!r}; known: {', '.join(names)}")
     console.print_json(data=found)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ledgerbus.schemas.capability import CapabilityRegistry
+from ledgerbus.schemas.directory import InstanceInfo
 from ledgerbus.schemas.envelope import Envelope
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://ledgerbus.dev/schemas/"
+ENVELOPE_FILE = "envelope.schema.json"
+DIRECTORY_FILE = "directory-entry.schema.json"
+#: The capability version goes into `$comment` in this exact form. Not a keyword of its own: validators in
+#: strict mode (Ajv's default) refuse a schema with a keyword they do not know.
+VERSION_COMMENT = "ledgerbus capability {name} {kind}, version {version}"
+_version_re = re.compile(r"^ledgerbus capability \S+ (?:input|output), version (\d+)(?:;|$)")
 
 
 def _doc(name: str, schema: dict[str, Any], title: str) -> dict[str, Any]:
@@ -23,14 +31,30 @@ def envelope_schema() -> dict[str, Any]:
     return msgspec.json.schema(Envelope)
 
 
+def directory_entry_schema() -> dict[str, Any]:
+    return msgspec.json.schema(InstanceInfo)
+
+
+def version_of(doc: dict[str, Any]) -> int | None:
+    """The capability version a generated payload schema carries (None: not a capability's schema)."""
+    m = _version_re.match(str(doc.get("$comment", "")))
+    return int(m.group(1)) if m else None
+
+
 def build(registry: CapabilityRegistry) -> dict[str, dict[str, Any]]:
-    """File name → schema document, for the envelope and each capability's input and output."""
-    docs = {"envelope.schema.json": _doc("envelope.schema.json", envelope_schema(), "ledgerbus envelope")}
+    """File name → schema document: the envelope, the directory entry, each capability's input and output."""
+    docs = {
+        ENVELOPE_FILE: _doc(ENVELOPE_FILE, envelope_schema(), "ledgerbus envelope"),
+        DIRECTORY_FILE: _doc(DIRECTORY_FILE, directory_entry_schema(), "ledgerbus directory entry (KV LB_AGENTS)"),
+    }
     for cap in registry:
         for kind, pt in (("input", cap.input), ("output", cap.output)):
             name = f"{cap.name}.{kind}.schema.json"
             schema = pt.json_schema()
-            schema.setdefault("x-ledgerbus-version", cap.version)
+            ours = VERSION_COMMENT.format(name=cap.name, kind=kind, version=cap.version)
+            # A model's own root $comment (pydantic json_schema_extra) is kept, after ours.
+            theirs = schema.get("$comment")
+            schema["$comment"] = f"{ours}; {theirs}" if theirs else ours
             docs[name] = _doc(name, schema, f"{cap.name} {kind} (v{cap.version})")
     return docs
 

@@ -34,7 +34,7 @@ def test_checked_in_schemas_match_the_code() -> None:
 
 def test_every_builtin_capability_has_both_files() -> None:
     names = {p.name for p in SCHEMAS.glob("*.schema.json")}
-    assert "envelope.schema.json" in names
+    assert {"envelope.schema.json", "directory-entry.schema.json"} <= names
     caps = [c.name for c in registry]
     assert {"research.search", "writing.draft", "editor.edit", "content.article"} <= set(caps)
     for cap in caps:
@@ -61,7 +61,8 @@ def test_check_reports_a_stale_a_missing_and_an_orphan_file(tmp_path: Path) -> N
     reg.register("echo.say", _In, _In)
     written = export.write(reg, tmp_path)
     assert sorted(p.name for p in written) == [
-        "echo.say.input.schema.json", "echo.say.output.schema.json", "envelope.schema.json"]
+        "directory-entry.schema.json", "echo.say.input.schema.json", "echo.say.output.schema.json",
+        "envelope.schema.json"]
     assert export.check(reg, tmp_path) == []
 
     stale = tmp_path / "echo.say.input.schema.json"

@@ -63,6 +63,8 @@ class SecureBus(Bus):
     trust: dict[str, Any]
     violations: list[str]
     may_watch_dead_letters: bool
+    member: str
+    role: str
 
     @classmethod
     async def connect_as(
@@ -111,6 +113,7 @@ class SecureBus(Bus):
         bus.trust = {n: verify_key(p) for n, p in deployment.trust().items()}
         bus.violations = bus_violations
         bus.may_watch_dead_letters = deployment.members[name].role != "agent"
+        bus.member, bus.role = name, deployment.members[name].role
         if deployment.members[name].role == "admin":
             await bus.ensure_ledger(ledger or LedgerConfig())
         return bus
@@ -133,6 +136,11 @@ class SecureBus(Bus):
                              details={"claimedSender": env.sender})
 
     # -- consumers --------------------------------------------------------------------------
+
+    def may_create_consumer(self, agent_type: str) -> bool:
+        # An agent may create only its own consumer (the others are provisioned); asking anyway would cost
+        # a permission violation and a request timeout before the first REQUEST to each type.
+        return self.role in ("client", "admin") or (self.role == "agent" and agent_type == self.member)
 
     async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Any:
         """Like Bus.agent_consumer, but created through the filtered create subject the permissions pin."""

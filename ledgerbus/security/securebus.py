@@ -27,7 +27,7 @@ from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.security.deployment import Deployment
 from ledgerbus.security.keys import SIG_HEADER, Identity, signature_valid, verify_key
 from ledgerbus.agents.directory import DEFAULT_TTL
-from ledgerbus.security.permissions import AGENTS_BUCKET, RESULTS_BUCKET, bucket, inbox_prefix
+from ledgerbus.security.permissions import AGENTS_BUCKET, CONDUCTORS_BUCKET, RESULTS_BUCKET, bucket, inbox_prefix
 
 log = logging.getLogger("ledgerbus.security")
 
@@ -159,7 +159,7 @@ async def provision(
 ) -> None:
     """Create, as admin, what the other users may use but not create: buckets (direct get) and agent consumers."""
     subjects = deployment.subjects
-    for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL)):
+    for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL), (CONDUCTORS_BUCKET, None)):
         name = bucket(base, subjects)
         try:
             await admin.js.key_value(name)

@@ -36,7 +36,9 @@ class FanOutIn:
 
 
 def make(bus: Bus) -> Orchestrator:
-    return Orchestrator(bus, decomposer=FanOutIn(), policies=PolicySet(rate=RateLimitPolicy(global_rate=None, agent_rate=None)))
+    # A short conductor lease: a replacement takes a killed orchestrator's conversation over within a second.
+    return Orchestrator(bus, decomposer=FanOutIn(), lease=1.0,
+                        policies=PolicySet(rate=RateLimitPolicy(global_rate=None, agent_rate=None)))
 
 
 async def main(url: str, prefix: str, conversation_id: str, mode: str) -> None:

@@ -31,7 +31,8 @@ class Chain:
 
 
 def make(bus: Bus, *, rate: RateLimitPolicy | None = None) -> Orchestrator:
-    return Orchestrator(bus, decomposer=Chain(), policies=PolicySet(
+    # A short conductor lease: the replacement takes the killed orchestrator's conversation over within a second.
+    return Orchestrator(bus, decomposer=Chain(), lease=1.0, policies=PolicySet(
         default=PATIENT, rate=rate or RateLimitPolicy(global_rate=None, agent_rate=None)))
 
 

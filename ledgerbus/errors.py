@@ -60,3 +60,7 @@ class TaskTimeout(LedgerbusError):
 
 class StoreError(LedgerbusError):
     """The event store could not be read or written."""
+
+
+class ConductorLost(LedgerbusError):
+    """This orchestrator lost its claim on a conversation (another took it over): it stopped conducting it."""

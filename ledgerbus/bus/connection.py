@@ -17,11 +17,13 @@ from nats.js.errors import BadRequestError, NotFoundError
 from ledgerbus.bus import client
 from ledgerbus.bus import headers as H
 from ledgerbus.bus.appends import PipelinedJetStream
+from ledgerbus.bus.consumers import RequestConsumers
 from ledgerbus.bus.server import EmbeddedServer
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
 from ledgerbus.errors import ServerError
 from ledgerbus.schemas.codec import Codec
+from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.tracing import instrument as tracing
 from ledgerbus.tracing import setup as tracing_setup
@@ -56,6 +58,7 @@ class Bus:
         # When (time.monotonic) this connection last lost or regained the server. Timeouts decided around
         # then may be the outage's doing, not an agent's (the orchestrator's breakers look at it).
         self.trouble_at = float("-inf")
+        self.request_consumers = RequestConsumers(self)
 
     def note_trouble(self) -> None:
         self.trouble_at = time.monotonic()
@@ -164,8 +167,15 @@ class Bus:
 
     # -- publishing -------------------------------------------------------------------------
 
-    async def publish(self, env: Envelope, *, timeout: float = 5.0) -> api.PubAck:
-        """Append `env` to the ledger and deliver it; returns once JetStream has stored it."""
+    async def publish(self, env: Envelope, *, timeout: float = 5.0, ensure_consumer: bool = True) -> api.PubAck:
+        """Append `env` to the ledger and deliver it; returns once JetStream has stored it.
+
+        A REQUEST to a type this connection has not sent to before first makes sure the type's consumer
+        exists, so the request waits for its first instance (`ensure_consumer=False`: copied history, or
+        a conductor's own root REQUEST, which no one else is to take).
+        """
+        if ensure_consumer and env.action is Action.REQUEST and env.recipient not in self.request_consumers.ready:
+            await self.request_consumers.ensure(env.recipient)
         # Tracing on: a PRODUCER span, whose context goes into env.traceparent and the headers.
         with tracing.send_span(self.subjects.prefix, env) as trace_headers:
             return await self.js.publish(
@@ -177,6 +187,8 @@ class Bus:
 
     async def publish_async(self, env: Envelope) -> asyncio.Future[api.PubAck]:
         """Pipelined append: returns a future for the PubAck without waiting for it."""
+        if env.action is Action.REQUEST and env.recipient not in self.request_consumers.ready:
+            await self.request_consumers.ensure(env.recipient)
         if not tracing_setup.enabled():
             return await self.js.publish_async(
                 self.subjects.of(env), self.codec.encode(env), headers=envelope_headers(env)
@@ -202,15 +214,24 @@ class Bus:
         """Live answers addressed to `address` (core NATS: the ledger keeps the durable copy)."""
         return await self.nc.subscribe(self.subjects.inbox(address), queue=queue, cb=cb)
 
+    def may_create_consumer(self, agent_type: str) -> bool:
+        """Whether this connection's user may create `agent_type`'s consumer (a secured agent may not)."""
+        return True
+
     async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Any:
-        """The durable pull consumer shared by every instance of `agent_type` (created if missing)."""
+        """The durable pull consumer shared by every instance of `agent_type` (created if missing).
+
+        An existing consumer takes this instance's mutable settings (AckWait, MaxDeliver, BackOff,
+        MaxAckPending: JetStream's create-or-update), keeping its position and the requests it holds, so a
+        consumer a publisher created before the type's first instance ran becomes the agent's own.
+        """
         settings = settings or ConsumerSettings()
         cfg = settings.consumer_config(self.subjects, agent_type)
         try:
             await self.js.add_consumer(self.subjects.stream, cfg)
         except BadRequestError as exc:
-            # It exists with other settings. Deleting it would drop the requests it holds, so keep it and
-            # say so: changing a type's delivery settings is an operator's decision, not an instance's.
+            # It differs in what JetStream cannot change (filter, deliver or ack policy). Deleting it would
+            # drop the requests it holds, so keep it and say so: that is an operator's decision.
             log.warning("consumer %s exists with other settings (%s); using it as it is", consumer_name(agent_type), exc)
         return await self.js.pull_subscribe_bind(consumer_name(agent_type), stream=self.subjects.stream)
 

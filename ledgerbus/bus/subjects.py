@@ -19,6 +19,10 @@ class Subjects:
         """Stream name; one per prefix so several deployments can share a NATS account."""
         return "LEDGER" if self.prefix == "lb" else f"LEDGER_{self.prefix.upper().replace('-', '_')}"
 
+    def bucket(self, base: str) -> str:
+        """A KV bucket's name under this prefix (`LB_AGENTS`, `LB_AGENTS_<PREFIX>`), like the stream's."""
+        return base if self.prefix == "lb" else f"{base}_{self.prefix.upper()}"
+
     @property
     def template(self) -> str:
         return TEMPLATE.replace("{prefix}", self.prefix)

@@ -13,8 +13,8 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
 
 import nats.errors
 
@@ -26,6 +26,7 @@ from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, Tas
 from ledgerbus.ids import now_ms
 from ledgerbus.orchestrator.aggregate import Outcome
 from ledgerbus.orchestrator.breaker import BreakerRegistry, BreakerState
+from ledgerbus.orchestrator.conductors import DEFAULT_LEASE, Conductors, Held
 from ledgerbus.orchestrator.inflight import ConversationResult, Run, StepResult, fallback_task_id, step_task_id
 from ledgerbus.orchestrator.outcome import ConversationOutcome, StepReport
 from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, SingleStepDecomposer, Step
@@ -39,6 +40,8 @@ from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer, new_request
 from ledgerbus.tracing import instrument as tracing
 
 log = logging.getLogger("ledgerbus.orchestrator")
+
+R = TypeVar("R")
 
 #: A fallback capability may itself fall back, this many levels deep (`<task>_fb1_fb2_fb3`).
 _MAX_FALLBACK_DEPTH = 3
@@ -69,6 +72,7 @@ class Orchestrator:
         registry: CapabilityRegistry | None = None,
         rng: random.Random | None = None,
         use_directory: bool = True,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         self.bus = bus
         self.name = name
@@ -78,6 +82,8 @@ class Orchestrator:
         self.router = router or Router(directory=Directory(bus) if use_directory else None)
         self.rng = rng or random.Random()
         self.requester = Requester(bus, name, registry=self.registry)
+        # One conductor per conversation, whatever else runs under this name: a claim renewed every lease/3.
+        self.conductors = Conductors(bus, name, lease=lease)
         self.breakers = BreakerRegistry(
             default=self.policies.breaker,
             per_type=self.policies.per_agent_breaker,
@@ -140,7 +146,8 @@ class Orchestrator:
         delay = 0.1
         while True:
             try:
-                await self.bus.publish(env)
+                # Our own root REQUEST is not for anyone else to take: it creates no consumer for this name.
+                await self.bus.publish(env, ensure_consumer=env.recipient != self.name)
                 return
             except (LedgerbusError, nats.errors.ConnectionClosedError):
                 raise  # refused by the codec (too large…) or closed by us: retrying cannot help
@@ -184,7 +191,38 @@ class Orchestrator:
             conversation_id=conversation_id,
             deadline=now_ms() + int(deadline * 1000) if deadline is not None else None,
         )
-        return await self._conduct(root, publish_root=True)
+        # Claimed before the root is published: a same-named service delivered it sees the claim and waits.
+        held = await self.conductors.claim_new(root.conversation_id)
+        return await self.conduct(held, self._conduct(root, publish_root=True))
+
+    async def conduct(self, held: Held, work: Coroutine[Any, Any, R]) -> R:
+        """Run `work` (conducting `held`'s conversation) under its claim, renewed meanwhile.
+
+        Returning marks the conversation finished (the final answer is in the ledger, or already was);
+        raising or being cancelled releases it for another orchestrator to take at once; losing the claim
+        (another took it over) cancels the work and raises ConductorLost.
+        """
+        job = asyncio.ensure_future(work)
+        keeper = asyncio.ensure_future(self.conductors.keep(held))
+        try:
+            await asyncio.wait({job, keeper}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            job.cancel()
+            keeper.cancel()
+            await asyncio.gather(job, keeper, return_exceptions=True)
+            await self.conductors.release(held)
+            raise
+        if not job.done():  # the claim was lost: someone else conducts it now, so we must not go on
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+            keeper.result()  # raises ConductorLost
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        if job.cancelled() or job.exception() is not None:
+            await self.conductors.release(held)
+            return job.result()  # raises what the work raised
+        await self.conductors.finish(held)
+        return job.result()
 
     async def _conduct(self, root: Envelope, *, publish_root: bool) -> ConversationResult:
         run = Run(ConversationState(conversation_id=root.conversation_id), root)
@@ -200,24 +238,38 @@ class Orchestrator:
         finally:
             self.runs.pop(root.conversation_id, None)
 
-    async def resume(self, events: Iterable[Envelope]) -> ConversationResult | None:
+    async def resume(self, events: Iterable[Envelope], *, claim: Held | None = None) -> ConversationResult | None:
         """Finish a conversation a previous orchestrator left open, from its envelopes in ledger order.
 
         Finished tasks keep their recorded results; unfinished ones are re-issued with their original
         task ids and idempotency keys (an agent that already did the work answers from its record),
         through the same rate limiter as everything else.
+
+        Only under the conversation's claim: `claim` if the caller holds it, else it is taken — at once if
+        no one holds it, after its lease if its holder fell silent. None (nothing done) if the conversation
+        has ended, or if a live orchestrator conducts it.
         """
+        events = list(events)
+        state = fold(events) if events else None
+        root = next((e for e in events if state and e.action is Action.REQUEST and e.task_id == state.root_task_id), None)
+        if root is not None and root.conversation_id in self.runs:
+            return None  # conducted in this process, under the claim it holds
+        if state is None or root is None or root.recipient != self.name:
+            if claim is not None:
+                await self.conductors.release(claim)
+            return None
+        if state.status is not ConversationStatus.RUNNING:
+            if claim is not None:
+                await self.conductors.finish(claim)
+            return None
+        held = claim or await self.conductors.acquire(root.conversation_id, patient=False)
+        if held is None:
+            return None
+        return await self.conduct(held, self._resume(root, events))
+
+    async def _resume(self, root: Envelope, events: list[Envelope]) -> ConversationResult | None:
         from ledgerbus.orchestrator.recovery import conversation_events
 
-        events = list(events)
-        if not events:
-            return None
-        state = fold(events)
-        root = next((e for e in events if e.action is Action.REQUEST and e.task_id == state.root_task_id), None)
-        if root is None or root.recipient != self.name or state.status is not ConversationStatus.RUNNING:
-            return None
-        if root.conversation_id in self.runs:
-            return None
         run = Run(ConversationState(conversation_id=root.conversation_id), root)
         for env in events:
             run.fold_in(env)
@@ -226,6 +278,8 @@ class Orchestrator:
             # Answers published between the caller's read and our registration reached no one live: read again.
             for env in await conversation_events(self.bus, root.conversation_id):
                 run.fold_in(env)
+            if run.state.status is not ConversationStatus.RUNNING:
+                return None  # a holder we took over from had finished it, and died before saying so
             with tracing.resume_span(root, self.name):  # in the original trace, under its conversation span
                 return await self._execute(run)
         finally:

@@ -6,10 +6,13 @@ runs.
 
 from __future__ import annotations
 
+from nats.js.errors import NotFoundError
+
 from ledgerbus.bus.connection import Bus
 from ledgerbus.eventstore.base import EventFilter
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, apply
 from ledgerbus.eventstore.jetstream import JetStreamLedger
+from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope
 
 
@@ -36,3 +39,17 @@ async def open_conversations(bus: Bus, orchestrator: str) -> dict[str, list[Enve
         if st.root is not None and st.root.agent == orchestrator and st.status is ConversationStatus.RUNNING
     ]
     return {cid: await conversation_events(bus, cid) for cid in open_ids}
+
+
+async def root_acknowledged(bus: Bus, root: Envelope) -> bool:
+    """Whether an orchestrator ever took up `root` (its ACK to the requester is in the ledger).
+
+    One lookup of the last message on the ACK's subject, not a read of the conversation: a conversation
+    imported, or finished before claims existed, is told apart from a new one at the cost of a round trip.
+    """
+    subject = f"{bus.subjects.prefix}.{root.answer_to}.{Action.ACK.value}.{root.conversation_id}"
+    try:
+        await bus.js.get_last_msg(bus.subjects.stream, subject)
+    except NotFoundError:
+        return False
+    return True

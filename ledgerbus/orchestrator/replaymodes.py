@@ -358,9 +358,16 @@ async def fork(bus: Bus, events: Sequence[StoredEvent], at: int, *, payload: dic
     state = fold(copy)
     if state.status is not ConversationStatus.RUNNING:
         raise ConfigError(f"the conversation had already ended at position {at}: fork from an earlier position")
-    for env in copy:
-        await bus.publish(env)
     async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies) as orch:
         orch.limiter = BudgetLimiter(orch.limiter, max_requests)  # type: ignore[assignment]
-        result = await orch.resume(copy)
+        # Claimed before the copy is in the ledger: a service delivered the copied root REQUEST waits for
+        # this fork to finish instead of conducting it too.
+        held = await orch.conductors.claim_new(copy[0].conversation_id)
+        try:
+            for env in copy:  # history, not requests for anyone to take: no consumer is created for them
+                await bus.publish(env, ensure_consumer=False)
+        except BaseException:
+            await orch.conductors.release(held)
+            raise
+        result = await orch.resume(copy, claim=held)
     return ForkReport(events[0].envelope.conversation_id, copy[0].conversation_id, len(copy), result)

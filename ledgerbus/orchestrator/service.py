@@ -2,6 +2,11 @@
 
 The JetStream message is acked when the conversation has ended, so if the process dies the REQUEST is
 redelivered to another orchestrator, which resumes the conversation from the ledger.
+
+A delivered REQUEST is conducted only under the conversation's claim (`conductors`): when another
+orchestrator holds it (`Orchestrator.run()` in another process, a fork, a service that took it first)
+this one keeps the message and waits — acking it once the holder finishes, taking over if the holder
+falls silent for a lease. A finished conversation is acked and skipped.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from ledgerbus.errors import ConfigError, InvalidMessage, UnknownCapability
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.orchestrator.engine import Orchestrator
 from ledgerbus.orchestrator.plan import declared_capabilities
-from ledgerbus.orchestrator.recovery import conversation_events
+from ledgerbus.orchestrator.recovery import conversation_events, root_acknowledged
 from ledgerbus.schemas.capability import Capability
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer
@@ -151,23 +156,36 @@ async def _serve_one(orch: Orchestrator, msg: Any) -> None:
         if root.conversation_id in orch.runs:
             await msg.ack()  # started in this process by run()
             return
-        try:
-            check_request(orch, root)
-        except InvalidMessage as exc:
-            await orch.bus.publish(answer(root, Action.ERROR, error=ErrorInfo(
-                code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})))
-            await msg.ack()
-            return
-        # Only a redelivery (a previous orchestrator died holding it) can have history to resume from;
-        # a first delivery goes straight to work, so a burst of requests costs no ledger reads.
-        events = await conversation_events(orch.bus, root.conversation_id) if msg.metadata.num_delivered > 1 else []
-        if len(events) > 1:
-            await orch.resume(events)  # redelivered after a crash: finish, don't restart
-        else:
-            await orch._conduct(root, publish_root=False)
+        await _take(orch, root)
         await msg.ack()
     except Exception:
         log.exception("conversation failed in the orchestrator; it will be redelivered")
     finally:
         beat.cancel()
 
+
+async def _take(orch: Orchestrator, root: Envelope) -> None:
+    """Conduct a delivered root REQUEST under its claim, starting it or resuming it; nothing if it has ended."""
+    held = await orch.conductors.acquire(root.conversation_id, patient=True)
+    if held is None:
+        return  # finished, by whoever conducted it
+    # Validated only by its conductor: whoever holds it (run() elsewhere) may know capabilities we do not.
+    try:
+        check_request(orch, root)
+    except InvalidMessage as exc:
+        await orch.conduct(held, _refuse(orch, root, exc))  # the refusal is this conversation's end
+        return
+    # Only a conversation someone took up before (a claim taken over, or an ACK to the requester in the
+    # ledger) has history to resume from: a new one goes straight to work, with no read of the ledger.
+    events: list[Envelope] = []
+    if not held.fresh or await root_acknowledged(orch.bus, root):
+        events = await conversation_events(orch.bus, root.conversation_id)
+    if len(events) > 1:
+        await orch.resume(events, claim=held)
+    else:
+        await orch.conduct(held, orch._conduct(root, publish_root=False))
+
+
+async def _refuse(orch: Orchestrator, root: Envelope, exc: InvalidMessage) -> None:
+    await orch.bus.publish(answer(root, Action.ERROR, error=ErrorInfo(
+        code=exc.code, message=exc.reason, details={"path": exc.path} if exc.path else {})))

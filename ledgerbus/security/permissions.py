@@ -5,7 +5,8 @@ Roles:
   requests in the create subject), ack only its own messages, read/write only its own results in KV,
   subscribe only to its own answers and its own reply inbox.
 - client (the orchestrator, a CLI user): publish envelopes, read its own answers, read the ledger
-  (resume, dead letters), watch MAX_DELIVERIES advisories.
+  (resume, dead letters), watch MAX_DELIVERIES advisories, claim conversations in the conductors KV,
+  create the consumer of a type it sends a REQUEST to before the type's first instance ran.
 - recorder: read the ledger through its durable consumer; publish nothing on the bus.
 - admin: everything (provisioning the stream, consumers and buckets; never given to an agent).
 
@@ -21,6 +22,7 @@ from ledgerbus.bus.subjects import Subjects
 
 RESULTS_BUCKET = "LB_RESULTS"
 AGENTS_BUCKET = "LB_AGENTS"
+CONDUCTORS_BUCKET = "LB_CONDUCTORS"
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def agent(name: str, subjects: Subjects) -> Permissions:
 
 def client(name: str, subjects: Subjects) -> Permissions:
     stream = subjects.stream
-    agents = bucket(AGENTS_BUCKET, subjects)
+    agents, conductors = bucket(AGENTS_BUCKET, subjects), bucket(CONDUCTORS_BUCKET, subjects)
     return Permissions(
         publish=[
             subjects.all(),
@@ -90,6 +92,10 @@ def client(name: str, subjects: Subjects) -> Permissions:
             f"$JS.API.CONSUMER.INFO.KV_{agents}.>",
             f"$JS.API.CONSUMER.MSG.NEXT.KV_{agents}.>",
             f"$JS.API.CONSUMER.DELETE.KV_{agents}.>",
+            f"$JS.API.STREAM.INFO.KV_{conductors}",
+            f"$JS.API.STREAM.MSG.GET.KV_{conductors}",
+            f"$JS.API.DIRECT.GET.KV_{conductors}.>",
+            f"$KV.{conductors}.>",
         ],
         subscribe=[
             subjects.inbox(name),

@@ -27,7 +27,7 @@ from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.security.deployment import Deployment
 from ledgerbus.security.keys import SIG_HEADER, Identity, signature_valid, verify_key
 from ledgerbus.agents.directory import DEFAULT_TTL
-from ledgerbus.security.permissions import AGENTS_BUCKET, RESULTS_BUCKET, bucket, inbox_prefix
+from ledgerbus.security.permissions import AGENTS_BUCKET, CONDUCTORS_BUCKET, RESULTS_BUCKET, bucket, inbox_prefix
 
 log = logging.getLogger("ledgerbus.security")
 
@@ -63,6 +63,8 @@ class SecureBus(Bus):
     trust: dict[str, Any]
     violations: list[str]
     may_watch_dead_letters: bool
+    member: str
+    role: str
 
     @classmethod
     async def connect_as(
@@ -111,6 +113,7 @@ class SecureBus(Bus):
         bus.trust = {n: verify_key(p) for n, p in deployment.trust().items()}
         bus.violations = bus_violations
         bus.may_watch_dead_letters = deployment.members[name].role != "agent"
+        bus.member, bus.role = name, deployment.members[name].role
         if deployment.members[name].role == "admin":
             await bus.ensure_ledger(ledger or LedgerConfig())
         return bus
@@ -134,6 +137,11 @@ class SecureBus(Bus):
 
     # -- consumers --------------------------------------------------------------------------
 
+    def may_create_consumer(self, agent_type: str) -> bool:
+        # An agent may create only its own consumer (the others are provisioned); asking anyway would cost
+        # a permission violation and a request timeout before the first REQUEST to each type.
+        return self.role in ("client", "admin") or (self.role == "agent" and agent_type == self.member)
+
     async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Any:
         """Like Bus.agent_consumer, but created through the filtered create subject the permissions pin."""
         cfg = (settings or ConsumerSettings()).consumer_config(self.subjects, agent_type)
@@ -151,7 +159,7 @@ async def provision(
 ) -> None:
     """Create, as admin, what the other users may use but not create: buckets (direct get) and agent consumers."""
     subjects = deployment.subjects
-    for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL)):
+    for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL), (CONDUCTORS_BUCKET, None)):
         name = bucket(base, subjects)
         try:
             await admin.js.key_value(name)

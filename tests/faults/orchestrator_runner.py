@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ledgerbus.bus.connection import Bus  # noqa: E402
 from ledgerbus.orchestrator.engine import Orchestrator  # noqa: E402
+from ledgerbus.schemas.capability import CapabilityRegistry  # noqa: E402
 from ledgerbus.orchestrator.plan import Plan, Step  # noqa: E402
 from ledgerbus.orchestrator.policy import PolicySet, RateLimitPolicy  # noqa: E402
 
@@ -26,6 +27,8 @@ STEPS = ["s1", "s2", "s3", "s4", "j", *(f"c{i}" for i in range(1, CHAIN + 1))]
 
 
 class FanOutIn:
+    capabilities = frozenset({"test.fan"})
+
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan:
         return Plan([
             *(Step(f"s{i}", "worka.work", {"n": i}) for i in range(1, 5)),
@@ -36,7 +39,12 @@ class FanOutIn:
 
 
 def make(bus: Bus) -> Orchestrator:
-    return Orchestrator(bus, decomposer=FanOutIn(), policies=PolicySet(rate=RateLimitPolicy(global_rate=None, agent_rate=None)))
+    # The service refuses a capability with no schema: the fan-out's takes any object.
+    registry = CapabilityRegistry()
+    registry.register("test.fan")
+    # A short conductor lease: a replacement takes a killed orchestrator's conversation over within a second.
+    return Orchestrator(bus, decomposer=FanOutIn(), lease=1.0, registry=registry,
+                        policies=PolicySet(rate=RateLimitPolicy(global_rate=None, agent_rate=None)))
 
 
 async def main(url: str, prefix: str, conversation_id: str, mode: str) -> None:

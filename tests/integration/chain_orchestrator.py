@@ -21,6 +21,8 @@ PATIENT = TaskPolicy(receipt_timeout=15.0, stall_after=30.0, timeout=60.0)
 
 
 class Chain:
+    capabilities = frozenset({"test.chain"})
+
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan:
         return Plan([
             Step("a1", "stepa.work", {"n": 1}),
@@ -31,7 +33,8 @@ class Chain:
 
 
 def make(bus: Bus, *, rate: RateLimitPolicy | None = None) -> Orchestrator:
-    return Orchestrator(bus, decomposer=Chain(), policies=PolicySet(
+    # A short conductor lease: the replacement takes the killed orchestrator's conversation over within a second.
+    return Orchestrator(bus, decomposer=Chain(), lease=1.0, policies=PolicySet(
         default=PATIENT, rate=rate or RateLimitPolicy(global_rate=None, agent_rate=None)))
 
 

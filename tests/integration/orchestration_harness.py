@@ -18,10 +18,12 @@ import msgspec
 
 
 class FixedPlan:
-    """A decomposer that always returns the same steps (for capability `test.run`)."""
+    """A decomposer that always returns the same steps (for capability `test.run`, or those it is given)."""
 
-    def __init__(self, steps: Sequence[Step] | Callable[[Mapping[str, Any]], Sequence[Step]]) -> None:
+    def __init__(self, steps: Sequence[Step] | Callable[[Mapping[str, Any]], Sequence[Step]], *,
+                 capabilities: Sequence[str] = ("test.run",)) -> None:
         self.steps = steps
+        self.capabilities = frozenset(capabilities)
 
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan:
         return Plan(self.steps(request) if callable(self.steps) else self.steps)

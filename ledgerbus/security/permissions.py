@@ -80,6 +80,7 @@ def client(name: str, subjects: Subjects) -> Permissions:
             f"$JS.API.CONSUMER.CREATE.{stream}",  # ephemeral readers (several filter subjects: no name in the subject)
             f"$JS.API.CONSUMER.CREATE.{stream}.>",
             f"$JS.API.CONSUMER.INFO.{stream}.>",
+            f"$JS.API.CONSUMER.LIST.{stream}",  # `ledgerbus status`: each consumer's pending counts
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
             f"$JS.API.CONSUMER.DELETE.{stream}.>",
             f"$JS.ACK.{stream}.>",

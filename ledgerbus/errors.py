@@ -17,6 +17,16 @@ class ServerError(LedgerbusError):
     """The NATS server could not be started, reached or configured."""
 
 
+class AuthorizationError(ServerError):
+    """The server refused the credentials, or the user may not do what was asked (a permissions violation)."""
+
+
+def is_authorization_failure(exc: BaseException | str) -> bool:
+    """True for what nats-server says when it refuses a connection's credentials."""
+    text = str(exc).lower()
+    return "authorization violation" in text or "authentication" in text or "authorization failed" in text
+
+
 class InvalidMessage(LedgerbusError):
     """An envelope or payload failed to decode or validate.
 

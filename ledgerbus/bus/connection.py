@@ -21,7 +21,7 @@ from ledgerbus.bus.consumers import RequestConsumers
 from ledgerbus.bus.server import EmbeddedServer
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
-from ledgerbus.errors import ServerError
+from ledgerbus.errors import AuthorizationError, ServerError, is_authorization_failure
 from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope
@@ -78,6 +78,10 @@ class Bus:
         user_credentials: str | None = None,
         nkeys_seed: str | None = None,
         tls: Any = None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        on_error: Callable[[Exception], Awaitable[None]] | None = None,
     ) -> "Bus":
         server: EmbeddedServer | None = None
         url = url or os.environ.get(URL_ENV)
@@ -85,8 +89,14 @@ class Bus:
             server = await asyncio.to_thread(EmbeddedServer.for_dir(data_dir).start)
             url = server.url
 
-        async def on_error(exc: Exception) -> None:
+        first_errors: list[Exception] = []
+
+        async def error_cb(exc: Exception) -> None:
             log.warning("nats: %s", exc)
+            if len(first_errors) < 8:
+                first_errors.append(exc)
+            if on_error is not None:
+                await on_error(exc)
 
         holder: dict[str, Bus] = {}
 
@@ -107,6 +117,9 @@ class Bus:
             kwargs["nkeys_seed"] = nkeys_seed
         if tls is not None:
             kwargs["tls"] = tls
+        for key, value in (("user", user), ("password", password), ("token", token)):
+            if value is not None:
+                kwargs[key] = value
         try:
             nc = await client.connect(
                 url,
@@ -117,7 +130,7 @@ class Bus:
                 # unreachable URL: bound the first connect, then reconnect forever once connected.
                 max_reconnect_attempts=initial_attempts,
                 reconnect_time_wait=0.25,
-                error_cb=on_error,
+                error_cb=error_cb,
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
                 **kwargs,
@@ -125,6 +138,10 @@ class Bus:
         except Exception as exc:  # nats raises several unrelated types for "can't connect"
             if server is not None:
                 server.stop()
+            # nats-py reports a refused login to error_cb and then says only "no servers available".
+            refused = next((e for e in first_errors if is_authorization_failure(e)), None)
+            if refused is not None:
+                raise AuthorizationError(f"NATS at {url} refused the credentials: {refused}") from None
             raise ServerError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from None
         nc.options["max_reconnect_attempts"] = -1
         bus = cls(

@@ -12,6 +12,7 @@ import typer
 from ledgerbus.cli.common import DataDirOption, UrlOption, err_console, run
 from ledgerbus.cli.live import PrefixOption
 from ledgerbus.errors import ConfigError
+from ledgerbus.cli.connopts import connection_options
 
 app = typer.Typer(help="Run agents from the command line.", no_args_is_help=True)
 
@@ -30,6 +31,7 @@ def load_agent(spec: str) -> Any:
 
 
 @app.command("run")
+@connection_options
 def run_agent(
     spec: str = typer.Argument(..., help="module:agent or path/to/file.py:agent"),
     instances: int = typer.Option(1, "--instances", "-i", min=1, max=64, help="instances in this process"),
@@ -60,7 +62,7 @@ async def _serve(spec: str, instances: int, concurrency: int, drain_timeout: flo
     from ledgerbus.cli.live import connect
 
     agent = load_agent(spec)
-    bus = await connect(url, data_dir, prefix=prefix, name=f"agent-{agent.name}")
+    bus = await connect(url, data_dir, prefix=prefix, name=f"agent-{agent.name}", sender=agent.name)
     stop = install_stop_signals()
     runtimes = [AgentRuntime(agent, bus, concurrency=concurrency) for _ in range(instances)]
     try:

@@ -14,6 +14,7 @@ from rich.table import Table
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
 from ledgerbus.eventstore.base import StoredEvent
+from ledgerbus.cli.connopts import connection_options
 
 
 def breakers(events: Iterable[StoredEvent]) -> dict[str, dict[str, Any]]:
@@ -31,6 +32,7 @@ def breakers(events: Iterable[StoredEvent]) -> dict[str, dict[str, Any]]:
     return out
 
 
+@connection_options
 def agents(
     name: str = typer.Argument(None, help="show one agent type in detail, with its capabilities' schemas"),
     history: int = typer.Option(5000, "--history", min=0, help="ledger positions to read for breaker state"),

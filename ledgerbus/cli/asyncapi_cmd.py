@@ -10,8 +10,10 @@ import typer
 
 from ledgerbus.cli.common import DataDirOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.connopts import connection_options
 
 
+@connection_options
 def asyncapi(
     agent: list[str] = typer.Option([], "--agent", "-a", help="module:agent to describe (repeatable; default: "
                                     "the built-in research, writing and editor agents)"),

@@ -48,6 +48,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130)
+    except Exception:
+        # A request the server refused (a permissions violation) surfaces as a timeout: say the refusal.
+        from ledgerbus.cli.connopts import denial
+
+        why = denial()
+        if why is None:
+            raise
+        fail(why, 2)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

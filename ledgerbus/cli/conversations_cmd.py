@@ -15,6 +15,7 @@ from ledgerbus.cli.live import PrefixOption
 from ledgerbus.cli.render import STATUS_STYLE
 from ledgerbus.cli.sources import LastOption, LedgerFileOption, load
 from ledgerbus.eventstore.fold import ConversationState, TaskStatus
+from ledgerbus.cli.connopts import connection_options
 
 FAILED = (TaskStatus.FAILED, TaskStatus.STALLED, TaskStatus.TIMED_OUT)
 
@@ -28,6 +29,7 @@ def summary(st: ConversationState) -> dict[str, Any]:
             "tasks": len(st.tasks), "agents": len(agents), "errors": errors, "events": st.events}
 
 
+@connection_options
 def conversations(
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many, newest first"),
     status: list[str] = typer.Option([], "--status", "-s", help="only RUNNING, DONE, DEGRADED or FAILED (repeatable)"),

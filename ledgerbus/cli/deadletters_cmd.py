@@ -8,36 +8,22 @@ from typing import Any
 import typer
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
+from ledgerbus.cli.connopts import connection_options
 
 app = typer.Typer(help="Requests dead-lettered after MaxDeliver deliveries: list them, re-drive them.",
                   no_args_is_help=True)
 
-SecretsOption = typer.Option(None, "--secrets", envvar="LEDGERBUS_SECRETS",
-                             help="secured deployment folder (deployment.json + <user>.nk); unset: no auth")
-UserOption = typer.Option("orchestrator", "--user", help="deployment user to connect as (a client role)")
 
+async def _connect(url: str | None, data_dir: str) -> Any:
+    from ledgerbus.cli.live import connect
 
-async def _connect(url: str | None, data_dir: str, secrets: Path | None, user: str) -> Any:
-    from ledgerbus.bus.connection import Bus
-
-    if secrets is None:
-        return await Bus.connect(url, data_dir=data_dir, name="ledgerbus-deadletters")
-    from ledgerbus.bus.server import EmbeddedServer
-    from ledgerbus.errors import ConfigError
-    from ledgerbus.security.deployment import Deployment
-    from ledgerbus.security.securebus import SecureBus
-
-    if not url:
-        state = EmbeddedServer.for_dir(data_dir).running()
-        if state is None:
-            raise ConfigError("--secrets needs --url, or a running embedded server for --data-dir")
-        url = f"nats://{state['host']}:{state['port']}"
-    return await SecureBus.connect_as(url, Deployment.load(secrets), user)
+    return await connect(url, Path(data_dir), name="ledgerbus-deadletters")
 
 
 def _sender(bus: Any) -> str:
-    ident = getattr(bus, "identity", None)
-    return ident.name if ident is not None else "ledgerbus"
+    from ledgerbus.cli.live import identity
+
+    return identity(bus) or "ledgerbus"
 
 
 def _row(letter: Any) -> dict[str, Any]:
@@ -50,8 +36,9 @@ def _row(letter: Any) -> dict[str, Any]:
 
 
 @app.command("list")
+@connection_options
 def list_(
-    url: str = UrlOption, data_dir: str = DataDirOption, secrets: Path = SecretsOption, user: str = UserOption,
+    url: str = UrlOption, data_dir: str = DataDirOption,
     all_: bool = typer.Option(False, "--all", help="include letters already re-driven"),
     as_json: bool = JsonOption,
 ) -> None:
@@ -66,7 +53,7 @@ def list_(
     from ledgerbus.security import deadletters as dl
 
     async def go() -> list[dict[str, Any]]:
-        bus = await _connect(url, data_dir, secrets, user)
+        bus = await _connect(url, data_dir)
         try:
             return [_row(x) for x in await dl.find(bus, include_redriven=all_)]
         finally:
@@ -91,10 +78,11 @@ def list_(
 
 
 @app.command()
+@connection_options
 def redrive(
     ids: list[str] = typer.Argument(None, help="dead letter ids (deadletter-<seq>); none with --all: every pending one"),
     all_: bool = typer.Option(False, "--all", help="re-drive every dead letter not yet re-driven"),
-    url: str = UrlOption, data_dir: str = DataDirOption, secrets: Path = SecretsOption, user: str = UserOption,
+    url: str = UrlOption, data_dir: str = DataDirOption,
 ) -> None:
     """Re-send dead-lettered requests as a new attempt of the same task (same idempotency key).
 
@@ -111,7 +99,7 @@ def redrive(
         raise typer.BadParameter("name the dead letters to re-drive, or pass --all")
 
     async def go() -> list[tuple[str, str]]:
-        bus = await _connect(url, data_dir, secrets, user)
+        bus = await _connect(url, data_dir)
         try:
             letters = {x.id: x for x in await dl.find(bus, include_redriven=True)}
             unknown = [i for i in ids or [] if i not in letters]

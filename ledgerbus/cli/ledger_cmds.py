@@ -12,6 +12,7 @@ import typer
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, fail, run
 from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, pipeline_or_fail
+from ledgerbus.cli.connopts import connection_options
 
 DEFAULT_LEDGER = Path(".ledgerbus/ledger.db")
 
@@ -101,6 +102,7 @@ def diff(
 # -- export / import ----------------------------------------------------------------------------
 
 
+@connection_options
 def export(
     ledger: Path = typer.Argument(None, help="SQLite ledger file (or use --url for the live stream)"),
     out: Path = typer.Option(None, "--out", "-o", help="JSONL file to write (default: stdout)"),
@@ -154,6 +156,7 @@ async def _export_stream(url: str, prefix: str | None, cids: tuple[str, ...], si
         await bus.close()
 
 
+@connection_options
 def import_(
     source: Path = typer.Argument(..., help="JSONL ledger (from `ledgerbus export`)"),
     into: Path = typer.Option(None, "--into", help="SQLite ledger file to append to (created if missing)"),
@@ -310,6 +313,7 @@ def compact(
 # -- fork ---------------------------------------------------------------------------------------
 
 
+@connection_options
 def fork(
     ledger: Path = typer.Argument(..., help="SQLite ledger file holding the conversation"),
     conversation: str = typer.Argument(..., help="conversation to fork"),
@@ -377,6 +381,7 @@ async def _fork(url: str | None, data_dir: Path, prefix: str | None, events: lis
 # -- retention ----------------------------------------------------------------------------------
 
 
+@connection_options
 def retention(
     max_age: str = typer.Option(None, "--max-age", envvar="LEDGERBUS_LEDGER_MAX_AGE",
                                 help="drop ledger messages older than this (30d, 12h; 0 = forever)"),

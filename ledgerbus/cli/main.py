@@ -9,7 +9,7 @@ from ledgerbus.cli import replay as replay_mod
 from ledgerbus.cli import ledger_cmds
 from ledgerbus.cli import schemas_cmd
 from ledgerbus.cli import trace_cmd
-from ledgerbus.cli import deadletters_cmd, security_cmd
+from ledgerbus.cli import context_cmd, deadletters_cmd, security_cmd
 from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, server_cmd, stalls_cmd, tail_cmd
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.add_typer(schemas_cmd.app, name="schemas")
 app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(deadletters_cmd.app, name="deadletters")
 app.add_typer(security_cmd.app, name="security")
+app.add_typer(context_cmd.app, name="context")
 app.command()(server_cmd.up)
 app.command()(server_cmd.down)
 app.command()(server_cmd.status)

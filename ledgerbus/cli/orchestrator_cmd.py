@@ -11,11 +11,13 @@ import typer
 from ledgerbus.cli.common import DataDirOption, UrlOption, err_console, run
 from ledgerbus.cli.live import PrefixOption
 from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, load_pipeline
+from ledgerbus.cli.connopts import connection_options
 
 app = typer.Typer(help="Run the orchestrator as a service.", no_args_is_help=True)
 
 
 @app.command("run")
+@connection_options
 def run_orchestrator(
     name: str = typer.Option("orchestrator", "--name", help="the orchestrator's address on the bus"),
     recover: bool = typer.Option(True, "--recover/--no-recover",
@@ -52,7 +54,7 @@ async def _serve(name: str, recover: bool, decomposer_spec: str | None, policies
     from ledgerbus.orchestrator.engine import Orchestrator
 
     decomposer, policies = load_pipeline(decomposer_spec, policies_spec)  # bad specs fail before connecting
-    bus = await connect(url, data_dir, prefix=prefix, name=name)
+    bus = await connect(url, data_dir, prefix=prefix, name=name, sender=name)
     stop = install_stop_signals()
     orch = Orchestrator(bus, name=name, decomposer=decomposer or ContentPipeline(), policies=policies)
     try:

@@ -12,12 +12,14 @@ from rich.markup import escape
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, err_console, is_tty, run
 from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.connopts import connection_options
 
 PayloadArg = typer.Argument(..., help="the payload: inline JSON, @file.json, or - for stdin")
 AgentArg = typer.Argument(..., help="the agent type to ask (e.g. research, or orchestrator)")
 CapabilityArg = typer.Argument(..., help="the capability (e.g. research.search)")
 ConversationOption = typer.Option(None, "--conversation", "-c", help="join this conversation (default: a new one)")
-SenderOption = typer.Option("cli", "--sender", help="address the answers go to")
+SenderOption = typer.Option(None, "--sender", help="address the answers go to (default: the security-mode user "
+                             "you connect as, else cli)")
 DeadlineOption = typer.Option(None, "--deadline", help="seconds from now after which the answer is useless")
 KeyOption = typer.Option(None, "--idempotency-key", help="same key → same effect (default: the task id)")
 NoValidateOption = typer.Option(False, "--no-validate", help="send without checking the payload's schema")
@@ -26,9 +28,9 @@ ACTION_STYLE = {"ACK": "green", "PROGRESS": "blue", "RESPONSE": "bold green", "E
 
 
 async def _prepare(url: str | None, data_dir: Path, prefix: str | None, agent: str, capability: str,
-                   payload: str, conversation: str | None, sender: str, deadline: float | None,
-                   key: str | None, no_validate: bool) -> tuple[Any, Any]:
-    from ledgerbus.cli.live import connect
+                   payload: str, conversation: str | None, sender: str | None, deadline: float | None,
+                   key: str | None, no_validate: bool) -> tuple[Any, Any, str]:
+    from ledgerbus.cli.live import connect, identity
     from ledgerbus.cli.payloads import read_payload, resolve, validate
     from ledgerbus.errors import ConfigError
     from ledgerbus.ids import now_ms
@@ -37,11 +39,12 @@ async def _prepare(url: str | None, data_dir: Path, prefix: str | None, agent: s
     data = read_payload(payload)  # bad JSON fails before any connection is made
     if not is_address(agent):
         raise ConfigError(f"agent {agent!r} is not an address: it must match [a-z0-9_-]{{1,64}}")
-    if not is_address(sender):
+    if sender is not None and not is_address(sender):
         raise ConfigError(f"--sender {sender!r} is not an address: it must match [a-z0-9_-]{{1,64}}")
     if conversation is not None and not is_token(conversation):
         raise ConfigError(f"--conversation {conversation!r} must match [A-Za-z0-9_-]{{1,128}}")
-    bus = await connect(url, data_dir, prefix=prefix)
+    bus = await connect(url, data_dir, prefix=prefix, sender=sender)
+    sender = sender or identity(bus) or "cli"  # in security mode a request is signed by, so sent as, its user
     try:
         target = await resolve(bus, agent, capability)
         if not no_validate:
@@ -59,9 +62,10 @@ async def _prepare(url: str | None, data_dir: Path, prefix: str | None, agent: s
     env = new_request(sender=sender, recipient=agent, capability=capability, payload=data,
                       conversation_id=conversation, idempotency_key=key,
                       deadline=now_ms() + int(deadline * 1000) if deadline else None)
-    return bus, env
+    return bus, env, sender
 
 
+@connection_options
 def publish(
     agent: str = AgentArg,
     capability: str = CapabilityArg,
@@ -93,10 +97,10 @@ def publish(
 
 
 async def _publish(url: str | None, data_dir: Path, prefix: str | None, agent: str, capability: str, payload: str,
-                   conversation: str | None, sender: str, deadline: float | None, key: str | None,
+                   conversation: str | None, sender: str | None, deadline: float | None, key: str | None,
                    no_validate: bool, as_json: bool) -> None:
-    bus, env = await _prepare(url, data_dir, prefix, agent, capability, payload, conversation, sender, deadline,
-                              key, no_validate)
+    bus, env, sender = await _prepare(url, data_dir, prefix, agent, capability, payload, conversation, sender,
+                                      deadline, key, no_validate)
     try:
         ack = await bus.publish(env)
     finally:
@@ -109,6 +113,7 @@ async def _publish(url: str | None, data_dir: Path, prefix: str | None, agent: s
     console.print(f"conversation [bold]{env.conversation_id}[/]")
 
 
+@connection_options
 def request(
     agent: str = AgentArg,
     capability: str = CapabilityArg,
@@ -142,15 +147,15 @@ def request(
 
 
 async def _request(url: str | None, data_dir: Path, prefix: str | None, agent: str, capability: str, payload: str,
-                   timeout: float, conversation: str | None, sender: str, deadline: float | None, key: str | None,
+                   timeout: float, conversation: str | None, sender: str | None, deadline: float | None, key: str | None,
                    no_validate: bool, as_json: bool) -> bool:
     import msgspec
 
     from ledgerbus.bus.requester import Requester
     from ledgerbus.schemas.codes import Action
 
-    bus, env = await _prepare(url, data_dir, prefix, agent, capability, payload, conversation, sender, deadline,
-                              key, no_validate)
+    bus, env, sender = await _prepare(url, data_dir, prefix, agent, capability, payload, conversation, sender,
+                                      deadline, key, no_validate)
     requester = await Requester(bus, sender).start()
     ok = False
     status = console.status(f"waiting for {agent}…") if is_tty() and not as_json else None

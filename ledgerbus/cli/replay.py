@@ -17,10 +17,12 @@ import typer
 from ledgerbus.cli.common import JsonOption, console, fail, is_tty, run
 from ledgerbus.cli.ledger_view import ReplaySink, parse_filter
 from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, pipeline_or_fail
+from ledgerbus.cli.connopts import connection_options
 
 MODES = ("reconstruct", "resimulate", "re-execute")
 
 
+@connection_options
 def replay(
     ledger: Path = typer.Argument(None, help="SQLite ledger file (default .ledgerbus/ledger.db; ignored with --url)"),
     url: str = typer.Option(None, "--url", help="read the live JetStream LEDGER at this NATS URL instead of a file"),

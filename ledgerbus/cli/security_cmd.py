@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ledgerbus.cli.common import console, fail
+from ledgerbus.cli.common import DataDirOption, UrlOption, console, fail, run
+from ledgerbus.cli.connopts import connection_options
 
 app = typer.Typer(help="Secured deployments: one NATS user (nkey) per agent type, least-privilege permissions.",
                   no_args_is_help=True)
@@ -47,3 +48,37 @@ def generate(
     for m in dep.members.values():
         console.print(f"{m.role:9} {m.name:20} {m.public}")
     console.print(f"wrote {path}/deployment.json, auth.conf and one <user>.nk seed per user (keep the seeds secret)")
+
+
+@app.command()
+@connection_options
+def provision(url: str = UrlOption, data_dir: Path = DataDirOption) -> None:
+    """Create, as the deployment's admin, what its other users may use but not create: the ledger stream,
+    the KV buckets and every agent type's consumer. Run it once on a new secured server.
+
+    Connects as user admin of --deployment (or the admin nkey given with --nkey).
+
+    Examples:
+
+      ledgerbus security provision --url nats://127.0.0.1:4222 --deployment deploy/nats/secrets
+    """
+    run(_provision(url, data_dir))
+
+
+async def _provision(url: str | None, data_dir: Path) -> None:
+    from ledgerbus.cli import connopts
+    from ledgerbus.cli.live import connect
+    from ledgerbus.errors import ConfigError
+    from ledgerbus.security.securebus import SecureBus, provision as provision_
+
+    bus = await connect(url, data_dir, name="ledgerbus-provision", sender="admin")
+    try:
+        plan = connopts.current().plan
+        if plan is None or plan.deployment is None or not isinstance(bus, SecureBus):
+            raise ConfigError("provisioning needs the deployment: pass --deployment DIR (or --nkey DIR/admin.nk)")
+        await provision_(bus, plan.deployment)
+        agents = sorted(m.name for m in plan.deployment.members.values() if m.role == "agent")
+    finally:
+        await bus.close()
+    console.print(f"provisioned {bus.subjects.stream}, the KV buckets and the consumers of {', '.join(agents) or 'no agents'}",
+                  highlight=False)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.connopts import connection_options
 
 
 def up(
@@ -75,6 +76,7 @@ def down(data_dir: Path = DataDirOption, as_json: bool = JsonOption) -> None:
         console.print(f"no server was running for {data_dir}", highlight=False)
 
 
+@connection_options
 def status(
     url: str = UrlOption,
     prefix: str = PrefixOption,
@@ -97,13 +99,11 @@ def status(
 
 async def _status(url: str | None, prefix: str | None, data_dir: Path, as_json: bool) -> None:
     from ledgerbus.agents.directory import Directory
-    from ledgerbus.cli.live import connect
-
-    import os
+    from ledgerbus.cli.live import connect, uses_embedded
 
     from ledgerbus.bus.server import EmbeddedServer
 
-    embedded = None if (url or os.environ.get("LEDGERBUS_NATS_URL")) else EmbeddedServer.for_dir(data_dir).running()
+    embedded = EmbeddedServer.for_dir(data_dir).running() if uses_embedded(url) else None
     bus = await connect(url, data_dir, prefix=prefix)
     try:
         info = await bus.js.stream_info(bus.subjects.stream)

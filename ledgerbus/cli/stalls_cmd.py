@@ -11,6 +11,7 @@ from rich.table import Table
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
 from ledgerbus.cli.sources import LastOption, LedgerFileOption, load
+from ledgerbus.cli.connopts import connection_options
 
 WHAT = {
     "NO_RECEIPT": "never acknowledged",
@@ -29,6 +30,7 @@ def human_ms(ms: int) -> str:
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
 
 
+@connection_options
 def stalls(
     ledger: Path = LedgerFileOption,
     receipt: float = typer.Option(None, "--receipt", min=0.001, help="seconds an ACK may take (default 2)"),

@@ -18,6 +18,7 @@ from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, 
 from ledgerbus.cli.live import PrefixOption, decode
 from ledgerbus.cli.render import ACTION_STYLE, short
 from ledgerbus.eventstore.base import Rejected, StoredEvent
+from ledgerbus.cli.connopts import connection_options
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def as_dict(ev: StoredEvent | Rejected) -> dict[str, Any]:
     return {"position": ev.position, **msgspec.to_builtins(ev.envelope)}
 
 
+@connection_options
 def tail(
     conversation: list[str] = typer.Option([], "--conversation", "-c", help="only this conversation (repeatable)"),
     agent: list[str] = typer.Option([], "--agent", "-a", help="only events sent or received by this agent (repeatable)"),

@@ -15,6 +15,7 @@ import typer
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, fail, run
 from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.connopts import connection_options
 
 app = typer.Typer(help="Rebuild conversations' traces from a ledger: send them to Jaeger, or draw them.",
                   no_args_is_help=True)
@@ -73,6 +74,7 @@ def _conversations(ledger: Path | None, ids: list[str], url: str | None, data_di
 
 
 @app.command("export")
+@connection_options
 def export(
     ledger: Optional[Path] = LedgerArg,
     conversation: list[str] = ConversationOpt,
@@ -134,6 +136,7 @@ def export(
 
 
 @app.command("show")
+@connection_options
 def show(
     ledger: Optional[Path] = LedgerArg,
     conversation: list[str] = ConversationOpt,

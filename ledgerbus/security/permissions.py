@@ -82,6 +82,7 @@ def client(name: str, subjects: Subjects) -> Permissions:
             f"$JS.API.CONSUMER.CREATE.{stream}",  # ephemeral readers (several filter subjects: no name in the subject)
             f"$JS.API.CONSUMER.CREATE.{stream}.>",
             f"$JS.API.CONSUMER.INFO.{stream}.>",
+            f"$JS.API.CONSUMER.LIST.{stream}",  # `ledgerbus status`: each consumer's pending counts
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
             f"$JS.API.CONSUMER.DELETE.{stream}.>",
             f"$JS.ACK.{stream}.>",
@@ -92,6 +93,7 @@ def client(name: str, subjects: Subjects) -> Permissions:
             f"$JS.API.CONSUMER.INFO.KV_{agents}.>",
             f"$JS.API.CONSUMER.MSG.NEXT.KV_{agents}.>",
             f"$JS.API.CONSUMER.DELETE.KV_{agents}.>",
+            f"$KV.{agents}.{name}.>",  # an orchestrator service announces itself like an agent
             f"$JS.API.STREAM.INFO.KV_{conductors}",
             f"$JS.API.STREAM.MSG.GET.KV_{conductors}",
             f"$JS.API.DIRECT.GET.KV_{conductors}.>",

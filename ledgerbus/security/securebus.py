@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.js import api
@@ -20,7 +21,7 @@ from ledgerbus.bus.appends import PipelinedJetStream
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
-from ledgerbus.errors import InvalidMessage, ServerError
+from ledgerbus.errors import AuthorizationError, InvalidMessage, ServerError, is_authorization_failure
 from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import ErrorCode
 from ledgerbus.schemas.envelope import Envelope
@@ -77,16 +78,19 @@ class SecureBus(Bus):
         ledger: LedgerConfig | None = None,
         tls: Any = None,
         connect_timeout: float = 5.0,
+        on_error: Callable[[Exception], Awaitable[None]] | None = None,
     ) -> "SecureBus":
         """Connect as deployment member `name` (its seed must be known) on its private inbox prefix."""
         ident = deployment.identity(name)
 
         bus_violations: list[str] = []
 
-        async def on_error(exc: Exception) -> None:
+        async def record(exc: Exception) -> None:
             # Permission violations arrive here, asynchronously: keep them so callers (and tests) can see them.
             log.warning("nats (%s): %s", name, exc)
             bus_violations.append(str(exc))
+            if on_error is not None:
+                await on_error(exc)
 
         try:
             # Bounded: a refused TLS handshake or nkey makes nats-py retry the first connect indefinitely.
@@ -97,16 +101,25 @@ class SecureBus(Bus):
                 inbox_prefix=inbox_prefix(name),
                 connect_timeout=connect_timeout,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # Bounded for the first connect, as in Bus.connect: a refused nkey is said at once, not
+                # retried until the timeout; once connected, reconnect forever.
+                max_reconnect_attempts=3,
                 reconnect_time_wait=0.25,
-                error_cb=on_error,
+                error_cb=record,
                 tls=tls,
             ), connect_timeout * 2)
         except asyncio.TimeoutError:
+            refused = next((v for v in bus_violations if is_authorization_failure(v)), None)
+            if refused is not None:
+                raise AuthorizationError(f"NATS at {url} refused user {name!r} (nkey {ident.public}): {refused}") from None
             hint = "; ".join(bus_violations[-2:]) or "no answer"
             raise ServerError(f"cannot connect to NATS at {url} as {name!r} within {connect_timeout * 2:.0f}s: {hint}") from None
         except Exception as exc:  # nats raises several unrelated types for "can't connect"
+            refused = next((v for v in bus_violations if is_authorization_failure(v)), None)
+            if refused is not None:
+                raise AuthorizationError(f"NATS at {url} refused user {name!r} (nkey {ident.public}): {refused}") from None
             raise ServerError(f"cannot connect to NATS at {url} as {name!r}: {exc or type(exc).__name__}") from None
+        nc.options["max_reconnect_attempts"] = -1
         bus = cls(nc, subjects=Subjects(deployment.prefix), codec=codec or Codec())
         bus.js = SigningJetStream(nc, ident, bus.subjects.prefix + ".")
         bus.identity = ident

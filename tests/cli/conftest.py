@@ -86,6 +86,16 @@ class Background:
             self.thread.join(5)
 
 
+@pytest.fixture(autouse=True)
+def no_saved_contexts(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's selected context and LEDGERBUS_* credentials must not reach the server a test names."""
+    from ledgerbus.cli.connopts import ENV
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    for var in ENV.values():
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
 def background(nats_server: Any) -> Iterator[Background]:
     bg = Background(nats_server.url, nats_server.prefix)

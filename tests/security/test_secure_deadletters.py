@@ -51,13 +51,13 @@ async def test_orchestrator_dead_letters_a_request_beta_never_acknowledged(secur
         # The CLI, as the orchestrator user of the deployment
         listed = await asyncio.to_thread(subprocess.run, [
             sys.executable, "-m", "ledgerbus.cli.main", "deadletters", "list", "--json", "--url", secured.server.url,
-            "--secrets", str(secured.dir / "secrets"), "--user", "orchestrator"], capture_output=True, text=True, timeout=60)
+            "--deployment", str(secured.dir / "secrets"), "--user", "orchestrator"], capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0, listed.stderr
         assert [r["id"] for r in json.loads(listed.stdout)] == [letter.id]
         refused = await asyncio.to_thread(subprocess.run, [
             sys.executable, "-m", "ledgerbus.cli.main", "deadletters", "list", "--url", secured.server.url],
             capture_output=True, text=True, timeout=60)
-        assert refused.returncode == 2 and "Authorization" in refused.stderr  # no user: the server says no
+        assert refused.returncode == 2 and "authorization failed" in refused.stderr  # no user: the server says no
         assert not beta.violations and not orch.violations
         await watcher.stop()
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, fail, run
+from ledgerbus.cli.live import PrefixOption
 
 DEFAULT_LEDGER = Path(".ledgerbus/ledger.db")
 
@@ -105,7 +106,7 @@ def export(
     out: Path = typer.Option(None, "--out", "-o", help="JSONL file to write (default: stdout)"),
     conversation: list[str] = typer.Option([], "--conversation", "-c", help="only these conversations"),
     url: str = typer.Option(None, "--url", help="export the live JetStream LEDGER at this URL"),
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
+    prefix: str = PrefixOption,
 ) -> None:
     """Write a ledger as JSONL (one envelope per line, with its position and chain hash), e.g. for a bug report.
 
@@ -157,7 +158,7 @@ def import_(
     source: Path = typer.Argument(..., help="JSONL ledger (from `ledgerbus export`)"),
     into: Path = typer.Option(None, "--into", help="SQLite ledger file to append to (created if missing)"),
     url: str = typer.Option(None, "--url", help="instead: publish into the JetStream LEDGER at this URL"),
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix to import into"),
+    prefix: str = PrefixOption,
     force: bool = typer.Option(False, "--force", help="import even when lines do not match their hashes"),
     as_json: bool = JsonOption,
 ) -> None:
@@ -319,7 +320,7 @@ def fork(
     max_requests: int = typer.Option(None, "--max-requests", min=0, help="budget of REQUESTs the fork may send"),
     url: str = UrlOption,
     data_dir: Path = DataDirOption,
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
+    prefix: str = PrefixOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Re-run a conversation from position N with an edited payload, as a new conversation; the original stays intact.
@@ -375,7 +376,7 @@ def retention(
                                   help="cap the ledger's size (500MB, 2GiB; 0 = no cap), oldest dropped first"),
     url: str = UrlOption,
     data_dir: Path = DataDirOption,
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the ledger"),
+    prefix: str = PrefixOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Show the JetStream ledger's retention, or set it with --max-age / --max-bytes.

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from ledgerbus.cli.common import JsonOption, console, fail, is_tty, run
+from ledgerbus.cli.live import PrefixOption
 from ledgerbus.cli.ledger_view import ReplaySink, parse_filter
 
 MODES = ("reconstruct", "resimulate", "re-execute")
@@ -23,7 +24,7 @@ MODES = ("reconstruct", "resimulate", "re-execute")
 def replay(
     ledger: Path = typer.Argument(None, help="SQLite ledger file (default .ledgerbus/ledger.db; ignored with --url)"),
     url: str = typer.Option(None, "--url", help="read the live JetStream LEDGER at this NATS URL instead of a file"),
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
+    prefix: str = PrefixOption,
     conversation: list[str] = typer.Option([], "--conversation", "-c", help="conversation id (repeatable; default: all)"),
     agent: list[str] = typer.Option([], "--agent", "-a", help="only events sent or received by this agent"),
     action: list[str] = typer.Option([], "--action", help="only these actions (REQUEST, ACK, …)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import typer
@@ -44,10 +45,17 @@ async def _serve(name: str, recover: bool, url: str | None, prefix: str | None, 
     bus = await connect(url, data_dir, prefix=prefix, name=name)
     stop = install_stop_signals()
     orch = Orchestrator(bus, name=name, decomposer=ContentPipeline())
-    try:
+    ready = asyncio.Event()
+
+    async def announce() -> None:
+        await ready.wait()  # said once requests reach it, so whoever waits for the line can send at once
         err_console.print(f"orchestrator [bold]{name}[/] serving on {bus.url} — Ctrl-C or SIGTERM stops",
                           highlight=False, soft_wrap=True)
-        await orch.serve(recover=recover, stop=stop)
+
+    announcing = asyncio.create_task(announce())
+    try:
+        await orch.serve(recover=recover, stop=stop, ready=ready)
     finally:
+        announcing.cancel()
         await orch.stop()
         await bus.close()

@@ -494,7 +494,7 @@ class SQLiteEventStore:
     def conversations_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
         """Conversation ids that start with `prefix`, compacted ones included (ids are ASCII tokens, so
         this is a range scan of the conversation index)."""
-        args = (prefix, prefix + "\x7f")
+        args: tuple[str, ...] = (prefix, prefix + "\x7f")
         sql = "SELECT conversation_id FROM events WHERE conversation_id >= ? AND conversation_id < ?"
         with self._lock:
             if "chain_heads" in self.db.table_names():

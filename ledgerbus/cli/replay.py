@@ -15,8 +15,9 @@ from typing import Any
 import typer
 
 from ledgerbus.cli.common import JsonOption, console, fail, is_tty, run
-from ledgerbus.cli.live import PrefixOption
 from ledgerbus.cli.ledger_view import ReplaySink, parse_filter
+from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.output import JsonlOption, choose
 
 MODES = ("reconstruct", "resimulate", "re-execute")
 
@@ -25,7 +26,8 @@ def replay(
     ledger: Path = typer.Argument(None, help="SQLite ledger file (default .ledgerbus/ledger.db; ignored with --url)"),
     url: str = typer.Option(None, "--url", help="read the live JetStream LEDGER at this NATS URL instead of a file"),
     prefix: str = PrefixOption,
-    conversation: list[str] = typer.Option([], "--conversation", "-c", help="conversation id (repeatable; default: all)"),
+    conversation: list[str] = typer.Option([], "--conversation", "-c",
+                                           help="conversation id or a unique prefix of one (repeatable; default: all)"),
     agent: list[str] = typer.Option([], "--agent", "-a", help="only events sent or received by this agent"),
     action: list[str] = typer.Option([], "--action", help="only these actions (REQUEST, ACK, …)"),
     capability: list[str] = typer.Option([], "--capability", help="only events of this capability"),
@@ -39,6 +41,7 @@ def replay(
     upcast: bool = typer.Option(True, "--upcast/--no-upcast", help="bring old payload versions up to today's"),
     load: list[str] = typer.Option([], "--load", help="import this module first (registers capabilities/upcasters)"),
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """Print each conversation's timeline and the state the fold rebuilds: tasks, status, attempts, results.
 
@@ -56,6 +59,7 @@ def replay(
 
       ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode re-execute --task 0193…_edit --max-requests 3
     """
+    fmt = choose(as_json, as_jsonl)
     if mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     _load(load)
@@ -63,10 +67,10 @@ def replay(
     if mode != "reconstruct":
         from ledgerbus.cli.replay_modes import run_mode
 
-        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, as_json, task)
+        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, fmt.machine, task)
         return
     sink = ReplaySink(console, conversations=tuple(conversation), timeline=timeline, summary=summary,
-                      as_json=as_json, upcast=upcast, point=point)
+                      fmt=fmt, upcast=upcast, point=point)
     if url:
         run(_from_stream(url, prefix, flt, sink))
     else:
@@ -85,7 +89,7 @@ def _load(modules: list[str]) -> None:
 
 
 def _from_file(path: Path, flt: Any, sink: ReplaySink) -> None:
-    from ledgerbus.errors import StoreError
+    from ledgerbus.errors import ConfigError, StoreError
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
     try:
@@ -93,9 +97,15 @@ def _from_file(path: Path, flt: Any, sink: ReplaySink) -> None:
     except StoreError as exc:
         fail(str(exc), 2)
     try:
+        if sink.selected:
+            from ledgerbus.cli.idprefix import resolve_in_store
+
+            flt = _select(sink, flt, resolve_in_store(store, sink.selected))
         _feed_file(store, path, flt, sink)
     except StoreError as exc:
         fail(str(exc), 2)
+    except ConfigError as exc:  # an ambiguous prefix
+        fail(str(exc))
     finally:
         store.close()
 
@@ -127,12 +137,24 @@ def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
             sink.compacted.append(cid)
 
 
+def _select(sink: ReplaySink, flt: Any, ids: list[str]) -> Any:
+    """The sink and the filter narrowed to `ids`, the conversations -c's prefixes named."""
+    import msgspec
+
+    sink.select(ids)
+    return msgspec.structs.replace(flt, conversation_ids=tuple(ids))
+
+
 async def _from_stream(url: str, prefix: str | None, flt: Any, sink: ReplaySink) -> None:
     from ledgerbus.cli.live import connect
     from ledgerbus.eventstore.jetstream import JetStreamLedger
 
     bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-replay")
     try:
+        if sink.selected:
+            from ledgerbus.cli.idprefix import resolve_in_stream
+
+            flt = _select(sink, flt, await resolve_in_stream(bus, sink.selected))
         source = JetStreamLedger(bus)
         total = (await source.last_position() - flt.after) if is_tty() else None
         with sink.progress(total, f"replaying {bus.subjects.stream} at {url}") as advance:

@@ -50,7 +50,7 @@ class ResultStore:
 
     async def _bucket(self) -> Any:
         if self._kv is None:
-            name = BUCKET if self.bus.subjects.prefix == "lb" else f"{BUCKET}_{self.bus.subjects.prefix.upper()}"
+            name = self.bus.subjects.bucket(BUCKET)
             try:
                 self._kv = await self.bus.js.key_value(name)
             except (BucketNotFoundError, NotFoundError):

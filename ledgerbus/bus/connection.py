@@ -83,6 +83,8 @@ class Bus:
         token: str | None = None,
         on_error: Callable[[Exception], Awaitable[None]] | None = None,
     ) -> "Bus":
+        # A bad prefix is refused before anything is started or connected.
+        subjects = Subjects(prefix if prefix is not None else os.environ.get(PREFIX_ENV) or "lb")
         server: EmbeddedServer | None = None
         url = url or os.environ.get(URL_ENV)
         if not url:
@@ -146,7 +148,7 @@ class Bus:
         nc.options["max_reconnect_attempts"] = -1
         bus = cls(
             nc,
-            subjects=Subjects(prefix or os.environ.get(PREFIX_ENV) or "lb"),
+            subjects=subjects,
             codec=codec or Codec(),
             server=server,
         )

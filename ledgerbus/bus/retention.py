@@ -69,11 +69,12 @@ async def apply_retention(bus: Any, *, max_age: float | None = None, max_bytes: 
 
 
 def describe(info: Any) -> dict[str, Any]:
+    """The retention as machine values: seconds and bytes, None for no limit."""
     cfg, state = info.config, info.state
     return {
         "stream": cfg.name,
-        "maxAge": f"{cfg.max_age:g}s" if cfg.max_age else "forever",
-        "maxBytes": cfg.max_bytes if cfg.max_bytes and cfg.max_bytes > 0 else "no cap",
+        "maxAge": cfg.max_age if cfg.max_age else None,
+        "maxBytes": cfg.max_bytes if cfg.max_bytes and cfg.max_bytes > 0 else None,
         "messages": state.messages,
         "bytes": state.bytes,
         "firstPosition": state.first_seq,

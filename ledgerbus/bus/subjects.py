@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from ledgerbus.errors import InvalidMessage
+from ledgerbus.errors import ConfigError, InvalidMessage
 from ledgerbus.schemas.envelope import Envelope
 
 TEMPLATE = "{prefix}.{recipient}.{action}.{conversationId}"
+DEFAULT_PREFIX = "lb"
+MAX_PREFIX = 32
+_PREFIX = re.compile(r"[a-z0-9_-]{1,%d}" % MAX_PREFIX)
+
+
+def check_prefix(prefix: str) -> str:
+    """`prefix` if it is a valid namespace, else ConfigError. One charset keeps the name mapping one-to-one:
+    upper-casing is injective only when the prefix has no upper case, and `_` and `-` are both kept."""
+    if not _PREFIX.fullmatch(prefix):
+        raise ConfigError(f"prefix {prefix!r} is not valid: it must be 1-{MAX_PREFIX} characters of lower-case "
+                          "letters, digits, '_' and '-'")
+    return prefix
 
 
 @dataclass(frozen=True)
 class Subjects:
-    prefix: str = "lb"
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
 
     @property
     def stream(self) -> str:
         """Stream name; one per prefix so several deployments can share a NATS account."""
-        return "LEDGER" if self.prefix == "lb" else f"LEDGER_{self.prefix.upper().replace('-', '_')}"
+        return "LEDGER" if self.prefix == DEFAULT_PREFIX else f"LEDGER_{self.prefix.upper()}"
+
+    def bucket(self, base: str) -> str:
+        """A KV bucket's name for this prefix (bucket names allow [A-Za-z0-9_-], so the prefix fits as it is)."""
+        return base if self.prefix == DEFAULT_PREFIX else f"{base}_{self.prefix.upper()}"
 
     def bucket(self, base: str) -> str:
         """A KV bucket's name under this prefix (`LB_AGENTS`, `LB_AGENTS_<PREFIX>`), like the stream's."""

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
+from ledgerbus.cli.common import DataDirOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.output import Column, Format, JsonlOption, JsonOption, choose, emit, table
 from ledgerbus.eventstore.base import StoredEvent
 from ledgerbus.cli.connopts import connection_options
 
@@ -40,6 +40,7 @@ def agents(
     prefix: str = PrefixOption,
     data_dir: Path = DataDirOption,
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """List agent types: live instances, capabilities, load, tasks handled, breaker state.
 
@@ -52,11 +53,11 @@ def agents(
 
       ledgerbus agents research --json
     """
-    run(_agents(name, history, url, prefix, data_dir, as_json))
+    run(_agents(name, history, url, prefix, data_dir, choose(as_json, as_jsonl)))
 
 
 async def _agents(name: str | None, history: int, url: str | None, prefix: str | None, data_dir: Path,
-                  as_json: bool) -> None:
+                  fmt: Format) -> None:
     import msgspec
 
     from ledgerbus.agents.directory import Directory
@@ -89,21 +90,21 @@ async def _agents(name: str | None, history: int, url: str | None, prefix: str |
     if name is not None:
         detail = {c.name: msgspec.to_builtins(c) for i in live[name] for c in i.capabilities}
         rows[0]["capabilityDetails"] = detail
-    if as_json:
-        print(json.dumps(rows))
+    if fmt.machine:
+        emit(fmt, rows)
         return
     if not rows:
         console.print("no agents registered", highlight=False)
         return
-    table = Table(title="agents", header_style="bold")
-    for col in ("type", "instances", "capabilities", "load", "handled", "breaker"):
-        table.add_column(col)
+    columns = [Column("type"), Column("instances", right=True), Column("capabilities"), Column("load", right=True),
+               Column("handled", right=True), Column("breaker")]
+    lines = []
     for r in rows:
         b = r["breaker"]["state"]
-        table.add_row(r["agent"], str(len(r["instances"])), ", ".join(r["capabilities"]) or "—",
+        lines.append([r["agent"], str(len(r["instances"])), ", ".join(r["capabilities"]) or "—",
                       f"{r['inflight']}/{r['concurrency']}", str(r["handled"]),
-                      f"[red]{b}[/]" if b == "OPEN" else f"[green]{b}[/]")
-    console.print(table)
+                      f"[red]{b}[/]" if b == "OPEN" else f"[green]{b}[/]"])
+    console.print(table(console, columns, lines, title="agents", drop=("handled", "load")))
     if name is not None:
         for inst in r["instances"]:
             console.print(f"instance {inst}", highlight=False)

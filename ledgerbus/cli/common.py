@@ -16,8 +16,9 @@ from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError, Server
 
 T = TypeVar("T")
 
-# Piped output (CI logs, `| less`) gets a wide fixed width instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 140)
+# Piped output (CI logs, `| less`) gets a wide fixed width instead of rich's 80-column default,
+# unless COLUMNS says how wide.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
 err_console = Console(stderr=True)
 
 DEFAULT_LEDGER = os.path.join(".ledgerbus", "ledger.db")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
+from ledgerbus.cli.common import DataDirOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.output import Column, JsonlOption, JsonOption, choose, emit, table
 from ledgerbus.cli.render import STATUS_STYLE
 from ledgerbus.cli.sources import LastOption, LedgerFileOption, load
 from ledgerbus.eventstore.fold import ConversationState, TaskStatus
@@ -39,6 +38,7 @@ def conversations(
     prefix: str = PrefixOption,
     data_dir: Path = DataDirOption,
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """List recent conversations: status, duration, agents involved, errors.
 
@@ -53,6 +53,7 @@ def conversations(
 
       ledgerbus conversations --ledger .ledgerbus/ledger.db -n 5
     """
+    fmt = choose(as_json, as_jsonl)
     wanted = {s.upper() for s in status}
     bad = wanted - {"RUNNING", "DONE", "DEGRADED", "FAILED"}
     if bad:
@@ -60,23 +61,28 @@ def conversations(
 
         fail(f"unknown status {sorted(bad)[0]!r}: use RUNNING, DONE, DEGRADED or FAILED")
     states = run(load(ledger, url, data_dir, prefix, last)).states
-    rows = [summary(st) for st in states.values() if not wanted or st.status.value in wanted]
+    # A "conversation" with no REQUEST is an ERROR answering a message that was not an envelope: not listed.
+    rows = [summary(st) for st in states.values()
+            if st.root_task_id is not None and (not wanted or st.status.value in wanted)]
+    total = sum(1 for st in states.values() if st.root_task_id is not None)
     rows.sort(key=lambda r: r["startedAt"] or 0, reverse=True)
     rows = rows[:limit]
-    if as_json:
-        print(json.dumps(rows))
+    if fmt.machine:
+        emit(fmt, rows)
         return
     if not rows:
         console.print("no conversations", highlight=False)
         return
-    table = Table(title=f"{len(rows)} of {len(states)} conversation(s), newest first", header_style="bold")
-    for col in ("conversation", "capability", "from", "status", "started", "duration", "agents", "tasks", "errors"):
-        table.add_column(col, no_wrap=True, justify="right" if col in ("agents", "tasks", "errors") else "left")
+    columns = [Column("conversation", is_id=True), Column("capability"), Column("from"), Column("status"),
+               Column("started"), Column("duration", right=True), Column("agents", right=True),
+               Column("tasks", right=True), Column("errors", right=True)]
+    lines = []
     for r in rows:
         started = datetime.fromtimestamp(r["startedAt"] / 1000).strftime("%Y-%m-%d %H:%M:%S") if r["startedAt"] else "—"
         dur = f"{r['durationMs']} ms" if r["durationMs"] is not None else "—"
         st = r["status"]
-        table.add_row(r["conversationId"], r["capability"] or "—", r["requester"] or "—",
+        lines.append([r["conversationId"], r["capability"] or "—", r["requester"] or "—",
                       f"[{STATUS_STYLE.get(st, '')}]{st}[/]", started, dur, str(r["agents"]), str(r["tasks"]),
-                      f"[red]{r['errors']}[/]" if r["errors"] else "0")
-    console.print(table)
+                      f"[red]{r['errors']}[/]" if r["errors"] else "0"])
+    console.print(table(console, columns, lines, title=f"{len(rows)} of {total} conversation(s), newest first",
+                        drop=("from", "agents", "tasks", "started", "capability")))

@@ -7,17 +7,19 @@ from typing import Any
 
 import typer
 
-from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
+from ledgerbus.cli.common import DataDirOption, UrlOption, console, run
 from ledgerbus.cli.connopts import connection_options
+from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.output import Column, JsonlOption, JsonOption, choose, emit, table
 
 app = typer.Typer(help="Requests dead-lettered after MaxDeliver deliveries: list them, re-drive them.",
                   no_args_is_help=True)
 
 
-async def _connect(url: str | None, data_dir: str) -> Any:
+async def _connect(url: str | None, data_dir: str, prefix: str | None) -> Any:
     from ledgerbus.cli.live import connect
 
-    return await connect(url, Path(data_dir), name="ledgerbus-deadletters")
+    return await connect(url, Path(data_dir), prefix=prefix, name="ledgerbus-deadletters")
 
 
 def _sender(bus: Any) -> str:
@@ -38,9 +40,10 @@ def _row(letter: Any) -> dict[str, Any]:
 @app.command("list")
 @connection_options
 def list_(
-    url: str = UrlOption, data_dir: str = DataDirOption,
+    url: str = UrlOption, data_dir: str = DataDirOption, prefix: str = PrefixOption,
     all_: bool = typer.Option(False, "--all", help="include letters already re-driven"),
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """Dead letters in the ledger that have not been re-driven.
 
@@ -52,29 +55,29 @@ def list_(
     """
     from ledgerbus.security import deadletters as dl
 
+    fmt = choose(as_json, as_jsonl)
+
     async def go() -> list[dict[str, Any]]:
-        bus = await _connect(url, data_dir)
+        bus = await _connect(url, data_dir, prefix)
         try:
             return [_row(x) for x in await dl.find(bus, include_redriven=all_)]
         finally:
             await bus.close()
 
     rows = run(go())
-    if as_json:
-        from ledgerbus.cli.render import print_json
-
-        print_json(console, rows)
+    if fmt.machine:
+        emit(fmt, rows)
         return
     if not rows:
         console.print("no dead letters")
         return
-    from rich.table import Table
+    from ledgerbus.cli.render import task_label
 
-    table = Table("id", "conversation", "task", "capability", "agent", "deliveries", "redriven by")
-    for r in rows:
-        table.add_row(r["id"], r["conversationId"], r["taskId"], r["capability"], r["agent"],
-                      str(r["deliveries"]), r["redrivenBy"] or "")
-    console.print(table)
+    columns = [Column("id", is_id=True), Column("conversation", is_id=True), Column("task"), Column("capability"),
+               Column("agent"), Column("deliveries", right=True), Column("redriven by", is_id=True)]
+    lines = [[r["id"], r["conversationId"], task_label(r["taskId"], r["conversationId"]), r["capability"], r["agent"],
+              "—" if r["deliveries"] is None else str(r["deliveries"]), r["redrivenBy"] or ""] for r in rows]
+    console.print(table(console, columns, lines, drop=("redriven by", "deliveries", "agent", "capability")))
 
 
 @app.command()
@@ -82,7 +85,7 @@ def list_(
 def redrive(
     ids: list[str] = typer.Argument(None, help="dead letter ids (deadletter-<seq>); none with --all: every pending one"),
     all_: bool = typer.Option(False, "--all", help="re-drive every dead letter not yet re-driven"),
-    url: str = UrlOption, data_dir: str = DataDirOption,
+    url: str = UrlOption, data_dir: str = DataDirOption, prefix: str = PrefixOption,
 ) -> None:
     """Re-send dead-lettered requests as a new attempt of the same task (same idempotency key).
 
@@ -99,7 +102,7 @@ def redrive(
         raise typer.BadParameter("name the dead letters to re-drive, or pass --all")
 
     async def go() -> list[tuple[str, str]]:
-        bus = await _connect(url, data_dir)
+        bus = await _connect(url, data_dir, prefix)
         try:
             letters = {x.id: x for x in await dl.find(bus, include_redriven=True)}
             unknown = [i for i in ids or [] if i not in letters]

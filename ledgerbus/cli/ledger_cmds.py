@@ -13,6 +13,8 @@ import typer
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, fail, run
 from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, pipeline_or_fail
 from ledgerbus.cli.connopts import connection_options
+from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.output import JsonlOption, choose, emit
 
 DEFAULT_LEDGER = Path(".ledgerbus/ledger.db")
 
@@ -30,16 +32,28 @@ def _store(path: Path, *, readonly: bool = True, create: bool = False) -> Any:
 
 
 def _events(path: Path, conversation: str) -> list[Any]:
+    """The events of one conversation, named by its id or a unique prefix of it."""
+    from ledgerbus.cli.idprefix import resolve_in_store
     from ledgerbus.eventstore.base import EventFilter
 
     store = _store(path)
     try:
+        conversation = _resolved(lambda: resolve_in_store(store, [conversation]))[0]
         events = list(store.read(EventFilter(conversation_ids=(conversation,))))
     finally:
         store.close()
     if not events:
         fail(f"conversation {conversation} has no events in {path}")
     return events
+
+
+def _resolved(resolve: Any) -> list[str]:
+    from ledgerbus.errors import ConfigError
+
+    try:
+        return list(resolve())
+    except ConfigError as exc:  # an ambiguous prefix
+        fail(str(exc))
 
 
 def _print(data: Any) -> None:
@@ -68,7 +82,7 @@ def diff(
     """
     from ledgerbus.errors import ConfigError
     from ledgerbus.eventstore.fold import fold
-    from ledgerbus.eventstore.timetravel import diff_conversations, diff_states, parse_point, state_at
+    from ledgerbus.eventstore.timetravel import ABSENT, diff_conversations, diff_states, parse_point, state_at
 
     events = _events(ledger, conversation)
     if against:
@@ -84,8 +98,12 @@ def diff(
         changes = diff_states(state_at(events, conversation, a), state_at(events, conversation, b))
         labels = (str(a), str(b))
     if as_json:
+        # A field that is not there is null in JSON, and `change` says whether it came or went.
         _print({"from": labels[0], "to": labels[1],
-                "changes": [{"path": c.path, "before": c.before, "after": c.after} for c in changes]})
+                "changes": [{"path": c.path, "before": None if c.before is ABSENT else c.before,
+                             "after": None if c.after is ABSENT else c.after,
+                             "change": "added" if c.before is ABSENT else "removed" if c.after is ABSENT else "changed"}
+                            for c in changes]})
         return
     from rich.table import Table
 
@@ -108,7 +126,7 @@ def export(
     out: Path = typer.Option(None, "--out", "-o", help="JSONL file to write (default: stdout)"),
     conversation: list[str] = typer.Option([], "--conversation", "-c", help="only these conversations"),
     url: str = typer.Option(None, "--url", help="export the live JetStream LEDGER at this URL"),
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
+    prefix: str = PrefixOption,
 ) -> None:
     """Write a ledger as JSONL (one envelope per line, with its position and chain hash), e.g. for a bug report.
 
@@ -130,10 +148,13 @@ def export(
         else:
             from ledgerbus.cli.progress import bar
 
+            from ledgerbus.cli.idprefix import resolve_in_store
+
             store = _store(ledger or DEFAULT_LEDGER)
             try:
+                cids = tuple(_resolved(lambda: resolve_in_store(store, conversation)))
                 with bar("exporting the ledger") as tick:
-                    n = export_store(store, sink, conversation_ids=tuple(conversation), progress=tick)
+                    n = export_store(store, sink, conversation_ids=cids, progress=tick)
             finally:
                 store.close()
     finally:
@@ -151,6 +172,9 @@ async def _export_stream(url: str, prefix: str | None, cids: tuple[str, ...], si
 
     bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-export")
     try:
+        from ledgerbus.cli.idprefix import resolve_in_stream
+
+        cids = tuple(await resolve_in_stream(bus, cids))
         return await export_stream(JetStreamLedger(bus).batches(EventFilter(conversation_ids=cids)), sink)
     finally:
         await bus.close()
@@ -161,7 +185,7 @@ def import_(
     source: Path = typer.Argument(..., help="JSONL ledger (from `ledgerbus export`)"),
     into: Path = typer.Option(None, "--into", help="SQLite ledger file to append to (created if missing)"),
     url: str = typer.Option(None, "--url", help="instead: publish into the JetStream LEDGER at this URL"),
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix to import into"),
+    prefix: str = PrefixOption,
     force: bool = typer.Option(False, "--force", help="import even when lines do not match their hashes"),
     as_json: bool = JsonOption,
 ) -> None:
@@ -241,6 +265,7 @@ async def _import_stream(url: str, prefix: str | None, source: Path) -> Any:
 def verify(
     ledger: Path = typer.Argument(DEFAULT_LEDGER, help="SQLite ledger file"),
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """Check every conversation's hash chain: report altered, missing, reordered or inserted events, and gaps.
 
@@ -252,14 +277,15 @@ def verify(
 
       ledgerbus verify bug.db --json
     """
+    fmt = choose(as_json, as_jsonl)
     store = _store(ledger, readonly=False)  # an unchained ledger from an older release is chained on open
     try:
         report = store.verify()
         gaps = store.gaps()
     finally:
         store.close()
-    if as_json:
-        _print({"ok": report.ok, "events": report.events, "conversations": report.conversations,
+    if fmt.machine:
+        emit(fmt, {"ok": report.ok, "events": report.events, "conversations": report.conversations,
                 "issues": [{"kind": i.kind.value, "conversationId": i.conversation_id, "position": i.position,
                             "message": i.message} for i in report.issues],
                 "gaps": [{"first": a, "last": b} for a, b in gaps]})
@@ -298,16 +324,24 @@ def compact(
         cutoff = now_ms() - int(parse_duration(older_than) * 1000) if older_than else None
     except ConfigError as exc:
         fail(str(exc))
+    from ledgerbus.cli.idprefix import resolve_in_store
+
     store = _store(ledger, readonly=False)
     try:
-        report = do_compact(store, ended_before_ms=cutoff, conversation_ids=tuple(conversation), vacuum=vacuum)
+        cids = tuple(_resolved(lambda: resolve_in_store(store, conversation)))
+        report = do_compact(store, ended_before_ms=cutoff, conversation_ids=cids, vacuum=vacuum)
     finally:
         store.close()
     if as_json:
-        _print(report.__dict__)
+        _print({"conversations": report.conversations, "events": report.events,
+                "skippedRunning": report.skipped_running, "bytesBefore": report.bytes_before,
+                "bytesAfter": report.bytes_after, "bytesFreed": report.bytes_freed})
         return
+    freed = (f"freed {report.bytes_freed:,} bytes" if report.bytes_freed >= 0
+             else f"the ledger grew by {-report.bytes_freed:,} bytes (--vacuum gives the space back)")
     console.print(f"compacted {report.conversations} conversations ({report.events} events) into snapshots; "
-                  f"{report.skipped_running} still running were kept; {report.bytes_before:,} → {report.bytes_after:,} bytes")
+                  f"{report.skipped_running} still running were kept; {freed} "
+                  f"({report.bytes_before:,} → {report.bytes_after:,} bytes on disk, with the WAL)")
 
 
 # -- fork ---------------------------------------------------------------------------------------
@@ -326,7 +360,7 @@ def fork(
     policies: str = PoliciesOption,
     url: str = UrlOption,
     data_dir: Path = DataDirOption,
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
+    prefix: str = PrefixOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Re-run a conversation from position N with an edited payload, as a new conversation; the original stays intact.
@@ -389,7 +423,7 @@ def retention(
                                   help="cap the ledger's size (500MB, 2GiB; 0 = no cap), oldest dropped first"),
     url: str = UrlOption,
     data_dir: Path = DataDirOption,
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the ledger"),
+    prefix: str = PrefixOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Show the JetStream ledger's retention, or set it with --max-age / --max-bytes.
@@ -418,5 +452,7 @@ async def _retention(url: str | None, data_dir: Path, prefix: str | None, max_ag
     data = describe(info)
     if as_json:
         _print(data)
-    else:
-        console.print(", ".join(f"{k}: {v}" for k, v in data.items()))
+        return
+    shown = {**data, "maxAge": f"{data['maxAge']:g}s" if data["maxAge"] is not None else "forever",
+             "maxBytes": f"{data['maxBytes']:,}" if data["maxBytes"] is not None else "no cap"}
+    console.print(", ".join(f"{k}: {v}" for k, v in shown.items()), highlight=False)

@@ -8,7 +8,6 @@ per conversation as it ends, so memory follows the open conversations, not the l
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from ledgerbus.cli.output import Format, dumps
 from ledgerbus.cli.render import ACTION_STYLE, STATUS_STYLE, detail, state_json, state_table, task_label
 from ledgerbus.eventstore.base import EventFilter, StoredEvent
 from ledgerbus.eventstore.fold import ConversationState, apply
@@ -89,13 +89,14 @@ def summary_row(st: ConversationState) -> list[str]:
             str(st.duration_ms) if st.duration_ms is not None else "—", why[:120]]
 
 
-def summary_table(rows: Sequence[list[str]]) -> Table:
-    table = Table(title=f"{len(rows)} conversations", header_style="bold")
-    for col in ("conversation", "capability", "status", "events", "tasks", "failed", "ms", "why"):
-        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "why" else None)
-    for row in rows:
-        table.add_row(*row)
-    return table
+def summary_table(rows: Sequence[list[str]], console: Console | None = None) -> Table:
+    from ledgerbus.cli.common import console as default_console
+    from ledgerbus.cli.output import Column, table
+
+    columns = [Column("conversation", is_id=True), Column("capability"), Column("status"),
+               *(Column(c, right=True) for c in ("events", "tasks", "failed", "ms")), Column("why")]
+    return table(console or default_console, columns, rows, title=f"{len(rows)} conversations",
+                 drop=("events", "tasks", "failed", "ms", "capability"))
 
 
 def event_json(ev: StoredEvent) -> dict[str, Any]:
@@ -105,13 +106,14 @@ def event_json(ev: StoredEvent) -> dict[str, Any]:
 class ReplaySink:
     def __init__(self, console: Console, *, conversations: tuple[str, ...] = (), timeline: bool = True,
                  summary: bool = False, as_json: bool = False, upcast: bool = True, point: Point | None = None,
-                 registry: Any = None) -> None:
+                 registry: Any = None, fmt: Format | None = None) -> None:
         self.console = console
         self.selected = conversations
         self.want_timeline = timeline and not summary
         self.summary = summary
         self.timeline = self.want_timeline and bool(conversations)
-        self.as_json = as_json
+        self.fmt = fmt or (Format.JSON if as_json else Format.TABLE)
+        self.as_json = self.fmt.machine
         self.point = point
         self.upcaster: Upcaster | None = None
         if upcast:
@@ -122,6 +124,11 @@ class ReplaySink:
         self.notable: list[list[str]] = []  # whole ledger: the first conversations that did not end DONE
         self.notable_more = 0
         self.streamed = 0  # whole ledger with --json: conversations already written out
+        # Whole ledger: hashes of the conversations reported already, so events arriving after a
+        # conversation's end do not report it again (hashes, not ids: 64 bits a conversation).
+        self.ended: set[int] = set()
+        self.late = 0  # events after their conversation's end
+        self.orphans: list[str] = []  # "conversations" with no REQUEST: answers to messages that were not envelopes
         self.out = sys.stdout
         self.compacted: list[str] = []  # selected conversations shown from their compaction snapshot
         self.count = 0
@@ -165,6 +172,9 @@ class ReplaySink:
                 self.events.setdefault(cid, []).append(ev)
             st = self.open.get(cid)
             if st is None:
+                if whole and hash(cid) in self.ended:
+                    self.late += 1
+                    continue
                 st = self.open[cid] = ConversationState(conversation_id=cid)
             apply(st, ev.envelope, ev.position)
             if whole and st.status.value != "RUNNING":
@@ -173,11 +183,21 @@ class ReplaySink:
                 self._ended(self.open.pop(cid))
 
     def _ended(self, st: ConversationState) -> None:
+        self.ended.add(hash(st.conversation_id))
+        if st.root_task_id is None:
+            # No REQUEST: an ERROR answering an undecodable message (conversation "unknown", or the
+            # id salvaged from it), not a conversation that is running.
+            if len(self.orphans) < NOTABLE:
+                self.orphans.append(st.conversation_id)
+            return
         status = st.status.value
         self.by_status[status] = self.by_status.get(status, 0) + 1
         if self.as_json:
-            self.out.write(("[" if not self.streamed else ",") + json.dumps(
-                {"conversationId": st.conversation_id, "state": state_json(st), "events": None}, default=str))
+            item = dumps({"conversationId": st.conversation_id, "state": state_json(st), "events": None})
+            if self.fmt is Format.JSONL:
+                self.out.write(item + "\n")
+            else:
+                self.out.write(("[" if not self.streamed else ",") + item)
             self.streamed += 1
         elif status != "DONE":
             if len(self.notable) < NOTABLE:
@@ -190,14 +210,15 @@ class ReplaySink:
             for st in list(self.open.values()):
                 self._ended(st)
             self.open.clear()
-            if self.as_json:
+            if self.fmt is Format.JSON:
                 self.out.write(("]" if self.streamed else "[]") + "\n")
+            if self.as_json:
                 return
             counts = ", ".join(f"{n} {s}" for s, n in sorted(self.by_status.items()))
             self.console.print(f"{self.count} events, {sum(self.by_status.values())} conversations: {counts or 'none'}"
                                + (f" (from {self.source})" if self.source else ""), highlight=False)
             if self.notable:
-                table = summary_table(self.notable)
+                table = summary_table(self.notable, self.console)
                 table.title = "conversations that did not end DONE" + (
                     f" (first {NOTABLE}; {self.notable_more} more — use --json)" if self.notable_more else "")
                 self.console.print(table)
@@ -212,10 +233,11 @@ class ReplaySink:
             out = [{"conversationId": st.conversation_id, "state": state_json(st),
                     "events": [event_json(e) for e in self.events.get(st.conversation_id, [])] if self.timeline else None}
                    for st in states]
-            self.out.write(json.dumps(out, default=str) + "\n")
+            for doc in out if self.fmt is Format.JSONL else [out]:
+                self.out.write(dumps(doc) + "\n")
             return
         if not self.timeline and len(states) > 1:
-            self.console.print(summary_table([summary_row(st) for st in states]))
+            self.console.print(summary_table([summary_row(st) for st in states], self.console))
         else:
             for st in states:
                 if self.timeline:
@@ -234,6 +256,11 @@ class ReplaySink:
                          f"(first: position {p.position}, {p.capability}: {p.message})")
         if self.rejected:
             notes.append(f"[yellow]{self.rejected} ledger messages are not envelopes[/]")
+        if self.orphans:
+            notes.append(f"{len(self.orphans)} answer(s) without a REQUEST (errors for messages that were not "
+                         f"envelopes), not counted as conversations: {', '.join(self.orphans[:5])}")
+        if self.late:
+            notes.append(f"{self.late} event(s) arrived after their conversation ended (counted with it once)")
         for cid in self.compacted:
             notes.append(f"{cid} was compacted: its final state is shown from the snapshot, its events are gone")
         for note in notes:

@@ -23,7 +23,23 @@ from ledgerbus.bus.server import EmbeddedServer, port_open
 from ledgerbus.errors import AuthorizationError, ConfigError, InvalidMessage, ServerError, is_authorization_failure
 from ledgerbus.eventstore.base import Rejected, StoredEvent
 
-PrefixOption = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX",
+
+
+def check_prefix_option(value: str | None) -> str | None:
+    """A bad --prefix is one line and exit 1 at parse time, before any file is read or server reached."""
+    if value is None:
+        return None
+    from ledgerbus.bus.subjects import check_prefix
+    from ledgerbus.cli.common import fail
+    from ledgerbus.errors import ConfigError
+
+    try:
+        return check_prefix(value)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+PrefixOption = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", callback=check_prefix_option,
                             help="subject namespace of the deployment (default: lb)")
 
 CONNECT_TIMEOUT = 5.0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import typer
 
+from ledgerbus.cli import helpfmt
 from ledgerbus.cli import demo as demo_mod
 from ledgerbus.cli import replay as replay_mod
 from ledgerbus.cli import ledger_cmds
@@ -19,7 +22,22 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings=helpfmt.HELP_OPTIONS,
 )
+helpfmt.install()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ledgerbus {metadata.version('ledgerbus')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="print the version and exit")) -> None:
+    pass
+
 app.command()(demo_mod.demo)
 app.command()(replay_mod.replay)
 app.command()(ledger_cmds.diff)

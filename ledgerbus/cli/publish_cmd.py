@@ -132,7 +132,8 @@ def request(
     """Publish a REQUEST, then print its ACK, PROGRESS and final RESPONSE or ERROR as they arrive.
 
     Each line shows the time since sending. Exit status 0 means a RESPONSE, 1 an ERROR or no answer
-    within --timeout. With --json every answer is one JSON envelope per line.
+    within --timeout (or by --deadline, when that comes first: then the answer is useless, so it gives
+    up). With --json every answer is one JSON envelope per line.
 
     Examples:
 
@@ -156,6 +157,9 @@ async def _request(url: str | None, data_dir: Path, prefix: str | None, agent: s
 
     bus, env, sender = await _prepare(url, data_dir, prefix, agent, capability, payload, conversation, sender,
                                       deadline, key, no_validate)
+    # Past the deadline an answer is useless (DESIGN.md): wait no longer than it, whatever --timeout says.
+    by_deadline = deadline is not None and deadline < timeout
+    wait = deadline if by_deadline and deadline is not None else timeout
     requester = await Requester(bus, sender).start()
     ok = False
     status = console.status(f"waiting for {agent}…") if is_tty() and not as_json else None
@@ -166,7 +170,7 @@ async def _request(url: str | None, data_dir: Path, prefix: str | None, agent: s
         if status is not None:
             status.start()
         start = time.monotonic()
-        async for ans in requester.stream(env, timeout=timeout):
+        async for ans in _answers(requester, env, wait, by_deadline):
             elapsed = int((time.monotonic() - start) * 1000)
             ok = ans.action is Action.RESPONSE
             if as_json:
@@ -183,6 +187,19 @@ async def _request(url: str | None, data_dir: Path, prefix: str | None, agent: s
     if not ok and not as_json:
         err_console.print("[red]request failed[/]")
     return ok
+
+
+async def _answers(requester: Any, env: Any, wait: float, by_deadline: bool) -> Any:
+    from ledgerbus.errors import TaskTimeout
+
+    try:
+        async for ans in requester.stream(env, timeout=wait):
+            yield ans
+    except TaskTimeout:
+        if by_deadline:
+            raise TaskTimeout(f"gave up at the deadline: no answer to {env.capability} from {env.recipient} "
+                              f"within --deadline {wait:g}s") from None
+        raise
 
 
 def _line(ans: Any, elapsed: int) -> str:

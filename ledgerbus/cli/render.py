@@ -26,7 +26,7 @@ def task_label(task_id: str, conversation_id: str) -> str:
     if task_id == conversation_id:
         return "(root)"
     prefix = conversation_id + "_"
-    return task_id[len(prefix):] if task_id.startswith(prefix) else task_id[-12:]
+    return task_id[len(prefix):] if task_id.startswith(prefix) else task_id  # never a cut id
 
 
 def detail(ev: StoredEvent) -> str:

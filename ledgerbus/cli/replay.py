@@ -18,6 +18,8 @@ from ledgerbus.cli.common import JsonOption, console, fail, is_tty, run
 from ledgerbus.cli.ledger_view import ReplaySink, parse_filter
 from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, pipeline_or_fail
 from ledgerbus.cli.connopts import connection_options
+from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.output import JsonlOption, choose
 
 MODES = ("reconstruct", "resimulate", "re-execute")
 
@@ -26,8 +28,9 @@ MODES = ("reconstruct", "resimulate", "re-execute")
 def replay(
     ledger: Path = typer.Argument(None, help="SQLite ledger file (default .ledgerbus/ledger.db; ignored with --url)"),
     url: str = typer.Option(None, "--url", help="read the live JetStream LEDGER at this NATS URL instead of a file"),
-    prefix: str = typer.Option(None, "--prefix", envvar="LEDGERBUS_PREFIX", help="subject prefix of the live ledger"),
-    conversation: list[str] = typer.Option([], "--conversation", "-c", help="conversation id (repeatable; default: all)"),
+    prefix: str = PrefixOption,
+    conversation: list[str] = typer.Option([], "--conversation", "-c",
+                                           help="conversation id or a unique prefix of one (repeatable; default: all)"),
     agent: list[str] = typer.Option([], "--agent", "-a", help="only events sent or received by this agent"),
     action: list[str] = typer.Option([], "--action", help="only these actions (REQUEST, ACK, …)"),
     capability: list[str] = typer.Option([], "--capability", help="only events of this capability"),
@@ -43,6 +46,7 @@ def replay(
     decomposer: str = DecomposerOption,
     policies: str = PoliciesOption,
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """Print each conversation's timeline and the state the fold rebuilds: tasks, status, attempts, results.
 
@@ -62,6 +66,7 @@ def replay(
 
       ledgerbus replay .ledgerbus/ledger.db -c 0193… --mode resimulate --decomposer ./my_pipeline.py:Pipeline
     """
+    fmt = choose(as_json, as_jsonl)
     if mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "reconstruct" and (decomposer or policies):
@@ -72,10 +77,10 @@ def replay(
         from ledgerbus.cli.replay_modes import run_mode
 
         pipeline = pipeline_or_fail(decomposer, policies)
-        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, as_json, task, pipeline)
+        run_mode(mode, ledger, url, prefix, conversation, point, max_requests, fmt.machine, task, pipeline)
         return
     sink = ReplaySink(console, conversations=tuple(conversation), timeline=timeline, summary=summary,
-                      as_json=as_json, upcast=upcast, point=point)
+                      fmt=fmt, upcast=upcast, point=point)
     if url:
         run(_from_stream(url, prefix, flt, sink))
     else:
@@ -94,7 +99,7 @@ def _load(modules: list[str]) -> None:
 
 
 def _from_file(path: Path, flt: Any, sink: ReplaySink) -> None:
-    from ledgerbus.errors import StoreError
+    from ledgerbus.errors import ConfigError, StoreError
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
     try:
@@ -102,9 +107,15 @@ def _from_file(path: Path, flt: Any, sink: ReplaySink) -> None:
     except StoreError as exc:
         fail(str(exc), 2)
     try:
+        if sink.selected:
+            from ledgerbus.cli.idprefix import resolve_in_store
+
+            flt = _select(sink, flt, resolve_in_store(store, sink.selected))
         _feed_file(store, path, flt, sink)
     except StoreError as exc:
         fail(str(exc), 2)
+    except ConfigError as exc:  # an ambiguous prefix
+        fail(str(exc))
     finally:
         store.close()
 
@@ -136,12 +147,24 @@ def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
             sink.compacted.append(cid)
 
 
+def _select(sink: ReplaySink, flt: Any, ids: list[str]) -> Any:
+    """The sink and the filter narrowed to `ids`, the conversations -c's prefixes named."""
+    import msgspec
+
+    sink.select(ids)
+    return msgspec.structs.replace(flt, conversation_ids=tuple(ids))
+
+
 async def _from_stream(url: str, prefix: str | None, flt: Any, sink: ReplaySink) -> None:
     from ledgerbus.cli.live import connect
     from ledgerbus.eventstore.jetstream import JetStreamLedger
 
     bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-replay")
     try:
+        if sink.selected:
+            from ledgerbus.cli.idprefix import resolve_in_stream
+
+            flt = _select(sink, flt, await resolve_in_stream(bus, sink.selected))
         source = JetStreamLedger(bus)
         total = (await source.last_position() - flt.after) if is_tty() else None
         with sink.progress(total, f"replaying {bus.subjects.stream} at {url}") as advance:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ledgerbus.cli.common import console, fail
+from ledgerbus.cli.output import JsonlOption, JsonOption, choose, emit
 
 app = typer.Typer(help="JSON Schemas of the envelope and every capability (the language-neutral contract).",
                   no_args_is_help=True)
@@ -48,20 +49,31 @@ def check(directory: Path = typer.Option(Path("schemas"), "--dir", "-d", help="f
 
 
 @app.command()
-def show(capability: str = typer.Argument(..., help="capability name, 'envelope' or 'directory-entry'")) -> None:
-    """Print the input and output schema of a capability (or the envelope's, or the directory entry's).
+def show(
+    capability: str = typer.Argument(..., help="capability name, 'envelope' or 'directory-entry'"),
+    as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
+) -> None:
+    """Print the input and output schema of a capability, the envelope's or the directory entry's (indented;
+    --json compact, --jsonl one file a line).
 
     Example: ledgerbus schemas show research.search
     """
     from ledgerbus.schemas import export as ex
 
+    fmt = choose(as_json, as_jsonl)
     docs = ex.build(_registry())
     whole = {"envelope": ex.ENVELOPE_FILE, "directory-entry": ex.DIRECTORY_FILE}
     if capability in whole:
-        console.print_json(data=docs[whole[capability]])
-        return
-    found = {k: v for k, v in docs.items() if k.startswith(capability + ".") and k.count(".") == capability.count(".") + 3}
+        found = {whole[capability]: docs[whole[capability]]}
+    else:
+        found = {k: v for k, v in docs.items()
+                 if k.startswith(capability + ".") and k.count(".") == capability.count(".") + 3}
     if not found:
         names = sorted({k.rsplit(".", 3)[0] for k in docs if k not in whole.values()})
         fail(f"unknown capability {capability!r}; known: {', '.join(names)}")
-    console.print_json(data=found)
+    doc = found[whole[capability]] if capability in whole else found
+    if fmt.machine:
+        emit(fmt, doc, lines=[{"file": k, "schema": v} for k, v in found.items()])
+    else:
+        console.print_json(data=doc)

@@ -8,6 +8,7 @@ import typer
 
 from ledgerbus.cli.common import DataDirOption, UrlOption, console, fail, run
 from ledgerbus.cli.connopts import connection_options
+from ledgerbus.cli.live import check_prefix_option
 
 app = typer.Typer(help="Secured deployments: one NATS user (nkey) per agent type, least-privilege permissions.",
                   no_args_is_help=True)
@@ -18,7 +19,8 @@ def generate(
     agents: list[str] = typer.Argument(..., help="agent types (each gets its own user and nkey)"),
     out: Path = typer.Option(Path("deploy/nats/secrets"), "--out", "-o", help="folder for deployment.json, auth.conf, <user>.nk"),
     client: list[str] = typer.Option(["orchestrator"], "--client", help="client users (orchestrator, CLI); repeatable"),
-    prefix: str = typer.Option("lb", "--prefix", envvar="LEDGERBUS_PREFIX", help="subject namespace"),
+    prefix: str = typer.Option("lb", "--prefix", envvar="LEDGERBUS_PREFIX", callback=check_prefix_option,
+                              help="subject namespace"),
     cert: Path = typer.Option(None, "--tls-cert", help="server certificate (PEM): enables TLS"),
     key: Path = typer.Option(None, "--tls-key", help="server key (PEM)"),
     ca: Path = typer.Option(None, "--tls-ca", help="CA (PEM): clients must present certificates signed by it"),

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
 from ledgerbus.cli.connopts import connection_options
+from ledgerbus.cli.output import Column, Format, JsonlOption, choose, emit, table
 
 
 def up(
@@ -82,6 +82,7 @@ def status(
     prefix: str = PrefixOption,
     data_dir: Path = DataDirOption,
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """Show the server, the ledger, its consumers' pending counts and the registered agents.
 
@@ -94,10 +95,10 @@ def status(
 
       ledgerbus status --url nats://10.0.0.5:4222 --json
     """
-    run(_status(url, prefix, data_dir, as_json))
+    run(_status(url, prefix, data_dir, choose(as_json, as_jsonl)))
 
 
-async def _status(url: str | None, prefix: str | None, data_dir: Path, as_json: bool) -> None:
+async def _status(url: str | None, prefix: str | None, data_dir: Path, fmt: Format) -> None:
     from ledgerbus.agents.directory import Directory
     from ledgerbus.cli.live import connect, uses_embedded
 
@@ -125,19 +126,18 @@ async def _status(url: str | None, prefix: str | None, data_dir: Path, as_json: 
         "ephemeralConsumers": sum(1 for c in consumers if not c.config.durable_name),
         "agents": {name: len(insts) for name, insts in sorted(agents.items())},
     }
-    if as_json:
-        print(json.dumps(out))
+    if fmt.machine:
+        emit(fmt, out)
         return
     s = out["stream"]
     where = f" (embedded, pid {embedded.get('pid')}, store {data_dir})" if embedded else ""
     console.print(f"server [bold]{server_url}[/]{where}   ledger [bold]{s['name']}[/]: {s['messages']} messages, "
                   f"{_size(s['bytes'])}, positions {s['firstSeq']}–{s['lastSeq']}", highlight=False)
-    table = Table(title="consumers", header_style="bold")
-    for col in ("name", "pending", "ack pending", "redelivered", "waiting pulls"):
-        table.add_column(col, justify="left" if col == "name" else "right")
-    for c in out["consumers"]:
-        table.add_row(c["name"], str(c["pending"]), str(c["ackPending"]), str(c["redelivered"]), str(c["waiting"]))
-    console.print(table)
+    columns = [Column("name", is_id=True), *(Column(c, right=True)
+                                              for c in ("pending", "ack pending", "redelivered", "waiting pulls"))]
+    rows = [[c["name"], str(c["pending"]), str(c["ackPending"]), str(c["redelivered"]), str(c["waiting"])]
+            for c in out["consumers"]]
+    console.print(table(console, columns, rows, title="consumers", drop=("waiting pulls", "redelivered")))
     if out["ephemeralConsumers"]:
         console.print(f"(and {out['ephemeralConsumers']} ephemeral reader(s))", highlight=False)
     if agents:

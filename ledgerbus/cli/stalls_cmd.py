@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, run
+from ledgerbus.cli.common import DataDirOption, UrlOption, console, run
 from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.output import Column, JsonlOption, JsonOption, choose, emit, table
+from ledgerbus.cli.render import task_label
 from ledgerbus.cli.sources import LastOption, LedgerFileOption, load
 from ledgerbus.cli.connopts import connection_options
 
@@ -41,10 +41,12 @@ def stalls(
     prefix: str = PrefixOption,
     data_dir: Path = DataDirOption,
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """List tasks that are unacknowledged, acknowledged and silent, timed out or past their deadline.
 
-    Each with how long it has been silent and on which agent.
+    Each with how long it has been silent and on which agent. Exit status 1 when there is any (like
+    `ledgerbus verify`), so a script or a health check can act on it.
 
     Computed by folding the ledger (the live stream, or a recorded file with --ledger) with the same
     function the orchestrator uses, against the failure-policy defaults or the limits given here.
@@ -55,6 +57,7 @@ def stalls(
 
       ledgerbus stalls --ledger .ledgerbus/ledger.db --stall-after 5 --json
     """
+    fmt = choose(as_json, as_jsonl)
     from ledgerbus.ids import now_ms
     from ledgerbus.orchestrator.policy import TaskPolicy
     from ledgerbus.orchestrator.stalls import find_stalls
@@ -65,20 +68,22 @@ def stalls(
     folded = run(load(ledger, url, data_dir, prefix, last))
     found = sorted(find_stalls(folded.states.values(), now_ms(), lambda cap, agent: policy),
                    key=lambda s: -s.silent_ms)
-    if as_json:
-        print(json.dumps([{"conversationId": s.conversation_id, "taskId": s.task_id, "agent": s.agent,
-                           "instance": folded.instances.get(s.task_id), "capability": s.capability,
-                           "code": s.code, "silentMs": s.silent_ms, "attempt": s.attempt} for s in found]))
-        return
-    if not found:
+    if fmt.machine:
+        emit(fmt, [{"conversationId": s.conversation_id, "taskId": s.task_id, "agent": s.agent,
+                    "instance": folded.instances.get(s.task_id), "capability": s.capability,
+                    "code": s.code, "silentMs": s.silent_ms, "attempt": s.attempt} for s in found])
+    elif not found:
         console.print(f"no stalled tasks in {len(folded.states)} conversation(s)", highlight=False)
-        return
-    table = Table(title=f"{len(found)} stalled task(s)", header_style="bold")
-    for col in ("conversation", "task", "agent", "instance", "capability", "problem", "silent for", "attempt"):
-        table.add_column(col, no_wrap=True)
-    for s in found:
-        table.add_row(s.conversation_id, s.task_id[-16:], s.agent, folded.instances.get(s.task_id, "—"), s.capability,
-                      f"[red]{s.code}[/]", human_ms(s.silent_ms), str(s.attempt))
-    console.print(table)
-    for code in sorted({s.code for s in found}):
-        console.print(f"  {code}: {WHAT.get(code, '')}", highlight=False)
+    else:
+        columns = [Column("conversation", is_id=True), Column("task"), Column("agent"), Column("instance"),
+                   Column("capability"), Column("problem"), Column("silent for", right=True),
+                   Column("attempt", right=True)]
+        rows = [[s.conversation_id, task_label(s.task_id, s.conversation_id), s.agent,
+                 folded.instances.get(s.task_id, "—"), s.capability, f"[red]{s.code}[/]", human_ms(s.silent_ms),
+                 str(s.attempt)] for s in found]
+        console.print(table(console, columns, rows, title=f"{len(found)} stalled task(s)",
+                            drop=("instance", "attempt", "capability", "agent")))
+        for code in sorted({s.code for s in found}):
+            console.print(f"  {code}: {WHAT.get(code, '')}", highlight=False)
+    if found:
+        raise typer.Exit(1)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,10 @@ import typer
 from nats.js import api
 from rich.markup import escape
 
-from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, err_console, run
+from ledgerbus.cli.common import DataDirOption, UrlOption, console, err_console, run
+from ledgerbus.cli.idprefix import ShortIds, resolve_in_stream
 from ledgerbus.cli.live import PrefixOption, decode
+from ledgerbus.cli.output import Format, JsonlOption, JsonOption, choose, line as json_line
 from ledgerbus.cli.render import ACTION_STYLE, short
 from ledgerbus.eventstore.base import Rejected, StoredEvent
 from ledgerbus.cli.connopts import connection_options
@@ -38,8 +39,9 @@ class TailFilter:
                 and (not self.capabilities or e.capability in self.capabilities))
 
 
-def line(ev: StoredEvent | Rejected) -> str:
-    """One colourised line: time, conversation, sender → recipient, action, capability, short payload."""
+def line(ev: StoredEvent | Rejected, short_id: ShortIds | None = None) -> str:
+    """One colourised line: time, conversation (a prefix `-c` takes), sender → recipient, action,
+    capability, short payload."""
     if isinstance(ev, Rejected):
         return f"[dim]{ev.position:>6}[/] [bold red]REJECTED[/] {escape(ev.subject)}  {escape(ev.code)}: {escape(ev.reason)}"
     e = ev.envelope
@@ -47,7 +49,8 @@ def line(ev: StoredEvent | Rejected) -> str:
     act = e.action.value
     what = f"{e.error.code}: {e.error.message}" if e.error is not None else short(e.payload, 80)
     attempt = f" #{e.attempt}" if e.attempt > 1 else ""
-    return (f"[dim]{when}[/] [magenta]{e.conversation_id[-12:]}[/] {e.sender} → {e.recipient} "
+    cid = (short_id or ShortIds())(e.conversation_id)
+    return (f"[dim]{when}[/] [magenta]{cid}[/] {e.sender} → {e.recipient} "
             f"[{ACTION_STYLE.get(act, '')}]{act}{attempt}[/] [cyan]{escape(e.capability)}[/] {escape(what)}")
 
 
@@ -61,7 +64,8 @@ def as_dict(ev: StoredEvent | Rejected) -> dict[str, Any]:
 
 @connection_options
 def tail(
-    conversation: list[str] = typer.Option([], "--conversation", "-c", help="only this conversation (repeatable)"),
+    conversation: list[str] = typer.Option([], "--conversation", "-c",
+                                           help="only this conversation: its id, or a unique prefix (repeatable)"),
     agent: list[str] = typer.Option([], "--agent", "-a", help="only events sent or received by this agent (repeatable)"),
     action: list[str] = typer.Option([], "--action", help="only these actions: REQUEST, ACK, PROGRESS, RESPONSE, ERROR"),
     capability: list[str] = typer.Option([], "--capability", help="only this capability (repeatable)"),
@@ -73,11 +77,13 @@ def tail(
     prefix: str = PrefixOption,
     data_dir: Path = DataDirOption,
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """Print ledger events live, one colourised line each; filter by conversation, agent, action.
 
-    Each line: time, conversation, sender → recipient, action, capability, short payload; with --json
-    one envelope per line. Ctrl-C stops.
+    Each line: time, conversation, sender → recipient, action, capability, short payload. The
+    conversation is shown by a prefix that `-c` takes back, like git's short hashes. With --jsonl one
+    envelope a line as it arrives; with --json one array when tail stops (--count, --idle, Ctrl-C).
 
     Examples:
 
@@ -85,7 +91,7 @@ def tail(
 
       ledgerbus tail -c 0193a1b2… --all
 
-      ledgerbus tail --agent research --action ERROR --json | jq .error
+      ledgerbus tail --agent research --action ERROR --jsonl | jq .error
 
       ledgerbus tail --last 20 --count 20
     """
@@ -96,14 +102,20 @@ def tail(
 
         fail(f"unknown action {bad[0]!r}: use REQUEST, ACK, PROGRESS, RESPONSE or ERROR")
     flt = TailFilter(tuple(conversation), tuple(agent), acts, tuple(capability))
-    run(_tail(url, prefix, data_dir, flt, since_start, last, count, idle, as_json))
+    fmt = choose(as_json, as_jsonl)
+    run(_tail(url, prefix, data_dir, flt, since_start, last, count, idle, fmt))
 
 
 async def _tail(url: str | None, prefix: str | None, data_dir: Path, flt: TailFilter, since_start: bool,
-                last: int, count: int, idle: float, as_json: bool) -> None:
+                last: int, count: int, idle: float, fmt: Format) -> None:
     from ledgerbus.cli.live import connect
 
     bus = await connect(url, data_dir, prefix=prefix)
+    try:
+        flt = replace(flt, conversations=tuple(await resolve_in_stream(bus, flt.conversations)))
+    except BaseException:
+        await bus.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,6 +141,8 @@ async def _tail(url: str | None, prefix: str | None, data_dir: Path, flt: TailFi
     sub = await bus.js.subscribe(subject, stream=bus.subjects.stream, ordered_consumer=True, cb=on_msg, config=cfg)
     err_console.print(f"[dim]tailing {subject} on {bus.url} (Ctrl-C to stop)[/]", highlight=False)
     printed = 0
+    short_id = ShortIds()
+    collected: list[dict[str, Any]] = []  # --json: one document when tail stops
     stopper = asyncio.create_task(stop.wait())
     try:
         while not stop.is_set():
@@ -140,10 +154,12 @@ async def _tail(url: str | None, prefix: str | None, data_dir: Path, flt: TailFi
             ev = getter.result()
             if not flt.matches(ev):
                 continue
-            if as_json:
-                print(json.dumps(as_dict(ev), ensure_ascii=False), flush=True)
+            if fmt is Format.JSONL:
+                json_line(as_dict(ev))
+            elif fmt is Format.JSON:
+                collected.append(as_dict(ev))
             else:
-                console.print(line(ev), highlight=False, soft_wrap=True)
+                console.print(line(ev, short_id), highlight=False, soft_wrap=True)
             printed += 1
             if count and printed >= count:
                 break
@@ -154,3 +170,5 @@ async def _tail(url: str | None, prefix: str | None, data_dir: Path, flt: TailFi
         except Exception:
             pass
         await bus.close()
+        if fmt is Format.JSON:
+            json_line(collected)

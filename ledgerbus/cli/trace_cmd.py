@@ -16,19 +16,21 @@ import typer
 from ledgerbus.cli.common import DataDirOption, JsonOption, UrlOption, console, fail, run
 from ledgerbus.cli.live import PrefixOption
 from ledgerbus.cli.connopts import connection_options
+from ledgerbus.cli.output import Format, JsonlOption, choose, emit
 
 app = typer.Typer(help="Rebuild conversations' traces from a ledger: send them to Jaeger, or draw them.",
                   no_args_is_help=True)
 
 LedgerArg = typer.Argument(None, help="SQLite ledger file (e.g. .ledgerbus/ledger.db); omitted: the live LEDGER stream")
-ConversationOpt = typer.Option([], "--conversation", "-c", help="conversation id (repeatable; default: all)")
+ConversationOpt = typer.Option([], "--conversation", "-c",
+                               help="conversation id or a unique prefix of one (repeatable; default: all)")
 OrchestratorOpt = typer.Option("orchestrator", "--orchestrator", help="the orchestrator's address (its conversations get a root span)")
 
 Conversations = list[tuple[str, list[Any]]]
 
 
 def _from_file(ledger: Path, ids: list[str]) -> Conversations:
-    from ledgerbus.errors import StoreError
+    from ledgerbus.errors import ConfigError, StoreError
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
     try:
@@ -36,6 +38,12 @@ def _from_file(ledger: Path, ids: list[str]) -> Conversations:
     except StoreError as exc:
         fail(str(exc), 2)
     try:
+        from ledgerbus.cli.idprefix import resolve_in_store
+
+        try:
+            ids = resolve_in_store(store, ids)
+        except ConfigError as exc:  # an ambiguous prefix
+            fail(str(exc))
         return [(cid, store.envelopes(cid)) for cid in ids or store.conversation_ids()]
     finally:
         store.close()
@@ -46,6 +54,9 @@ async def _from_stream(url: str | None, data_dir: Path, prefix: str | None, ids:
 
     bus = await connect(url, data_dir, prefix=prefix)
     try:
+        from ledgerbus.cli.idprefix import resolve_in_stream
+
+        ids = await resolve_in_stream(bus, ids)
         if ids:
             convs = [(cid, [e.envelope for e in await stored_events(bus, bus.subjects.conversation(cid))]) for cid in ids]
         else:
@@ -85,12 +96,14 @@ def export(
     data_dir: Path = DataDirOption,
     prefix: str = PrefixOption,
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="seconds to wait for the collector"),
-    ui: str = typer.Option("http://localhost:16686", "--ui", envvar="LEDGERBUS_JAEGER_UI", help="Jaeger UI, for the links printed"),
+    ui: str = typer.Option("http://localhost:16686", "--ui", envvar="LEDGERBUS_JAEGER_UI",
+                           help="Jaeger UI: each trace's link is printed when a Jaeger answers there"),
     as_json: bool = JsonOption,
 ) -> None:
     """Rebuild recorded conversations' spans from the ledger and send them over OTLP (to Jaeger).
 
-    Spans rebuilt this way carry `ledgerbus.rebuilt=true`; their ids are those a live trace had.
+    Spans rebuilt this way carry `ledgerbus.rebuilt=true`; their ids are those a live trace had. A link to
+    each trace is printed when the Jaeger query service answers at --ui (any other collector: no link).
 
     Examples:
 
@@ -115,6 +128,7 @@ def export(
     except ConfigError as exc:
         fail(str(exc))
     report = []
+    link = ui.rstrip("/") if is_jaeger(ui) else None
     try:
         for cid, envs in convs:
             spans = rebuild(envs, prefix=prefix, orchestrator=orchestrator)
@@ -122,17 +136,28 @@ def export(
                 fail(f"the OTLP collector at {target} did not accept the spans of {cid} (is Jaeger running?)", 2)
             trace_id = f"{spans[0].context.trace_id:032x}"
             report.append({"conversationId": cid, "traceId": trace_id, "spans": len(spans),
-                           "url": f"{ui.rstrip('/')}/trace/{trace_id}"})
+                           "url": f"{link}/trace/{trace_id}" if link else None})
     finally:
         exporter.shutdown()
     if as_json:
-        from ledgerbus.cli.render import print_json
-
-        print_json(console, report)
+        emit(Format.JSON, report)
         return
     for r in report:
         console.print(f"exported {r['spans']} spans of conversation {r['conversationId']} to {target}: "
-                      f"trace {r['traceId']}  {r['url']}", highlight=False, soft_wrap=True)
+                      f"trace {r['traceId']}" + (f"  {r['url']}" if r["url"] else ""), highlight=False, soft_wrap=True)
+
+
+def is_jaeger(ui: str, timeout: float = 1.0) -> bool:
+    """Whether the Jaeger query service answers at `ui` (its /api/services is JSON with a `data` list)."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{ui.rstrip('/')}/api/services", timeout=timeout) as resp:
+            body = json.loads(resp.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(body, dict) and isinstance(body.get("data"), list)
 
 
 @app.command("show")
@@ -146,6 +171,7 @@ def show(
     prefix: str = PrefixOption,
     ids: bool = typer.Option(False, "--ids", help="print trace and span ids"),
     as_json: bool = JsonOption,
+    as_jsonl: bool = JsonlOption,
 ) -> None:
     """Draw a recorded conversation's trace in the terminal: who called whom, how long, what failed.
 
@@ -162,21 +188,20 @@ def show(
     from ledgerbus.tracing.rebuild import rebuild
     from ledgerbus.tracing.tree import TreeOptions, render
 
+    fmt = choose(as_json, as_jsonl)
     out = []
     prefix, convs = _conversations(ledger, conversation, url, data_dir, prefix)
     for cid, envs in convs:
         spans = rebuild(envs, prefix=prefix, orchestrator=orchestrator)
-        if as_json:
+        if fmt.machine:
             out.append({"conversationId": cid, "traceId": f"{spans[0].context.trace_id:032x}",
                         "spans": [_span_json(s) for s in spans]})
             continue
         console.print(f"[bold]conversation {cid}[/]", highlight=False)
         for line in render(spans, TreeOptions(ids=ids, durations=True)).splitlines():
             console.print(Text(line, style="red" if " ERROR" in line else ""), soft_wrap=True)
-    if as_json:
-        from ledgerbus.cli.render import print_json
-
-        print_json(console, out)
+    if fmt.machine:
+        emit(fmt, out)
 
 
 def _span_json(span: Any) -> dict[str, Any]:

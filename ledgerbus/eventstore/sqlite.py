@@ -106,13 +106,18 @@ class SQLiteEventStore:
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if readonly:
-            if not self.path.exists():
-                raise StoreError(f"no ledger at {self.path}")
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not a ledger file")
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise StoreError(f"no ledger at {self.path}")
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:  # an unreadable file, a parent that is a file, ...
+            raise StoreError(f"cannot open the ledger {self.path}: {exc}") from None
         try:
             _refuse_a_foreign_database(conn, self.path, readonly=readonly)
         except sqlite3.DatabaseError as exc:  # "file is not a database", and its kin
@@ -485,6 +490,18 @@ class SQLiteEventStore:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
             return [r[0] for r in self.db.conn.execute(sql).fetchall()]
+
+    def conversations_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Conversation ids that start with `prefix`, compacted ones included (ids are ASCII tokens, so
+        this is a range scan of the conversation index)."""
+        args: tuple[str, ...] = (prefix, prefix + "\x7f")
+        sql = "SELECT conversation_id FROM events WHERE conversation_id >= ? AND conversation_id < ?"
+        with self._lock:
+            if "chain_heads" in self.db.table_names():
+                sql += " UNION SELECT conversation_id FROM chain_heads WHERE conversation_id >= ? AND conversation_id < ?"
+                args += args
+            rows = self.db.conn.execute(f"SELECT DISTINCT * FROM ({sql}) LIMIT {int(limit)}", args).fetchall()
+        return sorted(r[0] for r in rows)
 
     def close(self) -> None:
         if self._checkpointer is not None:

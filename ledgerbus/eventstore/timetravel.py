@@ -82,6 +82,8 @@ def _flat(value: Any, path: str, out: dict[str, Any]) -> None:
 
 
 _MISSING = "<absent>"
+#: the `before` or `after` of a field that is not there (shown as `<absent>`; null in JSON)
+ABSENT = _MISSING
 
 
 def diff_states(a: ConversationState, b: ConversationState) -> list[Change]:

@@ -43,7 +43,7 @@ def inbox_prefix(name: str) -> str:
 
 
 def bucket(base: str, subjects: Subjects) -> str:
-    return base if subjects.prefix == "lb" else f"{base}_{subjects.prefix.upper()}"
+    return subjects.bucket(base)
 
 
 def agent(name: str, subjects: Subjects) -> Permissions:

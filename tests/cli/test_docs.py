@@ -79,3 +79,40 @@ def test_readme_agent_and_its_test_pass_in_a_fresh_directory(tmp_path):
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_echo.py"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "1 failed" in run.stdout, run.stdout + run.stderr
+
+
+def _bash_lines(after: str) -> list[str]:
+    text = README.read_text().split(after, 1)[1]
+    return [ln for block in re.findall(r"```bash\n(.*?)```", text, re.S) for ln in block.splitlines()]
+
+
+def test_readme_says_to_activate_the_venv_before_its_first_bare_command():
+    text = README.read_text()
+    after_quickstart = text.split("## Concepts", 1)[0]
+    activate = ". .venv/bin/activate"
+    assert activate in after_quickstart, "README must say once how the later commands find `ledgerbus`"
+    first_bare = min(text.index(f"\n{ln}") for ln in _bash_lines("## Concepts") if ln.startswith("ledgerbus "))
+    assert text.index(activate) < first_bare
+
+
+def test_readme_debugging_id_line_works_as_written(tmp_path):
+    from ledgerbus.eventstore.sqlite import SQLiteEventStore
+    from ledgerbus.schemas.codes import Action
+    from ledgerbus.schemas.envelope import answer, new_request
+
+    line = next(ln for ln in _bash_lines("## Debugging with the ledger") if ln.startswith("ID="))
+    (tmp_path / ".ledgerbus").mkdir()
+    store = SQLiteEventStore(tmp_path / ".ledgerbus" / "ledger.db")
+    import msgspec
+
+    reqs = [msgspec.structs.replace(new_request(sender="cli", recipient="research", capability="research.search",
+                                                payload={"topic": t}), timestamp=1_700_000_000_000 + i * 60_000)
+            for i, t in enumerate(("a", "b"))]
+    store.append_envelopes([e for r in reqs for e in (r, answer(r, Action.RESPONSE, payload={}))])
+    store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERBUS_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the activated venv
+    out = subprocess.run(["bash", "-c", f'{line}\necho "$ID"'], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == reqs[1].conversation_id

@@ -55,3 +55,15 @@ def test_the_store_opens_ledgers_and_empty_files_only(tmp_path: Path) -> None:
     store = SQLiteEventStore(empty)  # writable: an empty file becomes a ledger
     store.close()
     assert SQLiteEventStore(empty, readonly=True).count() == 0
+
+
+@pytest.mark.parametrize("command", COMMANDS + [("diff",), ("fork",)], ids=" ".join)
+def test_a_directory_given_as_a_ledger_is_one_line(tmp_path: Path, command: tuple[str, ...]) -> None:
+    folder = tmp_path / "ledgers"
+    folder.mkdir()
+    extra = ["some-conversation", "--at", "1"] + (["--at", "2"] if command == ("diff",) else [])
+    args = [*command, str(folder), *(extra if command in (("diff",), ("fork",)) else [])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "is a directory, not a ledger file" in one_line_error(result)
+    assert list(folder.iterdir()) == []

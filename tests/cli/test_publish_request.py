@@ -34,7 +34,7 @@ def test_publish_prints_ids_and_appends_the_request(cli, examples):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["id"] and out["conversationId"] == out["id"] and out["position"] >= 1
-    tail = cli("tail", "--all", "--conversation", out["conversationId"], "--count", "1", "--json")
+    tail = cli("tail", "--all", "--conversation", out["conversationId"], "--count", "1", "--jsonl")
     first = json.loads(tail.stdout.splitlines()[0])
     assert first["id"] == out["id"] and first["action"] == "REQUEST" and first["payload"] == {"topic": "nats"}
 
@@ -102,7 +102,7 @@ def test_payload_failing_its_schema_names_field_and_rule(cli, background, exampl
     short = one_line_error(cli("request", "research", "research.search", '{"topic": ""}'))
     assert "topic" in short and "length" in short.lower()
     # Nothing invalid reached the ledger.
-    tail = cli("tail", "--all", "--idle", "0.5", "--json")
+    tail = cli("tail", "--all", "--idle", "0.5", "--jsonl")
     assert tail.stdout.strip() == ""
 
 
@@ -132,7 +132,10 @@ def test_bad_json_and_payload_sources(cli, examples, tmp_path):
 def test_no_server_reachable_is_one_line_and_exit_2(cli, tmp_path, unused_port):
     url = f"nats://127.0.0.1:{unused_port}"
     for args in (["publish", "research", "research.search", '{"topic": "x"}'], ["request", "research", "research.search", "{}"],
-                 ["status"], ["tail"], ["stalls"], ["agents"], ["conversations"], ["asyncapi", "--live"]):
+                 ["status"], ["tail"], ["stalls"], ["agents"], ["conversations"], ["asyncapi", "--live"],
+                 ["deadletters", "list"], ["deadletters", "redrive", "--all"], ["replay", "--url", url],
+                 ["trace", "show"], ["export", "--url", url], ["retention"], ["agent", "run", "ledgerbus.agents.examples.research:agent"],
+                 ["orchestrator", "run"]):
         r = cli(*args, "--url", url, server=False)
         assert r.exit_code == 2, (args, r.output)
         assert f"no NATS server reachable at {url}" in one_line_error(r)
@@ -140,3 +143,9 @@ def test_no_server_reachable_is_one_line_and_exit_2(cli, tmp_path, unused_port):
     r = cli("status", "--data-dir", str(tmp_path / "empty"), server=False)
     assert r.exit_code == 2
     assert "ledgerbus up" in one_line_error(r)
+    # None of them starts one instead (deadletters used to).
+    for args in (["deadletters", "list"], ["deadletters", "redrive", "--all"], ["tail"], ["agents"],
+                 ["trace", "show"], ["retention"]):
+        r = cli(*args, "--data-dir", str(tmp_path / "empty"), server=False)
+        assert r.exit_code == 2 and "ledgerbus up" in one_line_error(r), (args, r.output)
+        assert not (tmp_path / "empty").exists(), args

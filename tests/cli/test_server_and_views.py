@@ -55,9 +55,11 @@ def test_status_shows_consumers_pending_and_agents(cli, examples):
 def test_tail_history_with_filters(cli, examples):
     r = cli("request", "research", "research.search", '{"topic": "nats"}', "--json")
     cid = json.loads(r.stdout.splitlines()[0])["conversationId"]
-    out = cli("tail", "--all", "-c", cid, "--idle", "0.5", "--json")
+    out = cli("tail", "--all", "-c", cid, "--idle", "0.5", "--jsonl")
     assert [json.loads(ln)["action"] for ln in out.stdout.splitlines()] == ["REQUEST", "ACK", "RESPONSE"]
-    only = cli("tail", "--all", "--action", "ack", "--agent", "research", "--idle", "0.5", "--json")
+    doc = cli("tail", "--all", "-c", cid, "--idle", "0.5", "--json")  # one document, when tail stops
+    assert [e["action"] for e in json.loads(doc.stdout)] == ["REQUEST", "ACK", "RESPONSE"]
+    only = cli("tail", "--all", "--action", "ack", "--agent", "research", "--idle", "0.5", "--jsonl")
     assert [json.loads(ln)["action"] for ln in only.stdout.splitlines()] == ["ACK"]
     human = cli("tail", "--all", "--count", "2")
     assert "cli → research" in human.stdout and "REQUEST" in human.stdout and "research.search" in human.stdout
@@ -67,7 +69,7 @@ def test_tail_history_with_filters(cli, examples):
 
 def test_tail_follows_live_events(nats_server, examples):
     env = {**os.environ, "LEDGERBUS_NATS_URL": nats_server.url, "LEDGERBUS_PREFIX": nats_server.prefix}
-    proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "tail", "--count", "3", "--json"],
+    proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "tail", "--count", "3", "--jsonl"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
         assert "tailing" in proc.stderr.readline()  # subscribed: whatever is published now, it sees
@@ -98,17 +100,24 @@ def test_stalls_from_the_live_stream_and_from_a_file(cli, background, tmp_path):
     history = _stalled_history()
     background.publish(*history)
     r = cli("stalls", "--stall-after", "5", "--json")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # stalls found: a failing health check, like verify
     found = {s["agent"]: s for s in json.loads(r.stdout)}
+    lines = cli("stalls", "--stall-after", "5", "--jsonl")
+    by_line = [json.loads(x) for x in lines.stdout.splitlines()]
+    assert lines.exit_code == 1 and [(x["taskId"], x["code"]) for x in by_line] == [
+        (x["taskId"], x["code"]) for x in json.loads(r.stdout)]
     assert found["research"]["code"] == "STALLED" and found["research"]["silentMs"] >= 19_000
     assert found["writing"]["code"] == "NO_RECEIPT" and found["writing"]["silentMs"] >= 10_000
     assert "editor" not in found
     assert found["research"]["conversationId"] == history[0].conversation_id
     assert found["research"]["instance"] == "r-1" and found["writing"]["instance"] is None  # who went silent
     human = cli("stalls", "--stall-after", "5")
+    assert human.exit_code == 1
     assert "acknowledged, then silent" in human.stdout and "never acknowledged" in human.stdout
-    # Generous limits: nothing is late yet.
-    assert json.loads(cli("stalls", "--stall-after", "60", "--receipt", "60", "--json").stdout) == []
+    # Generous limits: nothing is late yet, and that is success.
+    calm = cli("stalls", "--stall-after", "60", "--receipt", "60", "--json")
+    assert calm.exit_code == 0 and json.loads(calm.stdout) == []
+    assert cli("stalls", "--stall-after", "60", "--receipt", "60").exit_code == 0
     # A short task timeout turns both into TIMED_OUT.
     assert {s["code"] for s in json.loads(cli("stalls", "--timeout", "1", "--json").stdout)} == {"TIMED_OUT"}
 

@@ -95,11 +95,18 @@ def test_replay_from_the_live_stream_equals_replay_from_the_file(recorded):
 def test_diff_between_two_points(recorded):
     path, (cid, _), _ = recorded
     store = SQLiteEventStore(path, readonly=True)
-    first, second = [e.position for e in store.read(EventFilter(conversation_ids=(cid,)))][:2]
+    positions = [e.position for e in store.read(EventFilter(conversation_ids=(cid,)))]
+    first, second = positions[:2]
     store.close()
     out = json.loads(cli("diff", path, cid, "--at", str(first), "--at", str(second), "--json"))
     paths = {c["path"]: c for c in out["changes"]}
     assert paths["tasks.root.status"]["before"] == "SENT" and paths["tasks.root.status"]["after"] == "ACKED"
+    assert paths["tasks.root.status"]["change"] == "changed"
+    # A field that appears between the two points: null before, never a display string.
+    whole = json.loads(cli("diff", path, cid, "--at", str(first), "--at", str(positions[-1]), "--json"))
+    added = [c for c in whole["changes"] if c["change"] == "added"]  # the steps' tasks
+    assert added and all(c["before"] is None for c in added)
+    assert "<absent>" not in json.dumps(whole)
     assert json.loads(cli("diff", path, cid, "--at", "3", "--at", "3", "--json"))["changes"] == []
     cli("diff", path, cid, "--at", "3", code=1)
 
@@ -164,5 +171,8 @@ def test_retention_from_env_and_cli(nats_server):
     assert cfg.max_age == 7200
     out = json.loads(cli("retention", "--url", nats_server.url, "--prefix", "ret", "--max-age", "0",
                          "--max-bytes", "1MiB", "--json"))
-    assert out["maxAge"] == "forever" and out["maxBytes"] == 1 << 20
+    assert out["maxAge"] is None and out["maxBytes"] == 1 << 20  # machine values: no limit is null
+    out = json.loads(cli("retention", "--url", nats_server.url, "--prefix", "ret", "--max-age", "90m", "--json"))
+    assert out["maxAge"] == 5400
+    assert "maxAge: 5400s" in cli("retention", "--url", nats_server.url, "--prefix", "ret")
     cli("retention", "--url", nats_server.url, "--prefix", "ret", "--max-age", "soon", code=1)

@@ -98,8 +98,9 @@ async def test_jaeger_finds_live_and_rebuilt_conversations_by_trace_id(bus, ledg
     from ledgerbus.cli.main import app
 
     res = CliRunner().invoke(app, ["trace", "export", str(ledger.path), "-c", later.result.conversation_id,
-                                   "--endpoint", otlp, "--prefix", bus.subjects.prefix])
+                                   "--endpoint", otlp, "--prefix", bus.subjects.prefix, "--ui", ui])
     assert res.exit_code == 0, res.output
+    assert f"{ui}/trace/" in res.output  # Jaeger answers at --ui: the link is printed
     rebuilt_id = later.result.conversation_id.replace("-", "")
     found = await _poll(f"{ui}/api/traces/{rebuilt_id}",
                         lambda r: r.get("data") and len(r["data"][0]["spans"]) >= len(later.envelopes) + 3, timeout=30)

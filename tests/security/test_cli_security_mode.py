@@ -106,7 +106,7 @@ async def test_commands_work_as_deployment_users(pipeline: Secured) -> None:
         agents = await lb("agents", "--json", *cli)
         assert agents.returncode == 0, agents.stderr
         assert set(PIPELINE) <= {a["agent"] for a in json.loads(agents.stdout)}
-        tail = await lb("tail", "--last", "5", "--count", "5", "--json", *cli)
+        tail = await lb("tail", "--last", "5", "--count", "5", "--jsonl", *cli)
         assert tail.returncode == 0, tail.stderr
         rows = [json.loads(line) for line in tail.stdout.splitlines()]
         assert rows and not any(r.get("rejected") for r in rows)
@@ -174,7 +174,7 @@ async def test_flags_and_variables_win_over_the_context(pipeline: Secured, tmp_p
     await lb("context", "select", "good")
     sent = await lb("publish", "research", "research.search", '{"topic": "x"}', "--json")
     assert sent.returncode == 0, sent.stderr
-    tail = await lb("tail", "--last", "1", "--count", "1", "--json")
+    tail = await lb("tail", "--last", "1", "--count", "1", "--jsonl")
     assert json.loads(tail.stdout)["sender"] == "cli"
     spoof = await lb("publish", "research", "research.search", '{"topic": "x"}', "--sender", "orchestrator")
     assert spoof.returncode == 1 and "signed by the user" in one_line_error(spoof)

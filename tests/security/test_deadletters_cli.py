@@ -24,4 +24,4 @@ async def test_list_and_redrive_errors(nats_server, bus):
     none_pending = await cli("redrive", "--all", *url)
     assert none_pending.returncode == 0 and "nothing to re-drive" in none_pending.stdout
     down = await cli("list", "--url", "nats://127.0.0.1:1")
-    assert down.returncode == 2 and "no NATS server reachable" in down.stderr
+    assert down.returncode == 2 and "no NATS server reachable at nats://127.0.0.1:1" in down.stderr

@@ -10,7 +10,7 @@ from ledgerbus.cli import ledger_cmds
 from ledgerbus.cli import schemas_cmd
 from ledgerbus.cli import trace_cmd
 from ledgerbus.cli import deadletters_cmd, security_cmd
-from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, server_cmd, stalls_cmd, tail_cmd
+from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, record_cmd, server_cmd, stalls_cmd, tail_cmd
 
 app = typer.Typer(
     name="ledgerbus",
@@ -36,6 +36,7 @@ app.add_typer(security_cmd.app, name="security")
 app.command()(server_cmd.up)
 app.command()(server_cmd.down)
 app.command()(server_cmd.status)
+app.command()(record_cmd.record)
 app.command()(publish_cmd.publish)
 app.command()(publish_cmd.request)
 app.command()(tail_cmd.tail)

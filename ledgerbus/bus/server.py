@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,6 +46,36 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+# Where a data directory's port is picked: below the ranges operating systems give outgoing connections
+# by default (Linux 32768-60999, macOS and Windows 49152-65535).
+STABLE_PORTS = range(20000, 30000)
+
+
+def ephemeral_ports() -> range:
+    """The ports this machine hands out to outgoing connections."""
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return range(49152, 65536)
+    return range(lo, hi + 1)
+
+
+def stable_port_candidates(ephemeral: range, pool: range = STABLE_PORTS) -> list[int]:
+    """Ports a data directory can keep: none that a client's connect() could be given as its own local
+    port, which would take a crashed server's port before it comes back."""
+    return [p for p in pool if p not in ephemeral]
+
+
+def stable_free_port(host: str = "127.0.0.1", rng: random.Random | None = None, tries: int = 50) -> int:
+    candidates = stable_port_candidates(ephemeral_ports())
+    pick = rng or random.SystemRandom()
+    for _ in range(tries if candidates else 0):
+        port = pick.choice(candidates)
+        if not port_taken(host, port):
+            return port
+    return free_port(host)  # a machine configured otherwise: any free port
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
@@ -129,6 +160,20 @@ class ServerConfig:
         return "\n".join(lines) + "\n"
 
 
+# A server killed a moment ago holds its port for some tens of milliseconds more, while the kernel
+# tears its connections down: a restart right after a crash waits that out rather than call it taken.
+TAKEN_GRACE = 1.0
+
+
+def _frees_up(host: str, port: int, grace: float) -> bool:
+    deadline = time.monotonic() + grace
+    while port_taken(host, port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class _PortTaken(ServerError):
     pass
 
@@ -192,14 +237,14 @@ class EmbeddedServer:
         port = self.config.port or saved
         if port:
             saved_one = not self.config.port
-            if port_taken(self.config.host, port):
+            if not _frees_up(self.config.host, port, TAKEN_GRACE):
                 raise _PortTaken(self._taken_message(port, saved=saved_one))
             self._launch(port, timeout, saved=saved_one)
         else:
             # A fresh directory: any free port will do, so one taken between the pick and the bind is
             # simply skipped.
             for attempt in range(3):
-                port = free_port(self.config.host)
+                port = stable_free_port(self.config.host)
                 try:
                     self._launch(port, timeout, saved=False)
                     break

@@ -2,12 +2,15 @@
 
 One server per data directory. A second process asking for the same directory reuses the running
 server (found through `server.json` in that directory) instead of starting another on the same store.
+A data directory keeps its port (the `port` file beside the store), so a server restarted after a crash
+comes back at the same URL and the clients that were connected to it reconnect by themselves.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,6 +48,36 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+# Where a data directory's port is picked: below the ranges operating systems give outgoing connections
+# by default (Linux 32768-60999, macOS and Windows 49152-65535).
+STABLE_PORTS = range(20000, 30000)
+
+
+def ephemeral_ports() -> range:
+    """The ports this machine hands out to outgoing connections."""
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return range(49152, 65536)
+    return range(lo, hi + 1)
+
+
+def stable_port_candidates(ephemeral: range, pool: range = STABLE_PORTS) -> list[int]:
+    """Ports a data directory can keep: none that a client's connect() could be given as its own local
+    port, which would take a crashed server's port before it comes back."""
+    return [p for p in pool if p not in ephemeral]
+
+
+def stable_free_port(host: str = "127.0.0.1", rng: random.Random | None = None, tries: int = 50) -> int:
+    candidates = stable_port_candidates(ephemeral_ports())
+    pick = rng or random.SystemRandom()
+    for _ in range(tries if candidates else 0):
+        port = pick.choice(candidates)
+        if not port_taken(host, port):
+            return port
+    return free_port(host)  # a machine configured otherwise: any free port
+
+
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -54,13 +87,46 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, dead but not yet reaped, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # Not reaped here (a Popen may own it and want its exit status): a zombie is simply not alive.
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS), or it went away just now
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+def process_runs(pid: int, marker: str) -> bool:
+    """Whether `pid` is alive and, where /proc tells, its command line contains `marker`.
+
+    A pid in a state file can outlive its process and be given to an unrelated one."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return True
+    return marker in cmdline
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether something else holds `port`: a listener, or a socket bound without SO_REUSEADDR.
+
+    SO_REUSEADDR, as nats-server (Go) sets it: the TIME_WAIT connections a killed server leaves on its
+    port do not count as taken."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 @dataclass
@@ -82,6 +148,8 @@ class ServerConfig:
         lines = [
             f"host: {self.host}",
             f"port: {port}",
+            # nats-server writes <dir>/nats-server_<pid>.ports once it listens: proof that *it* does.
+            f'ports_file_dir: "{self.data_dir.resolve()}"',
             f"max_payload: {self.max_payload}",
             "jetstream {",
             f'  store_dir: "{store}"',
@@ -90,6 +158,24 @@ class ServerConfig:
             *self.extra,
         ]
         return "\n".join(lines) + "\n"
+
+
+# A server killed a moment ago holds its port for some tens of milliseconds more, while the kernel
+# tears its connections down: a restart right after a crash waits that out rather than call it taken.
+TAKEN_GRACE = 1.0
+
+
+def _frees_up(host: str, port: int, grace: float) -> bool:
+    deadline = time.monotonic() + grace
+    while port_taken(host, port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class _PortTaken(ServerError):
+    pass
 
 
 class EmbeddedServer:
@@ -124,9 +210,22 @@ class EmbeddedServer:
         except (OSError, ValueError):
             return None
         pid, port = int(state.get("pid", 0)), int(state.get("port", 0))
-        if pid and pid_alive(pid) and port_open(str(state.get("host", "127.0.0.1")), port):
+        marker = "nats-server.conf"  # in its command line (-c), whoever started it and from where
+        if pid and process_runs(pid, marker) and port_open(str(state.get("host", "127.0.0.1")), port):
             return state
         return None
+
+    @property
+    def port_file(self) -> Path:
+        return self.config.data_dir / "port"
+
+    def saved_port(self) -> int | None:
+        """The port this data directory listens on, kept from its first start (or its last --port)."""
+        try:
+            port = int(self.port_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return port if 0 < port < 65536 else None
 
     def start(self, timeout: float = 10.0) -> "EmbeddedServer":
         state = self.running()
@@ -134,13 +233,43 @@ class EmbeddedServer:
             self.port, self.pid, self.owned = int(state["port"]), int(state["pid"]), False  # type: ignore[call-overload]
             return self
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        port = self.config.port or free_port(self.config.host)
+        saved = self.saved_port()
+        port = self.config.port or saved
+        if port:
+            saved_one = not self.config.port
+            if not _frees_up(self.config.host, port, TAKEN_GRACE):
+                raise _PortTaken(self._taken_message(port, saved=saved_one))
+            self._launch(port, timeout, saved=saved_one)
+        else:
+            # A fresh directory: any free port will do, so one taken between the pick and the bind is
+            # simply skipped.
+            for attempt in range(3):
+                port = stable_free_port(self.config.host)
+                try:
+                    self._launch(port, timeout, saved=False)
+                    break
+                except _PortTaken:
+                    if attempt == 2:
+                        raise
+        self.port_file.write_text(f"{port}\n")
+        self.state_file.write_text(json.dumps({"pid": self.pid, "port": port, "host": self.config.host}))
+        return self
+
+    def _taken_message(self, port: int, *, saved: bool) -> str:
+        if saved:
+            return (f"port {port} on {self.config.host}, which {self.config.data_dir} keeps in {self.port_file}, "
+                    "is taken by another process; free it, or start with --port N")
+        return f"port {port} on {self.config.host} is taken by another process; choose another with --port N"
+
+    def _launch(self, port: int, timeout: float, *, saved: bool) -> None:
         conf = self.config.data_dir / "nats-server.conf"
         conf.write_text(self.config.render(port))
-        log = open(self.config.data_dir / "nats-server.log", "ab")
+        log_path = self.config.data_dir / "nats-server.log"
+        log = open(log_path, "ab")
+        log_start = log.tell()
         try:
             self.process = subprocess.Popen(
-                [find_binary(), "-c", str(conf)],
+                [find_binary(), "-c", str(conf.resolve())],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -149,17 +278,23 @@ class EmbeddedServer:
         finally:
             log.close()
         self.port, self.pid, self.owned = port, self.process.pid, True
+        ports_file = self.config.data_dir / f"{Path(find_binary()).stem}_{self.process.pid}.ports"
         deadline = time.monotonic() + timeout
-        while not port_open(self.config.host, port):
+        # Listening on the port is not enough: another process may hold it. The ports file is written by
+        # this very process once its listener is up.
+        while not (ports_file.exists() and port_open(self.config.host, port)):
             if self.process.poll() is not None:
-                tail = (self.config.data_dir / "nats-server.log").read_text(errors="replace")[-2000:]
-                raise ServerError(f"nats-server exited with {self.process.returncode}:\n{tail}")
+                with open(log_path, "rb") as f:
+                    f.seek(log_start)
+                    tail = f.read().decode(errors="replace")
+                self.owned = False
+                if "address already in use" in tail:
+                    raise _PortTaken(self._taken_message(port, saved=saved))
+                raise ServerError(f"nats-server exited with {self.process.returncode}:\n{tail[-2000:]}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise ServerError(f"nats-server did not listen on {self.config.host}:{port} within {timeout}s")
             time.sleep(0.02)
-        self.state_file.write_text(json.dumps({"pid": self.pid, "port": port, "host": self.config.host}))
-        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server if this object started it (SIGTERM lets JetStream flush; SIGKILL after `timeout`)."""

@@ -39,10 +39,6 @@ class Subjects:
         """A KV bucket's name for this prefix (bucket names allow [A-Za-z0-9_-], so the prefix fits as it is)."""
         return base if self.prefix == DEFAULT_PREFIX else f"{base}_{self.prefix.upper()}"
 
-    def bucket(self, base: str) -> str:
-        """A KV bucket's name under this prefix (`LB_AGENTS`, `LB_AGENTS_<PREFIX>`), like the stream's."""
-        return base if self.prefix == "lb" else f"{base}_{self.prefix.upper()}"
-
     @property
     def template(self) -> str:
         return TEMPLATE.replace("{prefix}", self.prefix)

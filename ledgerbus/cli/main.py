@@ -13,7 +13,7 @@ from ledgerbus.cli import ledger_cmds
 from ledgerbus.cli import schemas_cmd
 from ledgerbus.cli import trace_cmd
 from ledgerbus.cli import context_cmd, deadletters_cmd, security_cmd
-from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, server_cmd, stalls_cmd, tail_cmd
+from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, record_cmd, server_cmd, stalls_cmd, tail_cmd
 
 app = typer.Typer(
     name="ledgerbus",
@@ -55,6 +55,7 @@ app.add_typer(context_cmd.app, name="context")
 app.command()(server_cmd.up)
 app.command()(server_cmd.down)
 app.command()(server_cmd.status)
+app.command()(record_cmd.record)
 app.command()(publish_cmd.publish)
 app.command()(publish_cmd.request)
 app.command()(tail_cmd.tail)

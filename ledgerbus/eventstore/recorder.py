@@ -247,6 +247,12 @@ class Recorder:
                 await self.wait_for(seen + 1, max(deadline - loop.time(), 0.0))
         return self.recorded_seq
 
+    async def stopped(self) -> None:
+        """Return when the recorder ends by itself (its connection closed for good), so that a process
+        running it can exit and be restarted instead of mirroring nothing."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
     async def stop(self) -> None:
         self._stopping.set()
         # Safe to cancel anywhere: SQLite holds the checkpoint, and an unacked batch is redelivered and skipped.

@@ -30,11 +30,15 @@ def _store(path: Path, *, readonly: bool = True, create: bool = False) -> Any:
 def _events(path: Path, conversation: str) -> list[Any]:
     from ledgerbus.eventstore.base import EventFilter
 
+    from ledgerbus.cli.damaged import warn_damaged
+
     store = _store(path)
+    damaged: list[Any] = []
     try:
-        events = list(store.read(EventFilter(conversation_ids=(conversation,))))
+        events = list(store.read(EventFilter(conversation_ids=(conversation,)), damaged=damaged))
     finally:
         store.close()
+    warn_damaged(damaged)
     if not events:
         fail(f"conversation {conversation} has no events in {path}")
     return events
@@ -285,6 +289,8 @@ def compact(
 
       ledgerbus compact .ledgerbus/ledger.db --older-than 30d
     """
+    import msgspec
+
     from ledgerbus.bus.retention import parse_duration
     from ledgerbus.errors import ConfigError
     from ledgerbus.eventstore.compact import compact as do_compact
@@ -299,9 +305,14 @@ def compact(
         report = do_compact(store, ended_before_ms=cutoff, conversation_ids=tuple(conversation), vacuum=vacuum)
     finally:
         store.close()
+    from ledgerbus.cli.damaged import warn_damaged
+
+    warn_damaged(report.damaged)
     if as_json:
-        _print(report.__dict__)
+        _print({**report.__dict__, "damaged": [msgspec.to_builtins(d) for d in report.damaged]})
         return
+    for cid in report.kept_damaged:
+        console.print(f"kept {cid} as it is: it holds damaged events (see `ledgerbus verify`)", highlight=False)
     console.print(f"compacted {report.conversations} conversations ({report.events} events) into snapshots; "
                   f"{report.skipped_running} still running were kept; {report.bytes_before:,} → {report.bytes_after:,} bytes")
 

@@ -10,11 +10,11 @@ end at the snapshot. Running conversations are never compacted.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
-from ledgerbus.eventstore.base import EventFilter
+from ledgerbus.eventstore.base import Damaged, EventFilter
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, fold
 from ledgerbus.eventstore.integrity import snapshot_hash
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
@@ -29,6 +29,8 @@ class CompactReport:
     skipped_running: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+    damaged: list[Damaged] = field(default_factory=list)  # events that do not decode (their conversations are kept)
+    kept_damaged: list[str] = field(default_factory=list)  # conversations not compacted because of them
 
 
 def compact(store: SQLiteEventStore, *, ended_before_ms: int | None = None,
@@ -38,7 +40,13 @@ def compact(store: SQLiteEventStore, *, ended_before_ms: int | None = None,
     conn = store.db.conn
     ids = list(conversation_ids) or store.conversation_ids()
     for cid in ids:
-        events = list(store.read(EventFilter(conversation_ids=(cid,))))
+        damaged: list[Damaged] = []
+        events = list(store.read(EventFilter(conversation_ids=(cid,)), damaged=damaged))
+        if damaged:
+            # A snapshot folded without them would hide them for good: the conversation stays as it is.
+            report.damaged += damaged
+            report.kept_damaged.append(cid)
+            continue
         if not events:
             continue
         state = fold(events)

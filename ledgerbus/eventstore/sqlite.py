@@ -19,18 +19,21 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from ledgerbus.errors import StoreError
-from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
+from ledgerbus.errors import InvalidMessage, StoreError
+from ledgerbus.eventstore.base import Damaged, EventFilter, Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite_checkpoint import Checkpointer
 from ledgerbus.eventstore.sqlite_schema import ensure_schema, legacy_columns
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
+from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope, StoredEnvelope
 
 _json = msgspec.json.Encoder()
-_env_decoder = msgspec.json.Decoder(Envelope)
 _trusted_decoder = msgspec.json.Decoder(StoredEnvelope)
+# The codec's rules (a repeated key included) without its size limits: a reader is not the door, and a
+# deployment may have let bigger envelopes in. Tools read with it; replay trusts what the recorder checked.
+_stored_codec = Codec(max_bytes=1 << 62, max_depth=1 << 30)
 
 _COLUMNS = ("position", "id", "conversation_id", "sender", "recipient", "action", "capability", "timestamp",
             "envelope", "prev_hash", "hash")
@@ -439,16 +442,19 @@ class SQLiteEventStore:
                                        [flt.after, *args]).fetchone()
         return int(row[0])
 
-    def read(self, flt: EventFilter | None = None, *, batch: int = 5000, trusted: bool = False) -> Iterator[StoredEvent]:
+    def read(self, flt: EventFilter | None = None, *, batch: int = 5000, trusted: bool = False,
+             damaged: list[Damaged] | None = None) -> Iterator[StoredEvent]:
         """Stream events in position order, `batch` rows per query (keyset pagination, bounded memory).
 
         `trusted=True` (replay) skips re-validating ids and addresses the recorder validated already:
         the envelopes are StoredEnvelope instances, which are Envelopes in every other respect.
+        An envelope that does not decode is a StoreError, or, given a `damaged` list, is added to it and
+        skipped, so that one bad row costs a tool that row, not the ledger.
         """
         flt = flt or EventFilter()
         where, args = self._where(flt)
         after = flt.after
-        decode = (_trusted_decoder if trusted else _env_decoder).decode
+        decode = _trusted_decoder.decode if trusted else _stored_codec.decode
         while True:
             with self._lock:
                 rows = self.db.conn.execute(
@@ -457,19 +463,29 @@ class SQLiteEventStore:
                     [after, *args, batch],
                 ).fetchall()
             for pos, raw in rows:
+                if type(raw) is not bytes:  # TEXT (the sqlite3 shell), a number, NULL: written around the store
+                    raw = str(raw).encode()
                 try:
                     env = decode(raw)
-                except msgspec.DecodeError as exc:
-                    raise StoreError(f"the envelope stored at position {pos} does not decode ({exc}); "
-                                     "the file was altered — `ledgerbus verify` lists what changed") from None
+                except (msgspec.DecodeError, InvalidMessage) as exc:
+                    if damaged is None:
+                        raise StoreError(f"the envelope stored at position {pos} does not decode ({exc}); "
+                                         "the file was altered — `ledgerbus verify` lists what changed") from None
+                    damaged.append(Damaged(pos, self._conversation_of(pos), str(exc)))
+                    continue
                 yield StoredEvent(pos, env, raw)
             if len(rows) < batch:
                 return
             after = rows[-1][0]
 
-    def envelopes(self, conversation_id: str | None = None) -> list[Envelope]:
+    def _conversation_of(self, position: int) -> str:
+        with self._lock:
+            row = self.db.conn.execute("SELECT conversation_id FROM events WHERE position = ?", (position,)).fetchone()
+        return str(row[0]) if row else "?"
+
+    def envelopes(self, conversation_id: str | None = None, *, damaged: list[Damaged] | None = None) -> list[Envelope]:
         flt = EventFilter(conversation_ids=(conversation_id,)) if conversation_id else None
-        return [ev.envelope for ev in self.read(flt)]
+        return [ev.envelope for ev in self.read(flt, damaged=damaged)]
 
     def rejects(self) -> list[Rejected]:
         with self._lock:

@@ -256,13 +256,15 @@ def verify(
     try:
         report = store.verify()
         gaps = store.gaps()
+        duplicates = store.duplicates()
     finally:
         store.close()
     if as_json:
         _print({"ok": report.ok, "events": report.events, "conversations": report.conversations,
                 "issues": [{"kind": i.kind.value, "conversationId": i.conversation_id, "position": i.position,
                             "message": i.message} for i in report.issues],
-                "gaps": [{"first": a, "last": b} for a, b in gaps]})
+                "gaps": [{"first": a, "last": b} for a, b in gaps],
+                "duplicates": [{"position": p, "id": i, "firstPosition": f} for p, i, f in duplicates]})
     else:
         for i in report.issues:
             console.print(f"[bold red]{i.kind.value}[/] position {i.position} (conversation {i.conversation_id}): "
@@ -270,6 +272,9 @@ def verify(
         for a, b in gaps:
             console.print(f"[yellow]GAP[/] JetStream sequences {a}..{b} never reached this ledger "
                           "(removed by retention before the recorder saw them)")
+        for p, i, f in duplicates:
+            console.print(f"[yellow]DUPLICATE[/] position {p} repeats envelope {i} (first at position {f}); "
+                          "kept, folded once", highlight=False)
         verdict = "[green]intact[/]" if report.ok else f"[bold red]{len(report.issues)} problems[/]"
         console.print(f"{ledger}: {report.events} events in {report.conversations} conversations — {verdict}")
     if not report.ok:

@@ -80,6 +80,17 @@ def _stored(conn: sqlite3.Connection, column: str, values: Sequence[Any],
     return found
 
 
+def _positions_of(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    """Where the ledger holds each of these envelope ids (compacted rows included)."""
+    found: dict[str, int] = {}
+    for i in range(0, len(ids), _MAX_VARS):
+        chunk = list(ids[i:i + _MAX_VARS])
+        marks = ",".join("?" * len(chunk))
+        found.update(conn.execute(f"SELECT id, position FROM events WHERE id IN ({marks}) UNION ALL"
+                                  f" SELECT id, position FROM compacted WHERE id IN ({marks})", chunk * 2).fetchall())
+    return found
+
+
 def _encoded(value: Any) -> str | None:
     return _json.encode(value).decode() if value is not None else None
 
@@ -167,8 +178,8 @@ class SQLiteEventStore:
                gaps: Sequence[tuple[int, int]] = ()) -> int:
         """Append a batch in one transaction, extending each conversation's hash chain; returns how many were new.
 
-        An envelope id or a position already present is skipped (a redelivery, a duplicate past
-        JetStream's window). `checkpoint` (the last JetStream sequence this batch covers) is committed
+        A position already present is skipped (a redelivery); an envelope id already present, at a position
+        of its own (a re-publish, a duplicate past JetStream's window), is kept in `duplicates`, not folded. `checkpoint` (the last JetStream sequence this batch covers) is committed
         in the same transaction, so the mirror and its resume point can never disagree.
         """
         batch = sorted(events, key=_by_position)
@@ -200,7 +211,8 @@ class SQLiteEventStore:
         conn = self.db.conn
         stored_end = self._stored_end() if events else 0
         presumed = presume and self._presumed_fresh(events, stored_end)
-        fresh = events if presumed else self._fresh(events, stored_end)
+        duplicates: list[tuple[Any, ...]] = []
+        fresh = events if presumed else self._fresh(events, stored_end, duplicates)
         heads = self._load_heads({ev.envelope.conversation_id for ev in fresh})
         rows: list[tuple[Any, ...]] = []
         # The hot loop of every append: chain ends as plain tuples (hash, count, last position).
@@ -231,6 +243,9 @@ class SQLiteEventStore:
         else:
             conn.executemany(insert, rows)
         conn.executemany(_UPSERT_HEAD, [(c, *end) for c, end in ends.items()])  # every loaded end was extended
+        if duplicates:
+            conn.executemany("INSERT OR IGNORE INTO duplicates (position, id, conversation_id, first_position, data)"
+                             " VALUES (?,?,?,?,?)", duplicates)
         if rejects:
             conn.executemany(
                 "INSERT OR IGNORE INTO rejects (position, subject, data, code, reason) VALUES (?,?,?,?,?)",
@@ -265,22 +280,31 @@ class SQLiteEventStore:
             return not _stored(conn, "id", [ev.envelope.id for ev in events], ("compacted",))
         return True
 
-    def _fresh(self, events: list[StoredEvent], stored_end: int) -> list[StoredEvent]:
-        """The events whose id and position are not stored yet (nor repeated earlier in the batch)."""
+    def _fresh(self, events: list[StoredEvent], stored_end: int, duplicates: list[tuple[Any, ...]]) -> list[StoredEvent]:
+        """The events whose id and position are not stored yet (nor repeated earlier in the batch).
+
+        An event at a position of its own whose envelope id is held already goes to `duplicates` as a row
+        (position, id, conversation, first position, bytes): the mirror holds every stream sequence.
+        """
         if not events:
             return []
         conn = self.db.conn
         # Positions only need looking up when the batch reaches back into what is stored (a re-read after
         # a restart).
         check_positions = events[0].position <= stored_end  # `events` comes sorted by position
-        seen_ids: set[str] = _stored(conn, "id", [ev.envelope.id for ev in events])
+        first_at: dict[str, int] = _positions_of(conn, [ev.envelope.id for ev in events])
         seen_pos: set[int] = _stored(conn, "position", [ev.position for ev in events]) if check_positions else set()
         out: list[StoredEvent] = []
         for ev in events:
-            if ev.envelope.id in seen_ids or ev.position in seen_pos:
-                continue
-            seen_ids.add(ev.envelope.id)
+            e = ev.envelope
+            if ev.position in seen_pos:
+                continue  # this very sequence again (a redelivery, a re-read)
             seen_pos.add(ev.position)
+            first = first_at.get(e.id)
+            if first is not None:
+                duplicates.append((ev.position, e.id, e.conversation_id, first, ev.raw or _json.encode(e)))
+                continue
+            first_at[e.id] = ev.position
             out.append(ev)
         return out
 
@@ -486,6 +510,21 @@ class SQLiteEventStore:
     def envelopes(self, conversation_id: str | None = None, *, damaged: list[Damaged] | None = None) -> list[Envelope]:
         flt = EventFilter(conversation_ids=(conversation_id,)) if conversation_id else None
         return [ev.envelope for ev in self.read(flt, damaged=damaged)]
+
+    def restore_duplicate(self, position: int, event_id: str, conversation_id: str, first_position: int,
+                          data: bytes) -> None:
+        """Put back a duplicate's row (an import of an exported ledger)."""
+        with self._lock, self.db.conn as conn:
+            conn.execute("INSERT OR IGNORE INTO duplicates (position, id, conversation_id, first_position, data)"
+                         " VALUES (?,?,?,?,?)", (position, event_id, conversation_id, first_position, data))
+
+    def duplicates(self) -> list[tuple[int, str, int]]:
+        """(position, envelope id, position of its first copy) of every stream message repeating an id."""
+        with self._lock:
+            if "duplicates" not in self.db.table_names():  # read-only, from before duplicates were kept
+                return []
+            return [(p, i, f) for p, i, f in self.db.conn.execute(
+                "SELECT position, id, first_position FROM duplicates ORDER BY position")]
 
     def rejects(self) -> list[Rejected]:
         with self._lock:

@@ -252,11 +252,15 @@ def verify(
 
       ledgerbus verify bug.db --json
     """
-    store = _store(ledger, readonly=False)  # an unchained ledger from an older release is chained on open
+    import sqlite3
+
+    store = _store(ledger)  # read-only: verify never writes (chaining an edited file would bless the edit)
     try:
         report = store.verify()
         gaps = store.gaps()
         duplicates = store.duplicates()
+    except sqlite3.Error as exc:  # a table or column the checks read was dropped or retyped
+        fail(f"{ledger}: the ledger's tables were altered beyond checking ({exc})")
     finally:
         store.close()
     if as_json:
@@ -267,8 +271,8 @@ def verify(
                 "duplicates": [{"position": p, "id": i, "firstPosition": f} for p, i, f in duplicates]})
     else:
         for i in report.issues:
-            console.print(f"[bold red]{i.kind.value}[/] position {i.position} (conversation {i.conversation_id}): "
-                          f"{i.message}", highlight=False)
+            where = f"conversation {i.conversation_id}" if i.conversation_id else "the ledger"
+            console.print(f"[bold red]{i.kind.value}[/] position {i.position} ({where}): {i.message}", highlight=False)
         for a, b in gaps:
             console.print(f"[yellow]GAP[/] JetStream sequences {a}..{b} never reached this ledger "
                           "(removed by retention before the recorder saw them)")

@@ -27,10 +27,14 @@ class _Object(list):  # type: ignore[type-arg]
 
 
 def has_duplicate_keys(data: bytes) -> bool:
-    """True when some JSON object in `data` (valid JSON) repeats a key."""
+    """True when some JSON object in `data` repeats a key (False when `data` is not JSON at all)."""
     if b"\\u003a" in data or b"\\u003A" in data:
         return duplicate_key(data) is not None
-    return data.count(b":") != _encode(_decode(data)).count(b":")
+    try:
+        tree = _decode(data)
+    except msgspec.DecodeError:  # a typed decode can fail on a value before it reaches the broken part
+        return False
+    return data.count(b":") != _encode(tree).count(b":")
 
 
 def duplicate_key(data: bytes) -> tuple[str, str] | None:

@@ -469,3 +469,10 @@ def test_no_envelope_an_encoder_writes_is_refused_for_duplicates(payload: dict[s
     env = new_request(sender="a", recipient="b", capability="b.do", payload=payload)
     spaced = json.dumps(json.loads(Codec().encode(env)), indent=1)  # other bytes: the slow check runs
     assert Codec().decode(spaced.encode()) == Codec().decode(Codec().encode(env))
+
+
+def test_a_value_error_before_broken_json_is_reported_as_before() -> None:
+    # The typed decode stops at the bad value; the duplicate check must not trip over the rest.
+    with pytest.raises(InvalidMessage) as info:
+        Codec().decode(b'{"attempt":0} trailing')
+    assert info.value.code == "INVALID_MESSAGE" and "duplicate" not in info.value.reason

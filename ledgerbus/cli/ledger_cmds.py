@@ -36,12 +36,16 @@ def _events(path: Path, conversation: str) -> list[Any]:
     from ledgerbus.cli.idprefix import resolve_in_store
     from ledgerbus.eventstore.base import EventFilter
 
+    from ledgerbus.cli.damaged import warn_damaged
+
     store = _store(path)
+    damaged: list[Any] = []
     try:
         conversation = _resolved(lambda: resolve_in_store(store, [conversation]))[0]
-        events = list(store.read(EventFilter(conversation_ids=(conversation,))))
+        events = list(store.read(EventFilter(conversation_ids=(conversation,)), damaged=damaged))
     finally:
         store.close()
+    warn_damaged(damaged)
     if not events:
         fail(f"conversation {conversation} has no events in {path}")
     return events
@@ -278,24 +282,33 @@ def verify(
       ledgerbus verify bug.db --json
     """
     fmt = choose(as_json, as_jsonl)
-    store = _store(ledger, readonly=False)  # an unchained ledger from an older release is chained on open
+    import sqlite3
+
+    store = _store(ledger)  # read-only: verify never writes (chaining an edited file would bless the edit)
     try:
         report = store.verify()
         gaps = store.gaps()
+        duplicates = store.duplicates()
+    except sqlite3.Error as exc:  # a table or column the checks read was dropped or retyped
+        fail(f"{ledger}: the ledger's tables were altered beyond checking ({exc})")
     finally:
         store.close()
     if fmt.machine:
         emit(fmt, {"ok": report.ok, "events": report.events, "conversations": report.conversations,
                 "issues": [{"kind": i.kind.value, "conversationId": i.conversation_id, "position": i.position,
                             "message": i.message} for i in report.issues],
-                "gaps": [{"first": a, "last": b} for a, b in gaps]})
+                "gaps": [{"first": a, "last": b} for a, b in gaps],
+                "duplicates": [{"position": p, "id": i, "firstPosition": f} for p, i, f in duplicates]})
     else:
         for i in report.issues:
-            console.print(f"[bold red]{i.kind.value}[/] position {i.position} (conversation {i.conversation_id}): "
-                          f"{i.message}", highlight=False)
+            where = f"conversation {i.conversation_id}" if i.conversation_id else "the ledger"
+            console.print(f"[bold red]{i.kind.value}[/] position {i.position} ({where}): {i.message}", highlight=False)
         for a, b in gaps:
             console.print(f"[yellow]GAP[/] JetStream sequences {a}..{b} never reached this ledger "
                           "(removed by retention before the recorder saw them)")
+        for p, i, f in duplicates:
+            console.print(f"[yellow]DUPLICATE[/] position {p} repeats envelope {i} (first at position {f}); "
+                          "kept, folded once", highlight=False)
         verdict = "[green]intact[/]" if report.ok else f"[bold red]{len(report.issues)} problems[/]"
         console.print(f"{ledger}: {report.events} events in {report.conversations} conversations — {verdict}")
     if not report.ok:
@@ -315,6 +328,8 @@ def compact(
 
       ledgerbus compact .ledgerbus/ledger.db --older-than 30d
     """
+    import msgspec
+
     from ledgerbus.bus.retention import parse_duration
     from ledgerbus.errors import ConfigError
     from ledgerbus.eventstore.compact import compact as do_compact
@@ -332,11 +347,17 @@ def compact(
         report = do_compact(store, ended_before_ms=cutoff, conversation_ids=cids, vacuum=vacuum)
     finally:
         store.close()
+    from ledgerbus.cli.damaged import warn_damaged
+
+    warn_damaged(report.damaged)
     if as_json:
         _print({"conversations": report.conversations, "events": report.events,
                 "skippedRunning": report.skipped_running, "bytesBefore": report.bytes_before,
-                "bytesAfter": report.bytes_after, "bytesFreed": report.bytes_freed})
+                "bytesAfter": report.bytes_after, "bytesFreed": report.bytes_freed,
+                "damaged": [msgspec.to_builtins(d) for d in report.damaged], "keptDamaged": report.kept_damaged})
         return
+    for cid in report.kept_damaged:
+        console.print(f"kept {cid} as it is: it holds damaged events (see `ledgerbus verify`)", highlight=False)
     freed = (f"freed {report.bytes_freed:,} bytes" if report.bytes_freed >= 0
              else f"the ledger grew by {-report.bytes_freed:,} bytes (--vacuum gives the space back)")
     console.print(f"compacted {report.conversations} conversations ({report.events} events) into snapshots; "

@@ -127,10 +127,13 @@ def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
         ids = store.conversation_ids(limit=SMALL_LEDGER + 1)
         if 0 < len(ids) <= SMALL_LEDGER:
             sink.select(ids)
+    from ledgerbus.cli.damaged import warn_damaged
+
     total = store.count_matching(flt) if is_tty() else None
+    damaged: list[Any] = []
     with sink.progress(total, f"replaying {path}") as advance:
         chunk = []
-        for ev in store.read(flt, trusted=True):
+        for ev in store.read(flt, trusted=True, damaged=damaged):
             chunk.append(ev)
             if len(chunk) == 5000:
                 sink.feed(chunk)
@@ -138,6 +141,7 @@ def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
                 chunk = []
         sink.feed(chunk)
         advance(len(chunk))
+    warn_damaged(damaged)
     sink.source = str(path)
     from ledgerbus.eventstore.compact import snapshot
 

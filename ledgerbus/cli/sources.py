@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ledgerbus.eventstore.base import StoredEvent
+from ledgerbus.eventstore.base import Damaged, StoredEvent
 from ledgerbus.eventstore.fold import ConversationState, apply
 
 LedgerFileOption = typer.Option(None, "--ledger", "-l",
@@ -22,6 +22,7 @@ class Folded:
 
     states: dict[str, ConversationState] = field(default_factory=dict)
     instances: dict[str, str] = field(default_factory=dict)  # task id → instance
+    damaged: list[Damaged] = field(default_factory=list)  # stored events that no longer decode, skipped
 
 
 def fold_events(events: Iterable[StoredEvent]) -> Folded:
@@ -41,11 +42,17 @@ def fold_events(events: Iterable[StoredEvent]) -> Folded:
 def from_file(ledger: Path) -> Folded:
     from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
+    from ledgerbus.cli.damaged import warn_damaged
+
     store = SQLiteEventStore(ledger, readonly=True)  # StoreError (exit 2) when missing or not a ledger
+    damaged: list[Damaged] = []
     try:
-        return fold_events(store.read())
+        folded = fold_events(store.read(damaged=damaged))
     finally:
         store.close()
+    folded.damaged = damaged
+    warn_damaged(damaged)
+    return folded
 
 
 async def from_stream(url: str | None, data_dir: Path, prefix: str | None, last: int | None = None) -> Folded:

@@ -37,6 +37,9 @@ def _from_file(ledger: Path, ids: list[str]) -> Conversations:
         store = SQLiteEventStore(ledger, readonly=True)
     except StoreError as exc:
         fail(str(exc), 2)
+    from ledgerbus.cli.damaged import warn_damaged
+
+    damaged: list[Any] = []
     try:
         from ledgerbus.cli.idprefix import resolve_in_store
 
@@ -44,9 +47,12 @@ def _from_file(ledger: Path, ids: list[str]) -> Conversations:
             ids = resolve_in_store(store, ids)
         except ConfigError as exc:  # an ambiguous prefix
             fail(str(exc))
-        return [(cid, store.envelopes(cid)) for cid in ids or store.conversation_ids()]
+        convs = [(cid, store.envelopes(cid, damaged=damaged)) for cid in ids or store.conversation_ids()]
     finally:
         store.close()
+    warn_damaged(damaged)
+    # A conversation whose every event is damaged has nothing to draw; named with -c, it is an error below.
+    return [(cid, envs) for cid, envs in convs if envs or ids]
 
 
 async def _from_stream(url: str | None, data_dir: Path, prefix: str | None, ids: list[str]) -> tuple[str, Conversations]:

@@ -28,6 +28,18 @@ class Rejected(msgspec.Struct, frozen=True):
     reason: str
 
 
+class Damaged(msgspec.Struct, frozen=True):
+    """A stored event whose envelope no longer decodes: readers skip it and say so, `verify` says why."""
+
+    position: int
+    conversation_id: str
+    reason: str
+
+    def describe(self) -> str:
+        return (f"position {self.position} (conversation {self.conversation_id}): the stored envelope does not "
+                f"decode ({self.reason}); skipped — `ledgerbus verify` tells whether the file was altered")
+
+
 class EventFilter(msgspec.Struct, kw_only=True, frozen=True):
     conversation_ids: tuple[str, ...] = ()
     agents: tuple[str, ...] = ()  # sender or recipient

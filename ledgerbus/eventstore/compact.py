@@ -10,12 +10,12 @@ end at the snapshot. Running conversations are never compacted.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from ledgerbus.eventstore.base import EventFilter
+from ledgerbus.eventstore.base import Damaged, EventFilter
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, fold
 from ledgerbus.eventstore.integrity import snapshot_hash
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
@@ -30,6 +30,8 @@ class CompactReport:
     skipped_running: int = 0
     bytes_before: int = 0  # the file and its WAL, as on disk
     bytes_after: int = 0
+    damaged: list[Damaged] = field(default_factory=list)  # events that do not decode (their conversations are kept)
+    kept_damaged: list[str] = field(default_factory=list)  # conversations not compacted because of them
 
     @property
     def bytes_freed(self) -> int:
@@ -48,7 +50,13 @@ def compact(store: SQLiteEventStore, *, ended_before_ms: int | None = None,
     conn = store.db.conn
     ids = list(conversation_ids) or store.conversation_ids()
     for cid in ids:
-        events = list(store.read(EventFilter(conversation_ids=(cid,))))
+        damaged: list[Damaged] = []
+        events = list(store.read(EventFilter(conversation_ids=(cid,)), damaged=damaged))
+        if damaged:
+            # A snapshot folded without them would hide them for good: the conversation stays as it is.
+            report.damaged += damaged
+            report.kept_damaged.append(cid)
+            continue
         if not events:
             continue
         state = fold(events)

@@ -54,6 +54,15 @@ class Decision(msgspec.Struct, frozen=True, gc=False):  # untracked, as Envelope
     attempt: int
 
 
+class Answer(msgspec.Struct, frozen=True, gc=False):
+    """Where a RESPONSE from an agent is in the ledger: the one that completed a task, or one that came late."""
+
+    position: int
+    timestamp: int
+    attempt: int
+    sender: str
+
+
 class TaskState(msgspec.Struct, kw_only=True, gc=False):  # untracked, as Envelope (schemas/envelope.py)
     task_id: str
     capability: str
@@ -77,6 +86,8 @@ class TaskState(msgspec.Struct, kw_only=True, gc=False):  # untracked, as Envelo
     error: ErrorInfo | None = None
     fallback: bool = False
     decisions: list[Decision] = msgspec.field(default_factory=list)
+    answered: Answer | None = None  # the agent's RESPONSE that completed the task
+    late: list[Answer] = msgspec.field(default_factory=list)  # RESPONSEs to attempts the orchestrator had ended
     last_position: int = 0
 
     @property
@@ -145,6 +156,12 @@ def _overruled(task: TaskState, env: Envelope) -> bool:
     # so the task's status never depends on that race (live fold and replay agree).
     return env.sender != env.recipient and any(
         d.attempt == env.attempt and d.code in VERDICT_CODES for d in task.decisions)
+
+
+def _ended(task: TaskState, attempt: int) -> bool:
+    """The orchestrator gave its verdict on this attempt (it stands: a RESPONSE to it is late), or answered
+    the task with a fallback."""
+    return task.fallback or any(d.attempt == attempt and d.code in VERDICT_CODES for d in task.decisions)
 
 
 # Module constants: the fold runs once per envelope on every replay, so no enum lookups in its body.
@@ -222,19 +239,35 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
             task.progress += 1
             task.last_progress = env.payload
     elif action is _RESPONSE:
-        if task.status is not _DONE:
+        if env.sender != env.recipient and (task.decisions or task.fallback) and _ended(task, env.attempt):
+            # The answer raced the orchestrator's verdict, or came after it gave up, and lost: the orchestrator
+            # acted on its decision (a retry, a fallback, a failed step), so that is what the task says.
+            task.late.append(Answer(position, ts, env.attempt, env.sender))
+        elif task.status is not _DONE:
             # Any attempt's RESPONSE completes the task: tasks are idempotent, so a late answer is a valid one.
             task.status = _DONE
             task.result = env.payload
             task.finished_at = ts
             task.last_activity_at = ts
             task.error = env.error  # a RESPONSE with an error is a partial success (fallback / degraded)
+            if env.sender != env.recipient:
+                task.answered = Answer(position, ts, env.attempt, env.sender)
             if env.error is not None and env.error.code == _FALLBACK_USED:
                 task.fallback = True
                 task.decisions.append(Decision(position, ts, env.error.code, env.error.message, env.attempt))
     elif action is _ERROR:
         err = env.error or ErrorInfo(code=ErrorCode.INTERNAL.value, message="ERROR without an error object")
         if err.code in NOTE_CODES:
+            task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
+        elif (task.status is _DONE and env.sender == env.recipient and err.code in VERDICT_CODES
+              and task.answered is not None and task.answered.attempt == env.attempt and not task.fallback):
+            # The verdict on an attempt whose RESPONSE landed just before it: the orchestrator had not seen the
+            # answer and acted on its verdict, so the verdict stands this way round too, as it does for an ERROR.
+            task.late.append(task.answered)
+            task.answered, task.result = None, None
+            task.status = _ERROR_STATUS.get(err.code, _FAILED)
+            task.error = err
+            task.finished_at = ts
             task.decisions.append(Decision(position, ts, err.code, err.message, env.attempt))
         elif task.status is not _DONE and env.attempt >= task.attempt and not _overruled(task, env):
             task.status = _ERROR_STATUS.get(err.code, _FAILED)

@@ -33,6 +33,8 @@ class IssueKind(str, enum.Enum):
     INSERTED = "INSERTED"  # an event that was never part of the chain
     UNCHAINED = "UNCHAINED"  # an event with no hash at all (written around the store)
     SNAPSHOT = "SNAPSHOT"  # a compacted conversation's snapshot does not match its chain
+    COLUMN = "COLUMN"  # a column stored beside the envelope (sender, action…) disagrees with the envelope
+    DAMAGED = "DAMAGED"  # the stored envelope does not decode under the codec's rules
 
 
 class Issue(msgspec.Struct, frozen=True):
@@ -121,6 +123,14 @@ def verify_conversation(conversation_id: str, rows: Sequence[ChainRow], head: He
             issues.append(Issue(IssueKind.MISSING, conversation_id, head.last_position,
                                 f"the conversation's last event(s) are missing (recorded: {head.count} events "
                                 f"ending at position {head.last_position}; found {len(rows)})"))
+        elif not issues and (len(rows) != head.count or rows[-1].position != head.last_position):
+            # The chain checks out to a hash the head names: the head itself was rewritten to fit (the last
+            # events cut off and the surviving hash copied in), or rows were added around the store.
+            kind = IssueKind.MISSING if len(rows) < head.count else IssueKind.INSERTED
+            issues.append(Issue(kind, conversation_id, max(head.last_position, rows[-1].position),
+                                f"the chain head records {head.count} events ending at position "
+                                f"{head.last_position}; {len(rows)} are here, ending at position "
+                                f"{rows[-1].position} (the head was rewritten to fit)"))
     issues.sort(key=lambda x: (x.position is None, x.position or 0))
     return issues
 

@@ -5,6 +5,7 @@ One line per ledger entry, in position order:
     {"ledgerbus":"ledger","version":1}                                  header
     {"position":7,"prevHash":"…","hash":"…","envelope":{…exact bytes…}}  an envelope
     {"position":9,"rejected":{"subject":…,"code":…,"reason":…,"data":"<base64>"}}   a non-envelope
+    {"position":12,"duplicate":{"id":…,"conversationId":…,"firstPosition":7,"data":"<base64>"}}  an id again
 
 The envelope is embedded as its exact wire bytes (not re-encoded), so hashes recomputed on import
 match the ones in the file — an attached ledger that was edited on the way is caught. Bytes that
@@ -42,6 +43,13 @@ class _RejectedLine(msgspec.Struct):
     data: str
 
 
+class _DuplicateLine(msgspec.Struct, rename="camel"):
+    id: str
+    conversation_id: str
+    first_position: int
+    data: str
+
+
 class _CompactedLine(msgspec.Struct, rename="camel"):
     conversation_id: str
     id: str
@@ -67,6 +75,7 @@ class _Line(msgspec.Struct, rename="camel", omit_defaults=True):
     envelope: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
     envelope_text: str | None = None
     rejected: _RejectedLine | None = None
+    duplicate: _DuplicateLine | None = None
     compacted: _CompactedLine | None = None
     snapshot: _SnapshotLine | None = None
     ledgerbus: str | None = None
@@ -148,9 +157,18 @@ def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: t
             yield pos, b'{"position":%d,"compacted":%s}\n' % (pos, body)
 
     rejects = ((r.position, reject_line(r)) for r in (() if conversation_ids else store.rejects()))
+
+    def duplicates() -> Iterator[tuple[int, bytes]]:
+        if "duplicates" not in tables:  # older than duplicates were kept
+            return
+        cur = conn.execute(f"SELECT position, id, conversation_id, first_position, data FROM duplicates {where}"
+                           " ORDER BY position", args)
+        for pos, eid, cid, first, data in cur:
+            body = msgspec.json.encode(_DuplicateLine(eid, cid, first, base64.b64encode(bytes(data)).decode()))
+            yield pos, b'{"position":%d,"duplicate":%s}\n' % (pos, body)
     total = conn.execute(f"SELECT COUNT(*) FROM events {where}", args).fetchone()[0] if progress else 0
     n = 0
-    for _pos, line in heapq.merge(events(), links(), rejects, key=lambda item: item[0]):
+    for _pos, line in heapq.merge(events(), links(), rejects, duplicates(), key=lambda item: item[0]):
         out.write(line)
         n += 1
         if progress is not None and n % 5000 == 0:
@@ -186,6 +204,7 @@ class ImportReport:
     rejects: int = 0
     compacted: int = 0  # chain links of compacted events (their envelopes are gone)
     snapshots: int = 0
+    duplicates: int = 0  # stream messages that repeated an envelope id, kept at their positions
     hash_mismatches: list[int] = field(default_factory=list)  # positions whose bytes do not match the file's hash
 
 
@@ -199,6 +218,7 @@ class Entry:
     prev_hash: str | None = None
     compacted: _CompactedLine | None = None
     snapshot: _SnapshotLine | None = None
+    duplicate: _DuplicateLine | None = None
 
 
 def parse(lines: Iterable[bytes]) -> Iterator[Entry]:
@@ -230,6 +250,9 @@ def parse(lines: Iterable[bytes]) -> Iterator[Entry]:
             except ValueError:
                 raise StoreError(f"line {no}: rejected.data is not base64") from None
             yield Entry(no, item.position, None, None, Rejected(item.position, r.subject, data, r.code, r.reason))
+            continue
+        if item.duplicate is not None:
+            yield Entry(no, item.position, None, None, None, duplicate=item.duplicate)
             continue
         if item.compacted is not None:
             yield Entry(no, item.position, None, item.compacted.hash, None, item.compacted.prev_hash,
@@ -266,6 +289,16 @@ def import_into_store(store: SQLiteEventStore, lines: Iterable[bytes], *, batch:
         rejects.clear()
 
     for entry in parse(lines):
+        if entry.duplicate is not None:
+            d = entry.duplicate
+            try:
+                data = base64.b64decode(d.data, validate=True)
+            except ValueError:
+                raise StoreError(f"line {entry.line_no}: duplicate.data is not base64") from None
+            flush()  # its first copy comes before it
+            store.restore_duplicate(entry.position, d.id, d.conversation_id, d.first_position, data)
+            report.duplicates += 1
+            continue
         if entry.compacted is not None or entry.snapshot is not None:
             flush()  # a compacted link extends its chain: everything before it must be in first
             if entry.compacted is not None:
@@ -306,9 +339,10 @@ async def import_into_stream(bus: Any, lines: Iterable[bytes], *, window: int = 
     report = ImportReport()
     pending: list[Any] = []
     for entry in parse(lines):
-        if entry.rejected is not None:
-            report.rejects += 1
-            continue
+        if entry.rejected is not None or entry.duplicate is not None:
+            report.rejects += entry.rejected is not None
+            report.duplicates += entry.duplicate is not None
+            continue  # a duplicate's first copy is published; the stream's own window keeps the rest out
         if entry.compacted is not None or entry.snapshot is not None:
             report.compacted += entry.compacted is not None
             report.snapshots += entry.snapshot is not None

@@ -19,18 +19,22 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from ledgerbus.errors import StoreError
-from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
+from ledgerbus.errors import InvalidMessage, StoreError
+from ledgerbus.eventstore.base import Damaged, EventFilter, Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite_checkpoint import Checkpointer
 from ledgerbus.eventstore.sqlite_schema import ensure_schema, legacy_columns
+from ledgerbus.eventstore.sqlite_verify import coverage_issues, event_columns, row_issues, table_names, unchained_issues
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
+from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope, StoredEnvelope
 
 _json = msgspec.json.Encoder()
-_env_decoder = msgspec.json.Decoder(Envelope)
 _trusted_decoder = msgspec.json.Decoder(StoredEnvelope)
+# The codec's rules (a repeated key included) without its size limits: a reader is not the door, and a
+# deployment may have let bigger envelopes in. Tools read with it; replay trusts what the recorder checked.
+_stored_codec = Codec(max_bytes=1 << 62, max_depth=1 << 30)
 
 _COLUMNS = ("position", "id", "conversation_id", "sender", "recipient", "action", "capability", "timestamp",
             "envelope", "prev_hash", "hash")
@@ -74,6 +78,17 @@ def _stored(conn: sqlite3.Connection, column: str, values: Sequence[Any],
         found.update(r[0] for r in conn.execute(
             " UNION ALL ".join(f"SELECT {column} FROM {t} WHERE {column} IN ({marks})" for t in tables),
             chunk * len(tables)))
+    return found
+
+
+def _positions_of(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    """Where the ledger holds each of these envelope ids (compacted rows included)."""
+    found: dict[str, int] = {}
+    for i in range(0, len(ids), _MAX_VARS):
+        chunk = list(ids[i:i + _MAX_VARS])
+        marks = ",".join("?" * len(chunk))
+        found.update(conn.execute(f"SELECT id, position FROM events WHERE id IN ({marks}) UNION ALL"
+                                  f" SELECT id, position FROM compacted WHERE id IN ({marks})", chunk * 2).fetchall())
     return found
 
 
@@ -169,8 +184,8 @@ class SQLiteEventStore:
                gaps: Sequence[tuple[int, int]] = ()) -> int:
         """Append a batch in one transaction, extending each conversation's hash chain; returns how many were new.
 
-        An envelope id or a position already present is skipped (a redelivery, a duplicate past
-        JetStream's window). `checkpoint` (the last JetStream sequence this batch covers) is committed
+        A position already present is skipped (a redelivery); an envelope id already present, at a position
+        of its own (a re-publish, a duplicate past JetStream's window), is kept in `duplicates`, not folded. `checkpoint` (the last JetStream sequence this batch covers) is committed
         in the same transaction, so the mirror and its resume point can never disagree.
         """
         batch = sorted(events, key=_by_position)
@@ -202,7 +217,8 @@ class SQLiteEventStore:
         conn = self.db.conn
         stored_end = self._stored_end() if events else 0
         presumed = presume and self._presumed_fresh(events, stored_end)
-        fresh = events if presumed else self._fresh(events, stored_end)
+        duplicates: list[tuple[Any, ...]] = []
+        fresh = events if presumed else self._fresh(events, stored_end, duplicates)
         heads = self._load_heads({ev.envelope.conversation_id for ev in fresh})
         rows: list[tuple[Any, ...]] = []
         # The hot loop of every append: chain ends as plain tuples (hash, count, last position).
@@ -233,6 +249,9 @@ class SQLiteEventStore:
         else:
             conn.executemany(insert, rows)
         conn.executemany(_UPSERT_HEAD, [(c, *end) for c, end in ends.items()])  # every loaded end was extended
+        if duplicates:
+            conn.executemany("INSERT OR IGNORE INTO duplicates (position, id, conversation_id, first_position, data)"
+                             " VALUES (?,?,?,?,?)", duplicates)
         if rejects:
             conn.executemany(
                 "INSERT OR IGNORE INTO rejects (position, subject, data, code, reason) VALUES (?,?,?,?,?)",
@@ -267,22 +286,31 @@ class SQLiteEventStore:
             return not _stored(conn, "id", [ev.envelope.id for ev in events], ("compacted",))
         return True
 
-    def _fresh(self, events: list[StoredEvent], stored_end: int) -> list[StoredEvent]:
-        """The events whose id and position are not stored yet (nor repeated earlier in the batch)."""
+    def _fresh(self, events: list[StoredEvent], stored_end: int, duplicates: list[tuple[Any, ...]]) -> list[StoredEvent]:
+        """The events whose id and position are not stored yet (nor repeated earlier in the batch).
+
+        An event at a position of its own whose envelope id is held already goes to `duplicates` as a row
+        (position, id, conversation, first position, bytes): the mirror holds every stream sequence.
+        """
         if not events:
             return []
         conn = self.db.conn
         # Positions only need looking up when the batch reaches back into what is stored (a re-read after
         # a restart).
         check_positions = events[0].position <= stored_end  # `events` comes sorted by position
-        seen_ids: set[str] = _stored(conn, "id", [ev.envelope.id for ev in events])
+        first_at: dict[str, int] = _positions_of(conn, [ev.envelope.id for ev in events])
         seen_pos: set[int] = _stored(conn, "position", [ev.position for ev in events]) if check_positions else set()
         out: list[StoredEvent] = []
         for ev in events:
-            if ev.envelope.id in seen_ids or ev.position in seen_pos:
-                continue
-            seen_ids.add(ev.envelope.id)
+            e = ev.envelope
+            if ev.position in seen_pos:
+                continue  # this very sequence again (a redelivery, a re-read)
             seen_pos.add(ev.position)
+            first = first_at.get(e.id)
+            if first is not None:
+                duplicates.append((ev.position, e.id, e.conversation_id, first, ev.raw or _json.encode(e)))
+                continue
+            first_at[e.id] = ev.position
             out.append(ev)
         return out
 
@@ -315,28 +343,42 @@ class SQLiteEventStore:
         separate queries, and an append between them would look like an inserted event.
         """
         conn = self.db.conn
+        tables = table_names(conn)
         heads_cur = conn.execute("SELECT conversation_id, hash, count, last_position FROM chain_heads"
-                                 " ORDER BY conversation_id")
-        cids_sql = ("SELECT conversation_id FROM events UNION SELECT conversation_id FROM compacted"
-                    " UNION SELECT conversation_id FROM chain_heads ORDER BY 1")
-        heads = {r[0]: Head(r[1], r[2], r[3]) for r in heads_cur.fetchall()}
+                                 " ORDER BY conversation_id") if "chain_heads" in tables else None
+        compacted = "compacted" in tables
+        cids_sql = " UNION ".join(f"SELECT conversation_id FROM {t}" for t in ("events", "compacted", "chain_heads")
+                                  if t in tables) + " ORDER BY 1"
+        heads = {r[0]: Head(r[1], r[2], r[3]) for r in heads_cur.fetchall()} if heads_cur is not None else {}
         for (cid,) in conn.execute(cids_sql).fetchall():
             rows = [ChainRow(p, h, ph, None) for p, h, ph in conn.execute(
-                "SELECT position, hash, prev_hash FROM compacted WHERE conversation_id = ? ORDER BY position", (cid,))]
-            rows += [ChainRow(p, h, ph, bytes(raw)) for p, h, ph, raw in conn.execute(
-                "SELECT position, hash, prev_hash, envelope FROM events WHERE conversation_id = ? ORDER BY position",
-                (cid,))]
+                "SELECT position, hash, prev_hash FROM compacted WHERE conversation_id = ? ORDER BY position",
+                (cid,))] if compacted else []
+            # Bytes as TEXT (the sqlite3 shell) are hashed as their UTF-8; the row check reports the type.
+            rows += [ChainRow(p, h, ph, raw if isinstance(raw, bytes) else str(raw).encode()) for p, h, ph, raw in
+                     conn.execute("SELECT position, hash, prev_hash, envelope FROM events WHERE conversation_id = ?"
+                                  " ORDER BY position", (cid,))]
             rows.sort(key=lambda r: r.position)
             yield cid, rows, heads.get(cid)
 
     def verify(self) -> VerifyReport:
-        """Check every conversation's chain, and every compacted conversation's snapshot."""
+        """Check every conversation's chain, every compacted conversation's snapshot, every row against its
+        envelope, and the positions against the stream sequences mirrored. Reads only."""
         with self._lock, self._read_snapshot():
-            report = verify_stream(self.chains())
-            heads = self.heads()
-            for cid, head_hash, state, digest, last in self.db.conn.execute(
-                "SELECT conversation_id, head_hash, state, hash, last_position FROM snapshots"
-            ).fetchall():
+            conn = self.db.conn
+            if {"hash", "prev_hash"} <= event_columns(conn):
+                report = verify_stream(self.chains())
+            else:
+                # Chaining it here would bless whatever was edited before the columns went: report, never write.
+                report = VerifyReport(events=self.count(), conversations=len(self.conversation_ids()),
+                                      issues=unchained_issues(conn))
+            report.issues.extend(row_issues(conn))
+            report.issues.extend(coverage_issues(conn, self.checkpoint()))
+            report.issues.sort(key=lambda x: (x.position is None, x.position or 0))
+            heads = self.heads() if "chain_heads" in table_names(conn) else {}
+            snapshots = conn.execute("SELECT conversation_id, head_hash, state, hash, last_position FROM snapshots"
+                                     ).fetchall() if "snapshots" in table_names(conn) else []
+            for cid, head_hash, state, digest, last in snapshots:
                 head = heads.get(cid)
                 body = state.encode() if isinstance(state, str) else bytes(state or b"")
                 if snapshot_hash(head_hash, body) != digest:
@@ -444,16 +486,19 @@ class SQLiteEventStore:
                                        [flt.after, *args]).fetchone()
         return int(row[0])
 
-    def read(self, flt: EventFilter | None = None, *, batch: int = 5000, trusted: bool = False) -> Iterator[StoredEvent]:
+    def read(self, flt: EventFilter | None = None, *, batch: int = 5000, trusted: bool = False,
+             damaged: list[Damaged] | None = None) -> Iterator[StoredEvent]:
         """Stream events in position order, `batch` rows per query (keyset pagination, bounded memory).
 
         `trusted=True` (replay) skips re-validating ids and addresses the recorder validated already:
         the envelopes are StoredEnvelope instances, which are Envelopes in every other respect.
+        An envelope that does not decode is a StoreError, or, given a `damaged` list, is added to it and
+        skipped, so that one bad row costs a tool that row, not the ledger.
         """
         flt = flt or EventFilter()
         where, args = self._where(flt)
         after = flt.after
-        decode = (_trusted_decoder if trusted else _env_decoder).decode
+        decode = _trusted_decoder.decode if trusted else _stored_codec.decode
         while True:
             with self._lock:
                 rows = self.db.conn.execute(
@@ -462,19 +507,44 @@ class SQLiteEventStore:
                     [after, *args, batch],
                 ).fetchall()
             for pos, raw in rows:
+                if type(raw) is not bytes:  # TEXT (the sqlite3 shell), a number, NULL: written around the store
+                    raw = str(raw).encode()
                 try:
                     env = decode(raw)
-                except msgspec.DecodeError as exc:
-                    raise StoreError(f"the envelope stored at position {pos} does not decode ({exc}); "
-                                     "the file was altered — `ledgerbus verify` lists what changed") from None
+                except (msgspec.DecodeError, InvalidMessage) as exc:
+                    if damaged is None:
+                        raise StoreError(f"the envelope stored at position {pos} does not decode ({exc}); "
+                                         "the file was altered — `ledgerbus verify` lists what changed") from None
+                    damaged.append(Damaged(pos, self._conversation_of(pos), str(exc)))
+                    continue
                 yield StoredEvent(pos, env, raw)
             if len(rows) < batch:
                 return
             after = rows[-1][0]
 
-    def envelopes(self, conversation_id: str | None = None) -> list[Envelope]:
+    def _conversation_of(self, position: int) -> str:
+        with self._lock:
+            row = self.db.conn.execute("SELECT conversation_id FROM events WHERE position = ?", (position,)).fetchone()
+        return str(row[0]) if row else "?"
+
+    def envelopes(self, conversation_id: str | None = None, *, damaged: list[Damaged] | None = None) -> list[Envelope]:
         flt = EventFilter(conversation_ids=(conversation_id,)) if conversation_id else None
-        return [ev.envelope for ev in self.read(flt)]
+        return [ev.envelope for ev in self.read(flt, damaged=damaged)]
+
+    def restore_duplicate(self, position: int, event_id: str, conversation_id: str, first_position: int,
+                          data: bytes) -> None:
+        """Put back a duplicate's row (an import of an exported ledger)."""
+        with self._lock, self.db.conn as conn:
+            conn.execute("INSERT OR IGNORE INTO duplicates (position, id, conversation_id, first_position, data)"
+                         " VALUES (?,?,?,?,?)", (position, event_id, conversation_id, first_position, data))
+
+    def duplicates(self) -> list[tuple[int, str, int]]:
+        """(position, envelope id, position of its first copy) of every stream message repeating an id."""
+        with self._lock:
+            if "duplicates" not in self.db.table_names():  # read-only, from before duplicates were kept
+                return []
+            return [(p, i, f) for p, i, f in self.db.conn.execute(
+                "SELECT position, id, first_position FROM duplicates ORDER BY position")]
 
     def rejects(self) -> list[Rejected]:
         with self._lock:

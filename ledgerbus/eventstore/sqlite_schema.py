@@ -71,6 +71,11 @@ def ensure_schema(db: sqlite_utils.Database) -> bool:
         db.table("rejects").create(
             {"position": int, "subject": str, "data": bytes, "code": str, "reason": str}, pk="position"
         )
+    if "duplicates" not in db.table_names():
+        # A stream message repeating an envelope id already stored (a raw re-publish, or one past the
+        # duplicate window): kept at its sequence, with its bytes, and never folded a second time.
+        db.table("duplicates").create({"position": int, "id": str, "conversation_id": str, "first_position": int,
+                                       "data": bytes}, pk="position")
     if "meta" not in db.table_names():
         db.table("meta").create({"key": str, "value": str}, pk="key")
     if "gaps" not in db.table_names():

@@ -18,6 +18,7 @@ import re as _re
 
 from ledgerbus.schemas.envelope import (ADDRESS_PATTERN, CAPABILITY_PATTERN, TOKEN_PATTERN, Envelope, StoredEnvelope,
                                         ids_valid)
+from ledgerbus.schemas.jsonkeys import duplicate_key, has_duplicate_keys
 
 DEFAULT_MAX_BYTES = 512 * 1024  # below NATS's default max_payload (1 MiB) so an ERROR about it still fits
 DEFAULT_MAX_DEPTH = 32
@@ -118,13 +119,29 @@ class Codec:
             # The twin has Envelope's fields and layout, so it becomes one in place: a real Envelope
             # (equality, repr) for one regex call instead of msgspec's eight.
             env.__class__ = Envelope
+            self._refuse_duplicate_keys(data, env)
             return env
         try:
-            return self._decoder.decode(data)
+            env = self._decoder.decode(data)
         except msgspec.ValidationError as exc:
+            # A repeated key is the first thing to say: which of its values failed is the parser's choice.
+            self._refuse_duplicate_keys(data, None)
             raise InvalidMessage(f"invalid envelope: {exc}", path=error_path(exc)) from None
         except msgspec.DecodeError as exc:
             raise InvalidMessage(f"malformed JSON: {exc}") from None
+        self._refuse_duplicate_keys(data, env)
+        return env
+
+    def _refuse_duplicate_keys(self, data: bytes, env: Envelope | None) -> None:
+        # What this codec's encode sends comes back byte for byte: one encode and a compare, no scan.
+        if env is not None and self._encoder.encode(env) == data:
+            return
+        if not has_duplicate_keys(data):
+            return
+        found = duplicate_key(data)
+        where, key = found if found is not None else ("$", "?")
+        raise InvalidMessage(f"duplicate key {key!r} in the JSON object at {where}: parsers disagree on which "
+                             "value counts", path=f"{where}.{key}", details={"key": key})
 
 
 def salvage_ids(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, str]:

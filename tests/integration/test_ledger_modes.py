@@ -161,3 +161,39 @@ async def test_resimulate_keeps_the_recorded_clock_for_late_answers(bus, ledger)
     assert events[-1].envelope.action is Action.RESPONSE and events[-1].envelope.attempt == 1  # the late answer
     report = await resimulate(events, policies=STALLY, timeout=20)
     assert report.same, report.divergences
+
+
+async def test_an_answer_after_the_orchestrator_gave_up_is_late_and_resimulates_the_same(bus, ledger):
+    """No retry: the agent ACKs, stalls, the orchestrator gives up on the conversation, and then the answer
+    comes. The fold keeps the decision (the step STALLED, the answer late), so resimulate agrees."""
+    from ledgerbus.eventstore.fold import TaskStatus
+    from ledgerbus.schemas.envelope import answer
+
+    given_up = PolicySet(default=TaskPolicy(receipt_timeout=1.0, stall_after=0.3, timeout=5.0,
+                                            retry=RetryPolicy(max_attempts=1)))
+    late: list[asyncio.Task] = []
+    requests: list = []
+
+    async def on_request(msg):
+        req = bus.codec.decode(msg.data)
+        requests.append(req)
+        await bus.publish(answer(req, Action.ACK))
+
+    sub = await bus.nc.subscribe(f"{bus.subjects.prefix}.slow.REQUEST.>", cb=on_request)
+    async with Recorder(bus, ledger) as rec:
+        async with Orchestrator(bus, policies=given_up, use_directory=False) as orch:
+            result = await orch.run("slow.work", {"n": 0})
+        (req,) = requests
+        resp = answer(req, Action.RESPONSE, payload={"n": 1})
+        await bus.publish(resp)  # after the conversation ended
+        await rec.catch_up(holding=[resp.id])
+    await sub.unsubscribe()
+    events = list(ledger.read(EventFilter(conversation_ids=(result.conversation_id,))))
+    assert events[-1].envelope.id == resp.id
+    state = fold(events)
+    assert state.status is ConversationStatus.FAILED
+    task = state.tasks[req.task_id]
+    assert task.status is TaskStatus.STALLED and task.result is None
+    assert [(a.position, a.attempt, a.sender) for a in task.late] == [(events[-1].position, 1, req.recipient)]
+    report = await resimulate(events, policies=given_up, timeout=20)
+    assert report.same, report.divergences

@@ -42,6 +42,9 @@ CASES = [
     ("payload missing", json.dumps(envelope(id="bad-10", payload={"a": 1})).encode(), "INVALID_MESSAGE", "$.payload.b", ["missing required field"]),
     ("payload extra", json.dumps(envelope(id="bad-11", payload={"a": 1, "b": 2, "rm": "-rf"})).encode(), "INVALID_MESSAGE", "$.payload.rm", ["unknown field"]),
     ("not a request", json.dumps(envelope(id="bad-12", action="RESPONSE")).encode(), "INVALID_MESSAGE", None, ["takes REQUESTs"]),
+    # Which of two values counts is the parser's choice: another reader could see another sender.
+    ("duplicate key", b'{"sender": "Bad Sender", ' + json.dumps(envelope(id="bad-13")).encode()[1:], "INVALID_MESSAGE",
+     "$.sender", ["duplicate key 'sender'"]),
 ]
 
 

@@ -419,3 +419,60 @@ def test_envelopes_and_task_states_are_left_to_reference_counting():
     for obj in (env, err_env, err_env.error, stored, StoredEvent(1, env, b""), task):
         assert not gc.is_tracked(obj), type(obj).__name__
     assert gc.is_tracked(env.payload)
+
+
+# -- duplicate keys -----------------------------------------------------------------------------
+
+
+def _dup(raw: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in raw
+    return raw.replace(old, new, 1)
+
+
+_REQ = new_request(sender="client", recipient="worker", capability="work.do", payload={"i": 1, "url": "http://x/y"})
+_RAW = Codec().encode(_REQ)
+
+
+@pytest.mark.parametrize("data, path", [
+    # The first value breaks a pattern the pattern-free twin does not check: one decoder took it, one refused.
+    (b'{"sender":"Bad Sender",' + _RAW[1:], "$.sender"),
+    (b'{"sender":"evil",' + _RAW[1:], "$.sender"),
+    (_dup(_RAW, b'"sender":"client"', b'"sender":"client","sender":"Bad Sender"'), "$.sender"),
+    (b'{"attempt":0,' + _RAW[1:], "$.attempt"),
+    (_dup(_RAW, b'{"i":1', b'{"i":1,"i":2'), "$.payload.i"),
+    # The same key spelled with an escape, and a colon escape that would hide the extra key from a count.
+    (b'{"se\\u006eder":"x",' + _RAW[1:], "$.sender"),
+    (_dup(_RAW, b'{"i":1', b'{"note":"a\\u003ab","i":0,"i":1'), "$.payload.i"),
+    (_dup(_RAW, b'{"i":1', b'{"i":{"k":1,"k":2}'), "$.payload.i.k"),
+    (_dup(_RAW, b'"error":null', b'"error":{"code":"X","message":"m","code":"Y"}'), "$.error.code"),
+])
+def test_a_repeated_key_is_refused_naming_it(data: bytes, path: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        Codec().decode(data)
+    assert info.value.code == "INVALID_MESSAGE"
+    assert info.value.path == path
+    assert "duplicate key" in info.value.reason and repr(path.rsplit(".", 1)[1]) in info.value.reason
+
+
+@pytest.mark.parametrize("data", [
+    _RAW.replace(b'",', b'", ').replace(b'":', b'" : '),  # another encoder's spacing
+    _dup(_RAW, b'"http://x/y"', b'"http\\u003a//x/y"'),  # a colon written as an escape
+    _dup(_RAW, b'{"i":1', b'{"i":{"i":1,"sender":2},"j":[{"i":1},{"i":2}]'),  # the same key in other objects
+])
+def test_the_same_key_in_different_objects_or_other_spellings_is_fine(data: bytes) -> None:
+    assert Codec().decode(data).id == _REQ.id
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=payloads)
+def test_no_envelope_an_encoder_writes_is_refused_for_duplicates(payload: dict[str, Any]) -> None:
+    env = new_request(sender="a", recipient="b", capability="b.do", payload=payload)
+    spaced = json.dumps(json.loads(Codec().encode(env)), indent=1)  # other bytes: the slow check runs
+    assert Codec().decode(spaced.encode()) == Codec().decode(Codec().encode(env))
+
+
+def test_a_value_error_before_broken_json_is_reported_as_before() -> None:
+    # The typed decode stops at the bad value; the duplicate check must not trip over the rest.
+    with pytest.raises(InvalidMessage) as info:
+        Codec().decode(b'{"attempt":0} trailing')
+    assert info.value.code == "INVALID_MESSAGE" and "duplicate" not in info.value.reason

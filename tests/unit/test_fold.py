@@ -116,9 +116,11 @@ def test_late_events_after_the_root_finished_do_not_reopen_it() -> None:
     h.decision(req, "STALLED", retryable=True)
     h.finish(root, degraded="s1 stalled")
     h.progress(req)
-    h.response(req)  # the stalled agent finally answers: the task is done, the conversation stays DEGRADED
+    h.response(req)  # the stalled agent finally answers: too late, the orchestrator degraded the conversation
     st_ = fold(h.envelopes)
-    assert st_.status is C.DEGRADED and st_.tasks["s1"].status is S.DONE
+    t = st_.tasks["s1"]
+    assert st_.status is C.DEGRADED and t.status is S.STALLED and t.result is None
+    assert [(a.attempt, a.sender) for a in t.late] == [(1, "research")]
 
 
 # -- agent errors and orchestrator decisions ----------------------------------------------------
@@ -252,7 +254,7 @@ def test_a_late_response_from_an_old_attempt_completes_the_task() -> None:
     h = History()
     r1 = h.request("t1", "research", attempt=1)
     h.ack(r1)
-    h.decision(r1, "TIMED_OUT", retryable=True)
+    h.error(r1, "INTERNAL", retryable=True)  # the agent ended the attempt, not an orchestrator verdict
     h.decision(r1, "RETRY_SCHEDULED")
     r2 = h.request("t1", "research", attempt=2)
     h.ack(r2)
@@ -444,12 +446,12 @@ def _attempt(draw: st.DrawFn, h: History, sc: Scenario, task: str, agent: str, k
     # events were in flight and can land before or after the verdict.
     code = "STALLED" if outcome == "stall" else "TIMED_OUT"
     verdict = sc.add(h.decision(req, code, retryable=True), i_ack)
+    # The verdict stands both ways: a RESPONSE racing it is folded as late, before or after it.
     late = draw(st.sampled_from(["none", "error", "response"]))
     if late == "error":
         sc.add(h.error(req, "HANDLER_ERROR"), chain)
     elif late == "response":
         sc.add(h.response(req), chain)
-        answered = True
     return verdict, S.STALLED if code == "STALLED" else S.TIMED_OUT, answered
 
 
@@ -583,3 +585,19 @@ def test_done_is_absorbing(events: list[Envelope]) -> None:
         now_done = {tid for tid, t in state.tasks.items() if t.status is S.DONE}
         assert done <= now_done
         done = now_done
+
+
+@pytest.mark.parametrize("answer_first", [True, False])
+def test_a_response_racing_the_verdict_on_its_attempt_is_late_either_way(answer_first: bool) -> None:
+    h = History()
+    req = h.request("t1", "research")
+    h.ack(req)
+    if answer_first:  # stored just before the verdict the orchestrator gave without having seen it
+        h.response(req, {"out": 1})
+        h.decision(req, "TIMED_OUT", retryable=True)
+    else:
+        h.decision(req, "TIMED_OUT", retryable=True)
+        h.response(req, {"out": 1})
+    t = fold(h.envelopes).tasks["t1"]
+    assert (t.status, t.result, t.answered) == (S.TIMED_OUT, None, None)
+    assert [(a.attempt, a.sender) for a in t.late] == [(1, "research")]

@@ -211,3 +211,14 @@ def test_verify_beside_a_live_writer_reports_nothing(tmp_path, monkeypatch):
     assert not reader.db.conn.in_transaction
     writer.close()
     reader.close()
+
+
+def test_cut_off_end_with_the_surviving_hash_copied_into_the_head_is_missing(filled):
+    # No stream checkpoint here (appended directly): the head's own count is what gives it away.
+    path, positions, cid = filled
+    conn = sqlite3.connect(path)
+    (surviving,) = conn.execute("SELECT hash FROM events WHERE position = ?", (positions[-3],)).fetchone()
+    conn.close()
+    tamper(path, ("DELETE FROM events WHERE position IN (?, ?)", (positions[-2], positions[-1])),
+           ("UPDATE chain_heads SET hash = ?, last_position = ? WHERE conversation_id = ?", (surviving, positions[-3], cid)))
+    assert issues(path) == [(IssueKind.MISSING, positions[-3])]

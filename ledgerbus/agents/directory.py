@@ -47,6 +47,8 @@ class InstanceInfo(msgspec.Struct, kw_only=True, rename="camel"):
     concurrency: int = 1
     #: Handlers that ignored cancellation past their time limit: left running, their slots given back.
     abandoned: int = 0
+    #: Why this instance cannot pull its type's requests right now (None while it can).
+    pull_error: str | None = None
 
 
 _enc = msgspec.json.Encoder()

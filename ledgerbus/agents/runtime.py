@@ -46,6 +46,9 @@ log = logging.getLogger("ledgerbus.agent")
 
 #: How much of an unsendable ERROR's message (and of its details' repr) is kept.
 _MAX_ERROR_TEXT = 4096
+#: Fetch errors in a row (timeouts aside) after which the instance counts as unable to pull and
+#: re-creates its type's consumer: one alone is usually a reconnect passing by.
+_RECREATE_AFTER = 2
 #: What the server or client refuses outright (too large, a bad request): publishing it again cannot
 #: succeed, so the outcome becomes an ERROR that can be sent, never a redelivery loop.
 _REFUSED = (nats.errors.MaxPayloadError, nats.js.errors.BadRequestError)
@@ -106,6 +109,8 @@ class AgentRuntime:
         self.handled = 0
         #: Handlers abandoned because they ignored their cancellation (still running, slot given back).
         self.abandoned = 0
+        #: Why this instance cannot pull right now; None while it can (the directory entry says the same).
+        self.pull_error: str | None = None
         self.inflight: set[asyncio.Task[None]] = set()
         self._zombies: set[asyncio.Task[None]] = set()  # abandoned handlers' tasks
         self._side: set[asyncio.Task[None]] = set()  # TIMED_OUT answers for abandoned handlers
@@ -141,7 +146,7 @@ class AgentRuntime:
 
     def _stats(self, info: InstanceInfo) -> None:
         info.handled, info.inflight = self.handled, len(self.inflight)
-        info.abandoned = self.abandoned
+        info.abandoned, info.pull_error = self.abandoned, self.pull_error
 
     async def stop(self, *, drain: bool = True, timeout: float = 30.0) -> None:
         """Stop pulling; with `drain`, let in-flight tasks finish (up to `timeout`) before returning."""
@@ -174,6 +179,7 @@ class AgentRuntime:
         await self.stop()
 
     async def _pull_loop(self) -> None:
+        failures = 0  # fetches failed in a row, other than timeouts
         while not self._stopping.is_set():
             await self._slots.acquire()
             # Fetch as many as there are free slots, so one slow handler never blocks the others.
@@ -185,14 +191,21 @@ class AgentRuntime:
                 msgs = await self._sub.fetch(free, timeout=self.fetch_timeout)
             except nats.errors.TimeoutError:
                 msgs = []
+                failures = self._pulled(failures)
             except (nats.errors.ConnectionClosedError, asyncio.CancelledError):
                 for _ in range(free):
                     self._slots.release()
                 return
-            except Exception as exc:  # reconnecting: keep trying
-                log.warning("%s: fetch failed: %s", self.instance, exc)
-                msgs = []
-                await asyncio.sleep(0.2)
+            except Exception as exc:  # reconnecting, or the consumer is gone
+                for _ in range(free):
+                    self._slots.release()
+                failures += 1
+                log.warning("%s: fetch failed: %s", self.instance, _describe(exc))
+                if failures >= _RECREATE_AFTER:
+                    await self._recreate_consumer(exc)
+                await asyncio.sleep(min(0.2 * failures, 2.0))
+                continue
+            failures = self._pulled(failures)
             for _ in range(free - len(msgs)):
                 self._slots.release()
             for msg in msgs[free:]:
@@ -203,6 +216,36 @@ class AgentRuntime:
                 task = asyncio.create_task(self._guarded(msg))
                 self.inflight.add(task)
                 task.add_done_callback(self._done)
+
+    def _pulled(self, failures: int) -> int:
+        """A fetch reached the consumer: the instance can pull (again)."""
+        if self.pull_error is not None:
+            log.warning("%s: pulling again", self.instance)
+            self.pull_error = None
+            if self._announcer is not None:
+                self._announcer.refresh()
+        return 0
+
+    async def _recreate_consumer(self, exc: BaseException) -> None:
+        """Not a passing reconnect: the type's consumer may be gone (deleted, lost with its stream), and
+        fetching from it would fail forever. Create it again (or bind to the one that now exists) and
+        say in the directory, until a fetch succeeds, that this instance cannot pull."""
+        reason = f"cannot pull from consumer {consumer_name(self.agent.name)}: {_describe(exc)}"
+        try:
+            sub = await self.bus.agent_consumer(self.agent.name, self.consumer)
+        except Exception as again:
+            reason += f"; re-creating it failed: {_describe(again)}"
+        else:
+            log.warning("%s: re-created consumer %s", self.instance, consumer_name(self.agent.name))
+            old, self._sub = self._sub, sub
+            try:
+                await old.unsubscribe()
+            except Exception as gone:  # its inbox only; the consumer it was bound to is already replaced
+                log.debug("%s: could not drop the old subscription: %s", self.instance, gone)
+        if reason != self.pull_error:
+            self.pull_error = reason
+            if self._announcer is not None:
+                self._announcer.refresh()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         if task in self._zombies:  # its slot was given back when it was abandoned

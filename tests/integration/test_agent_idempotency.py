@@ -152,15 +152,32 @@ async def test_a_handler_slower_than_the_stall_window_runs_once(bus: Bus, ledger
     async with Recorder(bus, ledger) as rec, AgentRuntime(slow, bus, claim_lease=0.6, dead_letters=False):
         async with orch:
             result = await asyncio.wait_for(orch.run("test.run", {}), 20)
-        await rec.catch_up()
+        task_id = f"{result.conversation_id}_t"  # the step's task
+
+        def step_events() -> list[Envelope]:
+            return [e for e in ledger.envelopes(result.conversation_id) if e.task_id == task_id]
+
+        async def every_attempt_answered() -> bool:
+            # The conversation may end on one attempt's RESPONSE while the other's is still on its way.
+            await rec.catch_up()
+            events = step_events()
+            asked = {e.id for e in events if e.action is Action.REQUEST}
+            return asked == {e.causation_id for e in events if e.action is Action.RESPONSE}
+
+        for _ in range(200):
+            if await every_attempt_answered():
+                break
+            await asyncio.sleep(0.05)
+        assert await every_attempt_answered()
     assert result.status is ConversationStatus.DONE
     state = fold(ledger.envelopes(result.conversation_id))
-    (task,) = [t for tid, t in state.tasks.items() if tid.endswith("_t")]
+    task = state.tasks[task_id]
     assert "STALLED" in [d.code for d in task.decisions] and task.attempt >= 2
     assert sum(runs.values()) == 1, runs
-    events = [e for e in ledger.envelopes(result.conversation_id) if e.task_id == task.task_id]
+    events = step_events()
     answered = [e for e in events if e.action is Action.RESPONSE]
-    assert {e.attempt for e in answered} >= {1, task.attempt}
+    assert {e.attempt for e in answered} == set(range(1, task.attempt + 1))
+    assert all(e.payload == {"thought": "deep"} for e in answered)
     # While it waited, the retry said so (PROGRESS at each renewal of the claim), so it did not stall too.
     assert any(e.action is Action.PROGRESS and e.payload.get("waitingFor") for e in events)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -131,23 +131,37 @@ class Directory:
 
 
 class Announcer:
-    """Keeps one instance's directory entry fresh while it runs."""
+    """Keeps one instance's directory entry fresh while it runs.
 
-    def __init__(self, directory: Directory, info: InstanceInfo, stats: Any = None) -> None:
+    `stats`, called before each announcement, brings the entry's counters and state up to date.
+    """
+
+    def __init__(self, directory: Directory, info: InstanceInfo,
+                 stats: Callable[[InstanceInfo], None] | None = None) -> None:
         self.directory = directory
         self.info = info
         self.stats = stats
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
 
     async def start(self) -> None:
         await self.directory.announce(self.info)
         self._task = asyncio.create_task(self._loop())
 
+    def refresh(self) -> None:
+        """Announce now rather than at the next beat (a change readers should learn of at once)."""
+        self._wake.set()
+
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.directory.ttl / 3)
+            try:
+                async with asyncio.timeout(self.directory.ttl / 3):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
             if self.stats is not None:
-                self.info.handled, self.info.inflight = self.stats()
+                self.stats(self.info)
             try:
                 await self.directory.announce(self.info)
             except Exception as exc:  # a reconnect: the next beat will do

@@ -45,6 +45,8 @@ class Registration:
     capability: Capability
     handler: Handler
     takes_context: bool
+    #: Seconds the runtime lets the handler run when the REQUEST has no deadline (None: the runtime's default).
+    timeout: float | None = None
 
 
 class Agent:
@@ -67,8 +69,15 @@ class Agent:
         output: Any = None,
         version: int = 1,
         description: str = "",
+        timeout: float | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register the decorated coroutine as this agent's handler for capability `name`."""
+        """Register the decorated coroutine as this agent's handler for capability `name`.
+
+        `timeout`: how long a request may run when it carries no deadline (default: the runtime's
+        `task_timeout`, 30 s); past it the handler is cancelled and the request answered TIMED_OUT.
+        """
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"timeout of {name!r} must be a positive number of seconds, not {timeout!r}")
 
         def decorate(fn: Handler) -> Handler:
             if not inspect.iscoroutinefunction(fn):
@@ -81,7 +90,7 @@ class Agent:
                 name, in_type, out_type, version=version,
                 description=description or (inspect.getdoc(fn) or "").split("\n")[0],
             )
-            self.handlers[name] = Registration(cap, fn, takes_context=len(params) >= 2)
+            self.handlers[name] = Registration(cap, fn, takes_context=len(params) >= 2, timeout=timeout)
             return fn
 
         return decorate

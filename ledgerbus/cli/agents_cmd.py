@@ -32,6 +32,16 @@ def breakers(events: Iterable[StoredEvent]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def health(row: dict[str, Any]) -> str:
+    """The table's health cell: instances that cannot pull, handlers abandoned past their limit."""
+    parts = []
+    if row["cannotPull"]:
+        parts.append(f"[red]{len(row['cannotPull'])} cannot pull[/]")
+    if row["abandoned"]:
+        parts.append(f"[yellow]{row['abandoned']} abandoned[/]")
+    return ", ".join(parts) or "[green]ok[/]"
+
+
 @connection_options
 def agents(
     name: str = typer.Argument(None, help="show one agent type in detail, with its capabilities' schemas"),
@@ -85,6 +95,9 @@ async def _agents(name: str | None, history: int, url: str | None, prefix: str |
             "agent": agent, "instances": [i.instance for i in insts], "capabilities": caps,
             "inflight": sum(i.inflight for i in insts), "concurrency": sum(i.concurrency for i in insts),
             "handled": sum(i.handled for i in insts),
+            # Instances announcing while unable to pull their requests, and handlers left running past their limit.
+            "cannotPull": {i.instance: i.pull_error for i in insts if i.pull_error},
+            "abandoned": sum(i.abandoned for i in insts),
             "breaker": brk.get(agent, {"state": "CLOSED", "since": None, "retryAfter": None}),
         })
     if name is not None:
@@ -97,17 +110,18 @@ async def _agents(name: str | None, history: int, url: str | None, prefix: str |
         console.print("no agents registered", highlight=False)
         return
     columns = [Column("type"), Column("instances", right=True), Column("capabilities"), Column("load", right=True),
-               Column("handled", right=True), Column("breaker")]
+               Column("handled", right=True), Column("breaker"), Column("health")]
     lines = []
     for r in rows:
         b = r["breaker"]["state"]
         lines.append([r["agent"], str(len(r["instances"])), ", ".join(r["capabilities"]) or "—",
                       f"{r['inflight']}/{r['concurrency']}", str(r["handled"]),
-                      f"[red]{b}[/]" if b == "OPEN" else f"[green]{b}[/]"])
+                      f"[red]{b}[/]" if b == "OPEN" else f"[green]{b}[/]", health(r)])
     console.print(table(console, columns, lines, title="agents", drop=("handled", "load")))
     if name is not None:
         for inst in r["instances"]:
-            console.print(f"instance {inst}", highlight=False)
+            problem = r["cannotPull"].get(inst)
+            console.print(f"instance {inst}" + (f" — {problem}" if problem else ""), highlight=False)
         for cap, d in r["capabilityDetails"].items():
             console.print(f"[bold]{cap}[/] v{d['version']} {d['description']}", highlight=False)
             console.print_json(json.dumps({"input": d["inputSchema"], "output": d["outputSchema"]}))

@@ -98,8 +98,8 @@ class _Load:
         if not task.cancelled():
             self.handled += 1
 
-    def __call__(self) -> tuple[int, int]:
-        return self.handled, len(self.tasks)
+    def __call__(self, info: InstanceInfo) -> None:
+        info.handled, info.inflight = self.handled, len(self.tasks)
 
 
 async def _announce(orch: Orchestrator, capabilities: list[Capability], concurrency: int, load: _Load) -> Announcer:

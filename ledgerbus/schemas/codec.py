@@ -14,6 +14,8 @@ import msgspec
 
 from ledgerbus.errors import InvalidMessage
 from ledgerbus.schemas.codes import ErrorCode
+from ledgerbus.schemas.salvage import top_level_strings
+from ledgerbus.schemas.tracecontext import check_traceparent
 import re as _re
 
 from ledgerbus.schemas.envelope import (ADDRESS_PATTERN, CAPABILITY_PATTERN, TOKEN_PATTERN, Envelope, StoredEnvelope,
@@ -84,6 +86,8 @@ class Codec:
 
     def encode(self, envelope: Envelope) -> bytes:
         """JSON bytes of `envelope`; PAYLOAD_TOO_LARGE here, naming the limit, rather than a bare refusal from NATS."""
+        if envelope.traceparent is not None:
+            check_traceparent(envelope.traceparent)
         data = self._encoder.encode(envelope)
         if len(data) > self.max_bytes:
             raise InvalidMessage(
@@ -120,7 +124,7 @@ class Codec:
             # (equality, repr) for one regex call instead of msgspec's eight.
             env.__class__ = Envelope
             self._refuse_duplicate_keys(data, env)
-            return env
+            return env if env.traceparent is None else _traced(env)
         try:
             env = self._decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -130,7 +134,7 @@ class Codec:
         except msgspec.DecodeError as exc:
             raise InvalidMessage(f"malformed JSON: {exc}") from None
         self._refuse_duplicate_keys(data, env)
-        return env
+        return _traced(env)
 
     def _refuse_duplicate_keys(self, data: bytes, env: Envelope | None) -> None:
         # What this codec's encode sends comes back byte for byte: one encode and a compare, no scan.
@@ -144,6 +148,12 @@ class Codec:
                              "value counts", path=f"{where}.{key}", details={"key": key})
 
 
+def _traced(env: Envelope) -> Envelope:
+    """`env`, once its traceparent (copied into every answer's headers) is found W3C-shaped."""
+    check_traceparent(env.traceparent)
+    return env
+
+
 def salvage_ids(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, str]:
     """Best-effort ids from a message that failed to decode, so its ERROR can be addressed and correlated.
 
@@ -151,13 +161,19 @@ def salvage_ids(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str,
     where its error goes beyond naming a well-formed address.
     """
     if len(data) > max_bytes:
-        return {}
+        return _salvaged(top_level_strings(data, _SALVAGE))
     try:
         obj: Any = msgspec.json.decode(data)
     except (msgspec.DecodeError, RecursionError):
-        return {}
+        # Not JSON (NaN, 1e400, a lone surrogate) but its sender may well be readable.
+        return _salvaged(top_level_strings(data, _SALVAGE))
     if not isinstance(obj, dict):
         return {}
+    return _salvaged(obj)
+
+
+def _salvaged(obj: dict[str, Any]) -> dict[str, str]:
+    """The values of `obj` that are well-formed for their field."""
     out: dict[str, str] = {}
     for key, pattern in _SALVAGE.items():
         value = obj.get(key)

@@ -41,3 +41,7 @@ class InstanceInfo(msgspec.Struct, kw_only=True, rename="camel"):
     handled: Annotated[int, _described("requests answered so far")] = 0
     inflight: Annotated[int, _described("requests being handled now")] = 0
     concurrency: Annotated[int, _described("requests the instance handles at once")] = 1
+    abandoned: Annotated[int, _described("handlers that ignored cancellation past their time limit: left "
+                                         "running, their slots given back")] = 0
+    pull_error: Annotated[str | None, _described("why this instance cannot pull its type's requests right now; "
+                                                 "null while it can")] = None

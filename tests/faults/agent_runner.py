@@ -63,6 +63,8 @@ async def main() -> None:
     p.add_argument("--ack-wait", type=float, default=2.0)
     p.add_argument("--backoff", default="0.5,1.5")
     p.add_argument("--max-deliver", type=int, default=3)
+    # A claim left by a runner that died in its handler is taken over once this lease has run out.
+    p.add_argument("--claim-lease", type=float, default=1.0)
     args = p.parse_args()
     log = Log(args.db)
     kill_points: dict[str, str] = {}  # task id → where this task asks us to die
@@ -81,7 +83,7 @@ async def main() -> None:
 
     bus = await Bus.connect(args.url, prefix=args.prefix, name="agent-runner")
     backoff = tuple(float(x) for x in args.backoff.split(",") if x)
-    rt = AgentRuntime(agent, bus, concurrency=1, announce=False,
+    rt = AgentRuntime(agent, bus, concurrency=1, announce=False, claim_lease=args.claim_lease,
                       consumer=ConsumerSettings(ack_wait=args.ack_wait, max_deliver=args.max_deliver, backoff=backoff))
 
     real_handle, real_publish, real_publish_async = rt.handle, bus.publish, bus.publish_async
@@ -135,11 +137,11 @@ async def main() -> None:
             log.die_once(rec.task_id, point)
         return out
 
-    async def put(agent_name: str, key: str, rec: Any) -> Any:
-        return await recorded(rec, lambda: real_put(agent_name, key, rec))
+    async def put(key: str, rec: Any) -> Any:
+        return await recorded(rec, lambda: real_put(key, rec))
 
-    async def put_async(agent_name: str, key: str, rec: Any) -> Any:
-        return await recorded(rec, lambda: real_put_async(agent_name, key, rec))  # type: ignore[misc]
+    async def put_async(key: str, rec: Any) -> Any:
+        return await recorded(rec, lambda: real_put_async(key, rec))  # type: ignore[misc]
 
     rt.results.put = put  # type: ignore[method-assign]
     if real_put_async is not None:

@@ -37,11 +37,11 @@ def echo_input(step_id: str) -> Callable[[PlanContext], dict[str, Any]]:
 
 
 def counting_agent(name: str, behaviour: Callable[[dict[str, Any], Any], Any], registry: CapabilityRegistry,
-                   calls: Counter[str]) -> Agent:
+                   calls: Counter[str], *, timeout: float | None = None) -> Agent:
     """An agent with one capability `<name>.work` that counts handler runs per task id."""
     agent = Agent(name, registry=registry)
 
-    @agent.capability(f"{name}.work", input=dict, output=dict)
+    @agent.capability(f"{name}.work", input=dict, output=dict, timeout=timeout)
     async def work(payload: dict[str, Any], ctx) -> dict[str, Any]:
         calls[ctx.task_id] += 1
         out = behaviour(payload, ctx)

@@ -75,3 +75,39 @@ async def test_an_outcome_that_cannot_be_sent_becomes_an_error_once(bus: Any, ca
     if mode == "opaque-details":
         assert "Opaque" in last.error.details["unencodable"]
     assert calls == [mode]  # answered: not redelivered, not run again
+
+
+
+async def test_an_answer_too_large_for_the_server_becomes_an_error_once(tmp_path: Any) -> None:
+    """A server whose max_payload (64 KiB) is below the codec's limit: a 100 KB RESPONSE can never be
+    published. It ends as an ERROR that fits, at once, not as a request redelivered until it is
+    dead-lettered (or, before that, handled again)."""
+    from ledgerbus.bus.connection import Bus
+    from ledgerbus.bus.server import EmbeddedServer, ServerConfig
+
+    server = EmbeddedServer(ServerConfig(data_dir=tmp_path / "nats", sync_interval="2m", max_payload=64 * 1024)).start()
+    bus = await Bus.connect(server.url, name="small")
+    calls: list[int] = []
+    reg = CapabilityRegistry()
+    a = Agent("wordy", registry=reg)
+
+    @a.capability("wordy.say", input=dict, output=dict)
+    async def say(inp: dict) -> dict:
+        calls.append(1)
+        return {"text": "x" * int(inp["size"])}
+
+    try:
+        async with AgentRuntime(a, bus, consumer=ConsumerSettings(ack_wait=1.0, max_deliver=3), announce=False):
+            client = await Requester(bus, "tester", registry=reg).start()
+            answers = [ans async for ans in client.stream(client.build("wordy", "wordy.say", {"size": 100_000}),
+                                                          timeout=10)]
+            small = await client.request("wordy", "wordy.say", {"size": 10}, timeout=10)
+            await client.stop()
+    finally:
+        await bus.close()
+        server.stop()
+    last = answers[-1]
+    assert last.action is Action.ERROR and last.error is not None
+    assert last.error.code == "INVALID_OUTPUT" and "could not be published" in last.error.message, last.error
+    assert small.payload == {"text": "x" * 10}
+    assert calls == [1, 1]

@@ -46,9 +46,12 @@ async def test_ack_then_silence_is_stalled_and_retried_on_a_healthy_instance(bus
             entered.set()
             await never.wait()  # ACKed, then silence: a stall (its heartbeats keep the message, not the task)
 
-    agent = counting_agent("writer", behaviour, reg, calls)
-    bad = runtime(agent, bus, instance="writer-bad", concurrency=1)
-    good = runtime(agent, bus, instance="writer-good")
+    # The retry carries the same idempotency key: on the healthy instance it waits for the hung claimant
+    # (saying so in PROGRESS at each renewal of the claim, every 0.2 s) until the runtime's limit (3 s)
+    # cancels the hung handler and frees the key; then it runs there.
+    agent = counting_agent("writer", behaviour, reg, calls, timeout=3.0)
+    bad = runtime(agent, bus, instance="writer-bad", concurrency=1, claim_lease=0.6)
+    good = runtime(agent, bus, instance="writer-good", claim_lease=0.6)
     holder["bad"] = bad.instance
     orch = orchestrator(bus, reg, [Step("w", "writer.work", {"x": 1})])
     async with Recorder(bus, ledger) as rec:

@@ -200,6 +200,9 @@ async def test_a_resume_sends_nothing_the_ledger_shows_answered_and_gives_up_whe
     for copy in copies:
         for env in copy:
             await bus.publish(env)
+        # The copied REQUESTs reach the agents too (new keys: they run); counted before the resume, not by it.
+        copied = {e.task_id for e in copy if e.action is Action.REQUEST and e.recipient in ("prim", "alt")}
+        await wait_until(lambda: copied <= set(calls), 10, "the agents to take the copied requests")
         before = Counter(calls)
         async with orchestrator(bus, reg, steps, **policies) as orch:
             resumed = await asyncio.wait_for(orch.resume(copy), 10)

@@ -37,7 +37,7 @@ async def test_step_order_and_record(bus, ledger):
         bad = req.build("pipe", "pipe.double", {"n": -1})
         answers = [a async for a in req.stream(bad, timeout=5)]
         await rec.catch_up(holding=[ok.id, *(a.id for a in answers)])
-        stored = await ResultStore(bus).get("pipe", ok.idempotency_key or ok.task_id)
+        stored = await ResultStore(bus).get("pipe", "tester", ok.idempotency_key or ok.task_id)
         assert rt.handled == 1
     assert ok.payload == {"n": 42}
     assert stored is not None and stored.payload == {"n": 42} and stored.response_id == ok.id

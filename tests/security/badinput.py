@@ -64,9 +64,10 @@ class World:
     def subject(self, conv: str = "conv-bad") -> str:
         return f"{self.bus.subjects.prefix}.adder.REQUEST.{conv}"
 
-    async def raw(self, data: bytes, conv: str = "conv-bad") -> int:
-        """Publish bytes as a request to the adder; returns the stream sequence."""
-        ack = await self.bus.publish_raw(self.subject(conv), data, {"Lb-Sender": "tester"})
+    async def raw(self, data: bytes, conv: str = "conv-bad", headers: dict[str, str] | None = None) -> int:
+        """Publish bytes as a request to the adder (by default with a `Lb-Sender: tester` header);
+        returns the stream sequence."""
+        ack = await self.bus.publish_raw(self.subject(conv), data, {"Lb-Sender": "tester"} if headers is None else headers)
         return int(ack.seq)
 
     async def wait_answers(self, n: int, timeout: float = 10.0) -> list[Envelope]:

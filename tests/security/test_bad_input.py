@@ -45,6 +45,11 @@ CASES = [
     # Which of two values counts is the parser's choice: another reader could see another sender.
     ("duplicate key", b'{"sender": "Bad Sender", ' + json.dumps(envelope(id="bad-13")).encode()[1:], "INVALID_MESSAGE",
      "$.sender", ["duplicate key 'sender'"]),
+    # Copied into every answer's headers: 75 KB of it made every answer unpublishable (no ACK, no ERROR).
+    ("75 KB traceparent", json.dumps(envelope(id="bad-15", traceparent="00-" + "a" * 75_000)).encode(),
+     "INVALID_MESSAGE", "$.traceparent", ["traceparent", "75003 characters", "limit is 256"]),
+    ("traceparent not W3C", json.dumps(envelope(id="bad-16", traceparent="00-abc\r\nX-Evil: 1")).encode(),
+     "INVALID_MESSAGE", "$.traceparent", ["traceparent", "W3C"]),
 ]
 
 
@@ -178,3 +183,40 @@ async def test_oversized_result_is_an_error_not_a_redelivery_loop(bus, ledger):
         ok = await req.request("bloat", "bloat.make", {"size": 10}, timeout=10)
         assert ok.payload == {"text": "x" * 10}
     assert len(runs) == 2
+
+
+def raw_envelope(eid: str, note: str = "", **over) -> bytes:
+    return json.dumps(envelope(id=eid, payload={"a": 1, "b": 2, "note": note}, **over)).encode()
+
+
+UNREADABLE = [
+    # (name, envelope id, raw bytes, code): the sender is readable in each, though the message is not.
+    ("600 KB payload", "big-1", raw_envelope("big-1", "x" * 600_000), "PAYLOAD_TOO_LARGE"),
+    ("NaN", "nan-1", raw_envelope("nan-1").replace(b'"a": 1', b'"a": NaN'), "INVALID_MESSAGE"),
+    ("1e400", "inf-1", raw_envelope("inf-1").replace(b'"a": 1', b'"a": 1e400'), "INVALID_MESSAGE"),
+    ("lone surrogate", "sur-1", raw_envelope("sur-1", "\ud800"), "INVALID_MESSAGE"),
+]
+
+
+@pytest.mark.parametrize("name,eid,data,code", UNREADABLE, ids=[c[0] for c in UNREADABLE])
+async def test_an_unreadable_message_gets_its_error_addressed_to_its_sender(bus, ledger, name, eid, data, code):
+    """No `Lb-Sender` header to fall back on: the sender and ids are salvaged from the raw bytes."""
+    async with World(bus, ledger) as w:
+        await w.raw(data, headers={})
+        (err,) = await w.wait_answers(1)
+        assert err.error is not None and err.error.code == code, err.error
+        assert err.recipient == "tester" and err.conversation_id == "conv-bad" and err.task_id == "task-1"
+        assert err.causation_id == eid
+        await w.still_serves()
+        await w.accounted()
+
+
+def test_salvage_reads_only_the_outermost_object_within_a_bounded_head():
+    from ledgerbus.schemas.codec import salvage_ids
+
+    nested = b'{"payload": {"sender": "victim", "id": "x"}, "sender": "tester", "id": "real", "a": NaN}'
+    assert salvage_ids(nested) == {"sender": "tester", "id": "real"}
+    late = b'{"payload": "' + b"y" * 10_000 + b'", "sender": "tester", "a": NaN}'
+    assert salvage_ids(late) == {}  # past the head: not read, however cheap it would be
+    assert salvage_ids(b'{"sender": "Not An Address", "a": NaN}') == {}
+    assert salvage_ids(b"[" * 400_000) == {}

@@ -173,3 +173,34 @@ async def test_alpha_cannot_delete_or_purge_the_ledger(secured):
         await secured.admin.js.consumer_info(stream, consumer_name("beta"))
     finally:
         await alpha.close()
+
+
+async def test_alpha_can_neither_read_nor_plant_results_recorded_for_another_requester(secured):
+    """The requester identity of a result is its request's verified sender: alpha naming the orchestrator's
+    idempotency key gets a run of its own, and a result alpha records first never answers the orchestrator."""
+    runs: Counter[str] = Counter()
+    agent = Agent("beta", registry=CapabilityRegistry())
+
+    @agent.capability("beta.draft", input=dict, output=dict)
+    async def draft(inp: dict, ctx) -> dict:
+        runs[ctx.envelope.sender] += 1
+        return {"draft": f"for {ctx.envelope.sender}"}
+
+    alpha, beta, orch = await secured.connect("alpha"), await secured.connect("beta"), await secured.connect("orchestrator")
+    try:
+        async with AgentRuntime(agent, beta, announce=False):
+            o = await Requester(orch, "orchestrator").start()
+            a = await Requester(alpha, "alpha").start()
+            mine = await o.request("beta", "beta.draft", {}, idempotency_key="conv-9/write", timeout=5)
+            theirs = await a.request("beta", "beta.draft", {}, idempotency_key="conv-9/write", timeout=5)
+            assert mine.payload == {"draft": "for orchestrator"} and theirs.payload == {"draft": "for alpha"}
+            await a.request("beta", "beta.draft", {}, idempotency_key="conv-10/write", timeout=5)
+            later = await o.request("beta", "beta.draft", {}, idempotency_key="conv-10/write", timeout=5)
+            assert later.payload == {"draft": "for orchestrator"}
+            again = await o.request("beta", "beta.draft", {}, idempotency_key="conv-9/write", timeout=5)
+            assert again.payload == mine.payload
+        assert runs == {"orchestrator": 2, "alpha": 2}
+        assert not beta.violations and not alpha.violations and not orch.violations
+    finally:
+        for b in (alpha, beta, orch):
+            await b.close()

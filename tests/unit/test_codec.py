@@ -354,10 +354,13 @@ def test_salvage_never_raises(data: bytes) -> None:
     assert salvage_ids(data) == {}
 
 
-def test_salvage_refuses_oversized_input() -> None:
+def test_salvage_of_oversized_input_reads_only_its_head() -> None:
+    # Too large to parse, but its sender is near the start: the ERROR can still reach it.
     data = json.dumps({"id": "a", "pad": "x" * 100}).encode()
-    assert salvage_ids(data, max_bytes=50) == {}
+    assert salvage_ids(data, max_bytes=50) == {"id": "a"}
     assert salvage_ids(data) == {"id": "a"}
+    late = json.dumps({"pad": "x" * 5000, "id": "a", "sender": "s"}).encode()
+    assert salvage_ids(late, max_bytes=50) == {}  # past the bounded head: never read
 
 
 # -- the one-pass id check agrees with the field patterns --------------------------------------

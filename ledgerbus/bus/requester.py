@@ -87,7 +87,7 @@ class Requester:
     async def _on_msg(self, msg: Msg) -> None:
         try:
             env = self.bus.codec.decode(msg.data)
-            check_sender(self.bus, env, msg.data, msg.headers)  # a forged answer must not settle a task
+            check_sender(self.bus, env, msg.subject, msg.data, msg.headers)  # a forged answer must not settle a task
         except InvalidMessage as exc:
             # Already in the ledger (the stream captured it); nothing can be correlated, so say so once.
             log.warning("undecodable answer on %s: %s", msg.subject, exc.reason)

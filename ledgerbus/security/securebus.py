@@ -17,7 +17,7 @@ from typing import Any
 
 from nats.js import api
 
-from ledgerbus.bus import client
+from ledgerbus.bus import buckets, client
 from ledgerbus.bus.appends import PipelinedJetStream
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
@@ -159,11 +159,8 @@ async def provision(
     """Create, as admin, what the other users may use but not create: buckets (direct get) and agent consumers."""
     subjects = deployment.subjects
     for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL)):
-        name = bucket(base, subjects)
-        try:
-            await admin.js.key_value(name)
-        except Exception:
-            await admin.js.create_key_value(config=api.KeyValueConfig(bucket=name, history=1, ttl=ttl, direct=True))
+        # Without rollups: one `Nats-Rollup: all` on an agent's own key would otherwise purge every key.
+        await buckets.ensure(admin.js, bucket(base, subjects), ttl=ttl, direct=True)
     for m in deployment.members.values():
         if m.role == "agent":
             settings = (consumers or {}).get(m.name, ConsumerSettings())

@@ -65,6 +65,7 @@ class SecureBus(Bus):
     trust: dict[str, Any]
     violations: list[str]
     may_watch_dead_letters: bool
+    bind_only: bool
 
     @classmethod
     async def connect_as(
@@ -113,6 +114,7 @@ class SecureBus(Bus):
         bus.trust = {n: verify_key(p) for n, p in deployment.trust().items()}
         bus.violations = bus_violations
         bus.may_watch_dead_letters = deployment.members[name].role != "agent"
+        bus.bind_only = deployment.members[name].role == "agent"  # buckets without stream info (see buckets.py)
         if deployment.members[name].role == "admin":
             await bus.ensure_ledger(ledger or LedgerConfig())
         return bus

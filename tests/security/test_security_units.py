@@ -53,14 +53,15 @@ def test_agent_permissions_are_pinned_to_its_own_type():
     assert "$JS.API.CONSUMER.MSG.NEXT.LEDGER.agent-research" in p.publish
     assert p.subscribe == ["lb.research.*.>", "_INBOX.research.>"]
     text = " ".join(p.publish)
-    for forbidden in ("DELETE", "PURGE", "STREAM.MSG.GET", "agent-writing", "UPDATE"):
+    for forbidden in ("DELETE", "PURGE", "STREAM.MSG.GET", "STREAM.INFO", "agent-writing", "UPDATE"):
         assert forbidden not in text
     assert not any(s in (">", "lb.>", "_INBOX.>") for s in p.subscribe)
 
 
 def test_prefix_changes_stream_and_buckets():
     p = perms.agent("research", Subjects("acme"))
-    assert "$JS.API.STREAM.INFO.LEDGER_ACME" in p.publish and "$KV.LB_RESULTS_ACME.research.>" in p.publish
+    assert "$JS.API.CONSUMER.MSG.NEXT.LEDGER_ACME.agent-research" in p.publish
+    assert "$KV.LB_RESULTS_ACME.research.>" in p.publish
 
 
 def test_recorder_publishes_nothing_on_the_bus_and_only_admin_has_everything():

@@ -35,9 +35,10 @@ async def _connect(url: str | None, data_dir: str, secrets: Path | None, user: s
     return await SecureBus.connect_as(url, Deployment.load(secrets), user)
 
 
-def _sender(bus: Any) -> str:
+def _sender(bus: Any) -> str | None:
+    """Who re-sends: the signed user, else (unsecured) the request's own sender (see deadletters.redrive)."""
     ident = getattr(bus, "identity", None)
-    return ident.name if ident is not None else "ledgerbus"
+    return ident.name if ident is not None else None
 
 
 def _row(letter: Any) -> dict[str, Any]:

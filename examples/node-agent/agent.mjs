@@ -6,7 +6,7 @@
 //   text.shout  {text}  -> {text: TEXT IN CAPITALS, length}
 //   text.count  {text}  -> {words, characters}
 // Prints "ready <type> <instance>" on stdout once its consumer exists and it is in the directory;
-// SIGINT/SIGTERM stop it cleanly (in-flight requests finish, the directory entry is purged).
+// SIGINT/SIGTERM stop it cleanly (in-flight requests finish, the directory entry is deleted).
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -398,7 +398,8 @@ async function main() {
   await loop;
   await Promise.race([Promise.allSettled([...inflight]), sleep(10_000)]);
   clearInterval(heartbeat);
-  await kv.purge(key).catch((err) => log(`withdraw failed: ${err.message}`));
+  // A delete marker: a purge is a rollup, which ledgerbus's buckets refuse.
+  await kv.delete(key).catch((err) => log(`withdraw failed: ${err.message}`));
   await nc.drain();
 }
 

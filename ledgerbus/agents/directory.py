@@ -15,10 +15,10 @@ from typing import Any
 import msgspec
 import nats.errors
 from nats.js import api
-from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from ledgerbus.agents.sdk import Agent
 from ledgerbus.aio import cancel_and_wait
+from ledgerbus.bus import buckets
 from ledgerbus.bus.connection import Bus
 from ledgerbus.ids import now_ms
 from ledgerbus.schemas.capability import Capability
@@ -61,13 +61,7 @@ class Directory:
     async def bucket(self) -> Any:
         if self._kv is None:
             name = self.bus.subjects.bucket(BUCKET)
-            try:
-                self._kv = await self.bus.js.key_value(name)
-            except (BucketNotFoundError, NotFoundError):
-                try:
-                    self._kv = await self.bus.js.create_key_value(bucket=name, history=1, ttl=self.ttl)
-                except Exception:  # created concurrently by another instance
-                    self._kv = await self.bus.js.key_value(name)
+            self._kv = await buckets.open_bucket(self.bus, name, ttl=self.ttl, direct=False)
         return self._kv
 
     async def announce(self, info: InstanceInfo) -> None:
@@ -78,7 +72,8 @@ class Directory:
     async def withdraw(self, agent: str, instance: str) -> None:
         kv = await self.bucket()
         try:
-            await kv.purge(f"{agent}.{instance}")
+            # A delete marker, not kv.purge: that is a rollup, which our buckets refuse (see bus/buckets.py).
+            await kv.delete(f"{agent}.{instance}")
         except Exception as exc:
             log.debug("withdraw failed: %s", exc)
 

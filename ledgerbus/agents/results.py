@@ -21,8 +21,9 @@ from typing import Any
 import msgspec
 import nats.js.errors
 from nats.js import api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
+from ledgerbus.bus import buckets
 from ledgerbus.bus.connection import Bus
 
 log = logging.getLogger("ledgerbus.agent")
@@ -93,12 +94,9 @@ class ResultStore:
     async def _bucket(self) -> Any:
         if self._kv is None:
             name = self.bus.subjects.bucket(BUCKET)
-            try:
-                self._kv = await self.bus.js.key_value(name)
-            except (BucketNotFoundError, NotFoundError):
-                # direct=True: a lookup is answered by the stream itself (DIRECT.GET), not queued behind the
-                # JetStream API — it is on every step's path.
-                self._kv = await self.bus.js.create_key_value(bucket=name, history=1, ttl=self.max_age, direct=True)
+            # direct=True: a lookup is answered by the stream itself (DIRECT.GET), not queued behind the
+            # JetStream API — it is on every step's path.
+            self._kv = await buckets.open_bucket(self.bus, name, ttl=self.max_age, direct=True)
             pre, stream = getattr(self._kv, "_pre", None), getattr(self._kv, "_stream", None)
             self._pre = pre if isinstance(pre, str) else None
             if self._pre is not None and isinstance(stream, str) and getattr(self._kv, "_direct", False):

@@ -265,7 +265,7 @@ class AgentRuntime:
     async def handle(self, msg: Msg) -> None:
         try:
             req = self.bus.codec.decode(msg.data)
-            check_sender(self.bus, req, msg.data, msg.headers)  # SPOOFED_SENDER on a secured bus
+            check_sender(self.bus, req, msg.subject, msg.data, msg.headers)  # SPOOFED_SENDER on a secured bus
         except InvalidMessage as exc:
             await self._reject_raw(msg, exc)
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,10 +28,14 @@ log = logging.getLogger("ledgerbus.requester")
 FINAL = (Action.RESPONSE, Action.ERROR)
 
 
-def _answers(ans: Envelope, attempt: int) -> bool:
-    """Whether `ans` answers this attempt: an answer to an earlier attempt (a late one) does not.
-    One without a causation id (a rejection that could not tell) answers whichever attempt waits."""
-    return ans.causation_id is None or ans.attempt == attempt
+#: Answer ids remembered to refuse a second copy (a replay beyond the ledger's duplicate window).
+SEEN_IDS = 65536
+
+
+def _answers(ans: Envelope, request: Envelope) -> bool:
+    """Whether `ans` answers `request`: it names it in causationId and comes from whom it was asked.
+    An answer to an earlier attempt (a late one), or anyone else's answer for the task, does not."""
+    return ans.causation_id == request.id and ans.sender == request.recipient and ans.attempt == request.attempt
 
 
 class _Final:
@@ -39,14 +44,14 @@ class _Final:
     Registered among a task's watchers beside the queues of `Requester.watch`, which take every answer.
     """
 
-    __slots__ = ("fut", "attempt")
+    __slots__ = ("fut", "request")
 
-    def __init__(self, attempt: int) -> None:
+    def __init__(self, request: Envelope) -> None:
         self.fut: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self.attempt = attempt
+        self.request = request
 
     def put_nowait(self, env: Envelope) -> None:
-        if env.action in FINAL and not self.fut.done() and _answers(env, self.attempt):
+        if env.action in FINAL and not self.fut.done() and _answers(env, self.request):
             self.fut.set_result(env)
 
 
@@ -66,6 +71,7 @@ class Requester:
         self._watchers: dict[str, list[asyncio.Queue[Envelope] | _Final]] = {}
         self._listeners: list[Callable[[Envelope], None]] = []
         self._sub: Any = None
+        self._seen: OrderedDict[str, None] = OrderedDict()
 
     async def start(self) -> "Requester":
         if self._sub is None:
@@ -87,11 +93,17 @@ class Requester:
     async def _on_msg(self, msg: Msg) -> None:
         try:
             env = self.bus.codec.decode(msg.data)
-            check_sender(self.bus, env, msg.data, msg.headers)  # a forged answer must not settle a task
+            check_sender(self.bus, env, msg.subject, msg.data, msg.headers)  # a forged answer must not settle a task
         except InvalidMessage as exc:
             # Already in the ledger (the stream captured it); nothing can be correlated, so say so once.
             log.warning("undecodable answer on %s: %s", msg.subject, exc.reason)
             return
+        if env.id in self._seen:
+            log.warning("ignored a second copy of %s %s on %s (a replay)", env.action.value, env.id, msg.subject)
+            return
+        self._seen[env.id] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
         for fn in self._listeners:
             fn(env)
         for q in self._watchers.get(env.task_id, ()):
@@ -138,7 +150,7 @@ class Requester:
                         ans = await q.get()
                 except TimeoutError:
                     continue
-                if not _answers(ans, env.attempt):
+                if not _answers(ans, env):
                     continue
                 yield ans
                 if ans.action in FINAL:
@@ -158,7 +170,7 @@ class Requester:
         """Send a REQUEST and return the RESPONSE envelope; an ERROR raises RemoteError."""
         env = self.build(recipient, capability, payload, **kw)
         # Not through `stream`: the ACK need not wake this task, and one timeout covers the wait.
-        final = _Final(env.attempt)
+        final = _Final(env)
         self._watch(env.task_id, final)
         try:
             await self.bus.publish(env)

@@ -22,10 +22,11 @@ async def _connect(url: str | None, data_dir: str, prefix: str | None) -> Any:
     return await connect(url, Path(data_dir), prefix=prefix, name="ledgerbus-deadletters")
 
 
-def _sender(bus: Any) -> str:
+def _sender(bus: Any) -> str | None:
+    """Who re-sends: the signed user, else (unsecured) the request's own sender (see deadletters.redrive)."""
     from ledgerbus.cli.live import identity
 
-    return identity(bus) or "ledgerbus"
+    return identity(bus)
 
 
 def _row(letter: Any) -> dict[str, Any]:

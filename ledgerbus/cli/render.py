@@ -67,6 +67,8 @@ def state_table(st: ConversationState) -> Table:
 
 def state_json(st: ConversationState) -> dict[str, Any]:
     out: dict[str, Any] = msgspec.to_builtins(st)
+    if not out.get("ignored"):
+        out.pop("ignored", None)  # shown only when the fold refused something, as before it existed
     out["durationMs"] = st.duration_ms
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -113,7 +113,37 @@ class TaskState(msgspec.Struct, kw_only=True, gc=False):  # untracked, as Envelo
         return False
 
 
-class ConversationState(msgspec.Struct, kw_only=True):
+class Ignored(msgspec.Struct, frozen=True, gc=False):
+    """An envelope the fold recorded but did not count, and why (an answer from someone not asked…)."""
+
+    position: int
+    envelope_id: str
+    task_id: str
+    action: str
+    sender: str
+    reason: str
+
+
+class _Asked(NamedTuple):
+    task_id: str
+    recipient: str
+    attempt: int
+
+
+class _Book:
+    """The fold's own bookkeeping beside a state: which REQUESTs were asked of whom, which ids were folded.
+
+    Not part of the state's value (not encoded, not compared): it only decides what counts."""
+
+    __slots__ = ("asked", "seen")
+
+    def __init__(self) -> None:
+        self.asked: dict[str, _Asked] = {}
+        self.seen: set[str] = set()
+
+
+# dict=True: room for the _Book, which is runtime state beside the fields, not one of them.
+class ConversationState(msgspec.Struct, kw_only=True, dict=True):
     conversation_id: str
     status: ConversationStatus = ConversationStatus.RUNNING
     root_task_id: str | None = None
@@ -127,6 +157,16 @@ class ConversationState(msgspec.Struct, kw_only=True):
     last_position: int = 0
     result: dict[str, Any] | None = None
     error: ErrorInfo | None = None
+    ignored: list[Ignored] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.__dict__["_book"] = _Book()
+
+    @property
+    def conductor(self) -> str | None:
+        """Who conducts the conversation: the recipient of its root REQUEST (the orchestrator)."""
+        root = self.root
+        return root.agent if root is not None else None
 
     @property
     def root(self) -> TaskState | None:
@@ -173,8 +213,37 @@ _C_RUNNING, _C_DONE, _C_DEGRADED, _C_FAILED = (ConversationStatus.RUNNING, Conve
                                                ConversationStatus.DEGRADED, ConversationStatus.FAILED)
 
 
+def _refused(state: ConversationState, task: TaskState | None, env: Envelope, book: _Book) -> str | None:
+    """Why `env` does not count (None when it does): an answer counts only from whom it was asked.
+
+    ACK/PROGRESS/RESPONSE/ERROR must name, in causationId, a REQUEST of the same task and attempt, and come
+    from that REQUEST's recipient. Decisions — an envelope its sender addresses to itself — count from the
+    conversation's conductor (the root REQUEST's recipient) and from whoever asked the task. A REQUEST for
+    a task already asked counts only from whoever asked it or from the conductor. A second copy of an
+    envelope id (a replay beyond the ledger's duplicate window) never counts.
+    """
+    if env.id in book.seen:
+        return "duplicate: an envelope with this id was already folded"
+    sender = env.sender
+    if env.action is _REQUEST:
+        if task is None or sender == task.requester or sender == state.conductor:
+            return None
+        return f"REQUEST for task {env.task_id} from {sender}, which {task.requester} asked"
+    if sender == env.recipient and (sender == state.conductor or (task is not None and sender == task.requester)):
+        return None
+    asked = book.asked.get(env.causation_id) if env.causation_id is not None else None
+    if asked is None or asked.task_id != env.task_id:
+        return f"{env.action.value} from {sender} answers no REQUEST of task {env.task_id} (causation {env.causation_id})"
+    if sender != asked.recipient:
+        return f"{env.action.value} from {sender}, but REQUEST {env.causation_id} was addressed to {asked.recipient}"
+    if env.attempt != asked.attempt:
+        return f"{env.action.value} claims attempt {env.attempt} of REQUEST {env.causation_id} (attempt {asked.attempt})"
+    return None
+
+
 def apply(state: ConversationState, env: Envelope, position: int = 0) -> ConversationState:
-    """Fold one envelope into `state` (mutates and returns it). Total: every envelope is accepted."""
+    """Fold one envelope into `state` (mutates and returns it). Total: every envelope is taken; one that
+    does not count (see `_refused`) is listed in `state.ignored` and changes nothing else."""
     ts = env.timestamp
     action = env.action
     task_id = env.task_id
@@ -188,6 +257,20 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
         state.last_timestamp = ts
 
     task = state.tasks.get(task_id)
+    book: _Book = state.__dict__["_book"]
+    refused = _refused(state, task, env, book)
+    book.seen.add(env.id)
+    if refused is not None:
+        state.ignored.append(Ignored(position, env.id, task_id, action.value, env.sender, refused))
+        return state
+    if action is _REQUEST:
+        book.asked[env.id] = _Asked(task_id, env.recipient, env.attempt)
+        if task is not None and env.sender != task.requester:
+            # The conductor's REQUEST for a task someone else asked first (task ids are predictable):
+            # the task is the conductor's, and what was folded for it before does not count.
+            state.ignored.append(Ignored(position, env.id, task_id, action.value, env.sender,
+                                         f"task {task_id} was asked by {task.requester}; its conductor takes it over"))
+            task = None
     if task is None:
         request = action is _REQUEST
         task = TaskState(
@@ -280,6 +363,12 @@ def apply(state: ConversationState, env: Envelope, position: int = 0) -> Convers
     if task_id == state.root_task_id:
         _settle(state, task)
     return state
+
+
+def counted(state: ConversationState, request_id: str) -> bool:
+    """Whether the REQUEST with this id was folded as one (not ignored) into `state`."""
+    book: _Book = state.__dict__["_book"]
+    return request_id in book.asked
 
 
 def _settle(state: ConversationState, root: TaskState) -> None:

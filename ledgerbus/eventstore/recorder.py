@@ -123,7 +123,7 @@ class Recorder:
                 headers: dict[str, str] | None = None) -> None:
         try:
             env = self.bus.codec.decode(data)
-            check_sender(self.bus, env, data, headers)  # a forged sender is a reject (SPOOFED_SENDER), not an event
+            check_sender(self.bus, env, subject, data, headers)  # a forged sender is a reject (SPOOFED_SENDER), not an event
             events.append(StoredEvent(seq, env, data))
         except InvalidMessage as exc:
             rejects.append(Rejected(seq, subject, data, exc.code, exc.reason))

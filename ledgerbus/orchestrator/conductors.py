@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import msgspec
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
+from ledgerbus.bus import buckets
 from ledgerbus.bus.connection import Bus
 from ledgerbus.errors import ConductorLost, ConfigError
 from ledgerbus.ids import uuid7
@@ -98,14 +99,8 @@ class Conductors:
 
     async def bucket(self) -> Any:
         if self._kv is None:
-            name = self.bus.subjects.bucket(BUCKET)
-            try:
-                self._kv = await self.bus.js.key_value(name)
-            except (BucketNotFoundError, NotFoundError):
-                try:
-                    self._kv = await self.bus.js.create_key_value(bucket=name, history=1, direct=True)
-                except Exception:  # created concurrently by another orchestrator
-                    self._kv = await self.bus.js.key_value(name)
+            # Without rollup headers, like every ledgerbus bucket: no writer can purge others' claims.
+            self._kv = await buckets.open_bucket(self.bus, self.bus.subjects.bucket(BUCKET), ttl=None, direct=True)
         return self._kv
 
     def _value(self, state: str = CONDUCTING) -> bytes:

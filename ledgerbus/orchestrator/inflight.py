@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, apply
+from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, apply, counted
 from ledgerbus.orchestrator.outcome import ConversationOutcome
 from ledgerbus.orchestrator.plan import Step
 from ledgerbus.schemas.codes import Action
@@ -54,8 +54,8 @@ class Run:
         if env.id in self.applied:
             return False
         self.applied.add(env.id)
-        apply(self.state, env)
-        if env.action is Action.REQUEST:
+        apply(self.state, env)  # the fold decides what counts: an answer only from whom it was asked
+        if env.action is Action.REQUEST and counted(self.state, env.id):
             self.requests[env.task_id] = env
         return True
 

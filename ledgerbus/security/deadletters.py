@@ -167,8 +167,11 @@ class RedriveError(LedgerbusError):
     pass
 
 
-async def redrive(bus: Bus, letter: Letter, *, sender: str = "ledgerbus") -> Envelope:
-    """Re-send the dead-lettered request as the next attempt of the same task (same idempotency key)."""
+async def redrive(bus: Bus, letter: Letter, *, sender: str | None = None) -> Envelope:
+    """Re-send the dead-lettered request as the next attempt of the same task (same idempotency key).
+
+    `sender` defaults to the request's own: a retry counts in the fold only from whoever asked the task
+    (or the conversation's conductor), so a re-drive by anyone else would be ignored there."""
     if letter.redriven_by is not None:
         raise RedriveError(f"{letter.id} was already redriven by request {letter.redriven_by}")
     try:
@@ -177,7 +180,7 @@ async def redrive(bus: Bus, letter: Letter, *, sender: str = "ledgerbus") -> Env
     except Exception as exc:
         raise RedriveError(f"the request of {letter.id} (stream sequence {letter.request_seq}) cannot be read: {exc}") from None
     env = msgspec.structs.replace(
-        req, id=uuid7(), sender=sender, reply_to=req.answer_to, causation_id=letter.id,
+        req, id=uuid7(), sender=sender or req.sender, reply_to=req.answer_to, causation_id=letter.id,
         attempt=req.attempt + 1, timestamp=now_ms(), deadline=None,
     )
     await bus.publish(env)

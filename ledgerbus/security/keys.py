@@ -1,9 +1,13 @@
 """Identities: one NATS user nkey per agent type (and per orchestrator/recorder/admin), and envelope signatures.
 
 The same ed25519 key does two jobs. The server authenticates the connection with it (nkey challenge), and
-ledgerbus signs every envelope body with it (header `Lb-Sig`), so whoever reads the ledger can check that
-the `sender` field names the key's owner. NATS subjects here do not carry the sender, and the server does
-not stamp the publisher's identity on a message, so the signature is what binds `sender` to a user.
+ledgerbus signs every envelope with it (header `Lb-Sig`), so whoever reads the ledger can check that the
+`sender` field names the key's owner. NATS subjects here do not carry the sender, and the server does not
+stamp the publisher's identity on a message, so the signature is what binds `sender` to a user.
+
+The signature covers the subject and the body (format v2, `Lb-Sig: v2.<base64>`): a genuine envelope
+re-published on another subject — to another recipient or conversation — no longer verifies. A v1
+signature (the body only, plain base64) is recognised as such and refused.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import nkeys
 from ledgerbus.errors import ConfigError
 
 SIG_HEADER = "Lb-Sig"
+SIG_VERSION = "v2"
+_V2 = SIG_VERSION + "."
 
 
 def _b32decode(text: str) -> bytes:
@@ -47,9 +53,31 @@ class Identity:
         return cls(name=name, seed=seed.strip(), public=kp.public_key.decode())
 
     def sign(self, data: bytes) -> str:
-        """Base64 ed25519 signature of `data`, the value of the `Lb-Sig` header."""
+        """Base64 ed25519 signature of `data`."""
         kp = nkeys.from_seed(self.seed.encode())
         return base64.b64encode(kp.sign(data)).decode()
+
+    def sign_envelope(self, subject: str, data: bytes) -> str:
+        """The value of the `Lb-Sig` header for `data` published on `subject`."""
+        return _V2 + self.sign(signed_bytes(subject, data))
+
+
+def signed_bytes(subject: str, data: bytes) -> bytes:
+    """What a v2 signature covers: a version tag, the subject (no whitespace in NATS subjects) and the body."""
+    return b"lb-sig/v2\n" + subject.encode() + b"\n" + data
+
+
+def envelope_signature_problem(public: str | nacl.signing.VerifyKey, subject: str, data: bytes,
+                               header: str) -> str | None:
+    """Why `header` is not `public`'s signature of `data` on `subject` (None when it is)."""
+    if header.startswith(_V2):
+        if signature_valid(public, signed_bytes(subject, data), header[len(_V2):]):
+            return None
+        return f"its {SIG_HEADER} signature does not cover this body on subject {subject}"
+    if signature_valid(public, data, header):
+        return (f"its {SIG_HEADER} signature is an old (v1) one, over the body only; "
+                f"{SIG_VERSION} signatures cover the subject too")
+    return f"its {SIG_HEADER} signature is not a {SIG_VERSION} signature by that key"
 
 
 def verify_key(public: str) -> nacl.signing.VerifyKey:

@@ -3,7 +3,8 @@
 Roles:
 - agent `<type>`: publish envelopes, pull only its own consumer (whose filter is pinned to its own
   requests in the create subject), ack only its own messages, read/write only its own results in KV,
-  subscribe only to its own answers and its own reply inbox.
+  subscribe only to its own answers and its own reply inbox. No stream info (of the ledger or a bucket):
+  it would list other conversations and keys.
 - client (the orchestrator, a CLI user): publish envelopes, read its own answers, read the ledger
   (resume, dead letters), watch MAX_DELIVERIES advisories, claim conversations in the conductors KV,
   create the consumer of a type it sends a REQUEST to before the type's first instance ran.
@@ -53,16 +54,15 @@ def agent(name: str, subjects: Subjects) -> Permissions:
         publish=[
             subjects.all(),
             "$JS.API.INFO",
-            f"$JS.API.STREAM.INFO.{stream}",
+            # No STREAM.INFO on the ledger or the buckets: with `subjects_filter` it lists every conversation
+            # id and every key. The runtime binds to its consumer and its buckets without it.
             # The filter is part of the subject, so the server refuses a consumer reading another type's requests.
             f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.{subjects.requests(name)}",
             f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
             f"$JS.ACK.{stream}.{durable}.>",
-            f"$JS.API.STREAM.INFO.KV_{results}",
             f"$JS.API.DIRECT.GET.KV_{results}.$KV.{results}.{name}.>",
             f"$KV.{results}.{name}.>",
-            f"$JS.API.STREAM.INFO.KV_{agents}",
             f"$KV.{agents}.{name}.>",
         ],
         subscribe=[subjects.inbox(name), f"{inbox_prefix(name)}.>"],

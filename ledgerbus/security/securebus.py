@@ -1,10 +1,12 @@
 """SecureBus: a Bus that authenticates with the user's nkey, signs what it publishes and checks senders.
 
-Sender binding: every envelope body is signed with the publisher's nkey (header `Lb-Sig`). Readers —
-the agent runtime, the recorder, requesters — verify the signature against the public key of the
-address in `sender`. A mismatch (no signature, a wrong key, a body changed after signing, an unknown
-sender) is SPOOFED_SENDER: the runtime refuses the request with an ERROR and the recorder files it
-among the rejects, never among the events the fold sees.
+Sender binding: every envelope is signed with the publisher's nkey over its subject and body (header
+`Lb-Sig`, format v2). Readers — the agent runtime, the recorder, requesters — verify the signature
+against the public key of the address in `sender`, for the subject the message arrived on, and that
+subject must be the envelope's own (`lb.<recipient>.<action>.<conversationId>`). A mismatch (no
+signature, an old body-only one, a wrong key, a body changed after signing, a genuine envelope
+re-published on another subject, an unknown sender) is SPOOFED_SENDER: the runtime refuses the request
+with an ERROR and the recorder files it among the rejects, never among the events the fold sees.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from nats.js import api
 
-from ledgerbus.bus import client
+from ledgerbus.bus import buckets, client
 from ledgerbus.bus.appends import PipelinedJetStream
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
@@ -26,7 +28,7 @@ from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import ErrorCode
 from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.security.deployment import Deployment
-from ledgerbus.security.keys import SIG_HEADER, Identity, signature_valid, verify_key
+from ledgerbus.security.keys import SIG_HEADER, Identity, envelope_signature_problem, verify_key
 from ledgerbus.agents.directory import DEFAULT_TTL
 from ledgerbus.security.permissions import AGENTS_BUCKET, CONDUCTORS_BUCKET, RESULTS_BUCKET, bucket, inbox_prefix
 
@@ -44,7 +46,7 @@ class SigningJetStream(PipelinedJetStream):
     def _signed(self, subject: str, payload: bytes, headers: dict[str, Any] | None) -> dict[str, Any] | None:
         if not subject.startswith(self._ledger_prefix):
             return headers
-        return {**(headers or {}), SIG_HEADER: self._identity.sign(payload)}
+        return {**(headers or {}), SIG_HEADER: self._identity.sign_envelope(subject, payload)}
 
     async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
                       stream: str | None = None, headers: dict[str, Any] | None = None,
@@ -66,6 +68,7 @@ class SecureBus(Bus):
     may_watch_dead_letters: bool
     member: str
     role: str
+    bind_only: bool
 
     @classmethod
     async def connect_as(
@@ -127,22 +130,28 @@ class SecureBus(Bus):
         bus.violations = bus_violations
         bus.may_watch_dead_letters = deployment.members[name].role != "agent"
         bus.member, bus.role = name, deployment.members[name].role
+        bus.bind_only = deployment.members[name].role == "agent"  # buckets without stream info (see buckets.py)
         if deployment.members[name].role == "admin":
             await bus.ensure_ledger(ledger or LedgerConfig())
         return bus
 
     # -- signing happens in SigningJetStream, below Bus.publish, so tracing and pipelining stay as they are --
 
-    def check_sender(self, env: Envelope, data: bytes, headers: dict[str, str] | None) -> None:
-        """Raise InvalidMessage(SPOOFED_SENDER) unless `data` is signed by the key of `env.sender`."""
+    def check_sender(self, env: Envelope, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        """Raise InvalidMessage(SPOOFED_SENDER) unless `data` on `subject` is signed by the key of `env.sender`
+        and `subject` is the envelope's own."""
         key = self.trust.get(env.sender)
         sig = (headers or {}).get(SIG_HEADER)
+        own = self.subjects.of(env)
         if key is None:
             reason = f"sender {env.sender!r} is not a member of this deployment"
         elif not sig:
             reason = f"envelope claims sender {env.sender!r} but carries no {SIG_HEADER} signature"
-        elif not signature_valid(key, data, sig):
-            reason = f"envelope claims sender {env.sender!r} but is not signed by {env.sender!r}'s key"
+        elif (problem := envelope_signature_problem(key, subject, data, sig)) is not None:
+            reason = f"envelope claims sender {env.sender!r} but is not signed by {env.sender!r}'s key: {problem}"
+        elif subject != own:
+            # A signer only ever signs an envelope's own subject; this one was signed elsewhere and replayed.
+            reason = f"envelope from {env.sender!r} arrived on {subject}, but it is addressed to {own}"
         else:
             return
         raise InvalidMessage(reason, code=ErrorCode.SPOOFED_SENDER.value, path="$.sender",
@@ -173,11 +182,8 @@ async def provision(
     """Create, as admin, what the other users may use but not create: buckets (direct get) and agent consumers."""
     subjects = deployment.subjects
     for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL), (CONDUCTORS_BUCKET, None)):
-        name = bucket(base, subjects)
-        try:
-            await admin.js.key_value(name)
-        except Exception:
-            await admin.js.create_key_value(config=api.KeyValueConfig(bucket=name, history=1, ttl=ttl, direct=True))
+        # Without rollups: one `Nats-Rollup: all` on an agent's own key would otherwise purge every key.
+        await buckets.ensure(admin.js, bucket(base, subjects), ttl=ttl, direct=True)
     for m in deployment.members.values():
         if m.role == "agent":
             settings = (consumers or {}).get(m.name, ConsumerSettings())

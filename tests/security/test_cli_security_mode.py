@@ -218,7 +218,7 @@ async def ledger_signatures(sec: Secured) -> list[tuple[str, str, bool]]:
             msg = await sub.next_msg(timeout=5)
             env = bus.codec.decode(msg.data)
             try:
-                bus.check_sender(env, msg.data, msg.headers)
+                bus.check_sender(env, msg.subject, msg.data, msg.headers)
                 out.append((env.id, env.sender, True))
             except InvalidMessage:
                 out.append((env.id, env.sender, False))

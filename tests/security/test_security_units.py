@@ -11,7 +11,7 @@ from ledgerbus.schemas.envelope import new_request
 from ledgerbus.security import permissions as perms
 from ledgerbus.security.deadletters import dead_letter, letter_id
 from ledgerbus.security.deployment import Deployment, TLSFiles
-from ledgerbus.security.keys import Identity, signature_valid, verify_key
+from ledgerbus.security.keys import Identity, envelope_signature_problem, signature_valid, verify_key
 
 
 def test_signature_binds_body_and_key():
@@ -22,6 +22,18 @@ def test_signature_binds_body_and_key():
     assert not signature_valid(b.public, b"body", sig)
     assert not signature_valid(a.public, b"body", "not base64 at all!")
     assert Identity.from_seed("a", a.seed) == a
+
+
+def test_an_envelope_signature_binds_subject_body_and_key_and_is_versioned():
+    a, b = Identity.generate("a"), Identity.generate("b")
+    sig = a.sign_envelope("lb.x.RESPONSE.c1", b"body")
+    assert sig.startswith("v2.")
+    assert envelope_signature_problem(a.public, "lb.x.RESPONSE.c1", b"body", sig) is None
+    assert "on subject lb.x.RESPONSE.c2" in envelope_signature_problem(a.public, "lb.x.RESPONSE.c2", b"body", sig)
+    assert envelope_signature_problem(a.public, "lb.x.RESPONSE.c1", b"body!", sig) is not None
+    assert envelope_signature_problem(b.public, "lb.x.RESPONSE.c1", b"body", sig) is not None
+    assert "old (v1)" in envelope_signature_problem(a.public, "lb.x.RESPONSE.c1", b"body", a.sign(b"body"))
+    assert "not a v2 signature" in envelope_signature_problem(a.public, "lb.x.RESPONSE.c1", b"body", "junk")
 
 
 @pytest.mark.parametrize("bad", ["", "UABC", "not-base32-!!", Identity.generate("x").seed])
@@ -41,14 +53,15 @@ def test_agent_permissions_are_pinned_to_its_own_type():
     assert "$JS.API.CONSUMER.MSG.NEXT.LEDGER.agent-research" in p.publish
     assert p.subscribe == ["lb.research.*.>", "_INBOX.research.>"]
     text = " ".join(p.publish)
-    for forbidden in ("DELETE", "PURGE", "STREAM.MSG.GET", "agent-writing", "UPDATE"):
+    for forbidden in ("DELETE", "PURGE", "STREAM.MSG.GET", "STREAM.INFO", "agent-writing", "UPDATE"):
         assert forbidden not in text
     assert not any(s in (">", "lb.>", "_INBOX.>") for s in p.subscribe)
 
 
 def test_prefix_changes_stream_and_buckets():
     p = perms.agent("research", Subjects("acme"))
-    assert "$JS.API.STREAM.INFO.LEDGER_ACME" in p.publish and "$KV.LB_RESULTS_ACME.research.>" in p.publish
+    assert "$JS.API.CONSUMER.MSG.NEXT.LEDGER_ACME.agent-research" in p.publish
+    assert "$KV.LB_RESULTS_ACME.research.>" in p.publish
 
 
 def test_recorder_publishes_nothing_on_the_bus_and_only_admin_has_everything():

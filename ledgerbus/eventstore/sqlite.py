@@ -22,7 +22,7 @@ import sqlite_utils
 from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite_checkpoint import Checkpointer
-from ledgerbus.eventstore.sqlite_schema import ensure_schema, legacy_columns
+from ledgerbus.eventstore.sqlite_schema import ensure_schema, has_stored_at, legacy_columns
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
 from ledgerbus.schemas.codes import Action
@@ -33,7 +33,7 @@ _env_decoder = msgspec.json.Decoder(Envelope)
 _trusted_decoder = msgspec.json.Decoder(StoredEnvelope)
 
 _COLUMNS = ("position", "id", "conversation_id", "sender", "recipient", "action", "capability", "timestamp",
-            "envelope", "prev_hash", "hash")
+            "envelope", "prev_hash", "hash", "stored_at")
 
 
 @functools.cache
@@ -136,6 +136,8 @@ class SQLiteEventStore:
                 self.rechain()
             self._checkpointer = Checkpointer(self.path)
         self._legacy = legacy_columns(self.db)
+        # A read-only ledger from before stored times: its events read with none (NULL).
+        self._stored_at = "stored_at" if has_stored_at(self.db) else "NULL"
         self._legacy_values = tuple(_LEGACY_VALUE[c] for c in self._legacy)
 
     def rechain(self) -> int:
@@ -220,7 +222,7 @@ class SQLiteEventStore:
             digest = sha256(prev.encode() + raw).hexdigest()  # = integrity.chain_hash(prev, raw), inlined
             ends[cid] = (digest, count + 1, pos)
             add_row((pos, e.id, cid, e.sender, e.recipient, action[e.action], e.capability, e.timestamp, raw, prev,
-                     digest))
+                     digest, ev.stored_at))
         insert = _insert(or_ignore=not presumed, legacy=self._legacy)
         if self._legacy_values:
             values = self._legacy_values
@@ -452,17 +454,17 @@ class SQLiteEventStore:
         while True:
             with self._lock:
                 rows = self.db.conn.execute(
-                    f"SELECT position, envelope FROM events WHERE position > ? AND {where}"
+                    f"SELECT position, envelope, {self._stored_at} FROM events WHERE position > ? AND {where}"
                     " ORDER BY position LIMIT ?",
                     [after, *args, batch],
                 ).fetchall()
-            for pos, raw in rows:
+            for pos, raw, stored_at in rows:
                 try:
                     env = decode(raw)
                 except msgspec.DecodeError as exc:
                     raise StoreError(f"the envelope stored at position {pos} does not decode ({exc}); "
                                      "the file was altered — `ledgerbus verify` lists what changed") from None
-                yield StoredEvent(pos, env, raw)
+                yield StoredEvent(pos, env, raw, stored_at)
             if len(rows) < batch:
                 return
             after = rows[-1][0]

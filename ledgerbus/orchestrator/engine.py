@@ -75,7 +75,8 @@ class Orchestrator:
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.bus = bus
-        # Unix ms on which receipt, stall and timeout windows run (see orchestrator/clock.py).
+        # Unix ms on which receipt, stall and timeout windows run, and at which it folds what it sends and
+        # hears (see orchestrator/clock.py): never the senders' timestamps.
         self.clock: Callable[[], int] = clock or ObserverClock()
         self.name = name
         self.decomposer = decomposer or SingleStepDecomposer()
@@ -125,7 +126,7 @@ class Orchestrator:
 
     def _on_answer(self, env: Envelope) -> None:
         run = self.runs.get(env.conversation_id)
-        if run is not None and run.fold_in(env):
+        if run is not None and run.fold_in(env, self.clock()):
             run.wake(env.task_id)
 
     def _on_breaker(self, agent: str, old: BreakerState, new: BreakerState) -> None:
@@ -135,7 +136,7 @@ class Orchestrator:
     async def _emit(self, run: Run, env: Envelope) -> Any:
         """Fold and publish `env`; returns JetStream's PubAck (its stream sequence)."""
         # Fold before publishing: an answer can arrive before our PubAck does.
-        run.fold_in(env)
+        run.fold_in(env, self.clock())
         ack = await self._publish(env)
         tracing.on_emit(env, run.root.task_id)  # decisions become span events with their codes
         return ack

@@ -88,8 +88,8 @@ async def test_an_agent_an_hour_ahead_that_acks_then_goes_silent_is_stalled_with
     assert step.acked_at is not None and step.acked_at < step.decisions[0].timestamp
     # The window ran from when the orchestrator saw the ACK, on its own clock.
     silent = step.decisions[0].timestamp - step.acked_at
-    assert 1_000 <= silent < 2_500, silent
-    assert elapsed < 5.0
+    assert 1_000 <= silent < 5_000, silent
+    assert elapsed < 10.0  # not the 20 s task timeout
     assert result.status is ConversationStatus.FAILED
 
 

@@ -176,7 +176,7 @@ class ReplaySink:
                     self.late += 1
                     continue
                 st = self.open[cid] = ConversationState(conversation_id=cid)
-            apply(st, ev.envelope, ev.position)
+            apply(st, ev.envelope, ev.position, ev.stored_at)
             if whole and st.status.value != "RUNNING":
                 # Whole-ledger mode: a finished conversation is reported and forgotten, so memory
                 # follows the open conversations, not the ledger's length.

@@ -19,6 +19,7 @@ import typer
 from nats.js import api
 
 from ledgerbus.bus.connection import URL_ENV, Bus
+from ledgerbus.bus.pulls import datetime_ms
 from ledgerbus.bus.server import EmbeddedServer, port_open
 from ledgerbus.errors import AuthorizationError, ConfigError, InvalidMessage, ServerError, is_authorization_failure
 from ledgerbus.eventstore.base import Rejected, StoredEvent
@@ -206,7 +207,7 @@ async def read_events(bus: Bus, subject: str | None = None, *, last: int | None 
                 return
             if on_progress is not None:
                 on_progress(seq - start + 1, end - start + 1)
-            yield decode(bus, seq, msg.subject, msg.data)
+            yield decode(bus, seq, msg.subject, msg.data, datetime_ms(meta.timestamp))
             if meta.num_pending == 0 or seq >= end:
                 return
     finally:
@@ -216,9 +217,9 @@ async def read_events(bus: Bus, subject: str | None = None, *, last: int | None 
             pass
 
 
-def decode(bus: Bus, seq: int, subject: str, data: bytes) -> StoredEvent | Rejected:
+def decode(bus: Bus, seq: int, subject: str, data: bytes, stored_at: int | None = None) -> StoredEvent | Rejected:
     try:
-        return StoredEvent(seq, bus.codec.decode(data), data)
+        return StoredEvent(seq, bus.codec.decode(data), data, stored_at)
     except InvalidMessage as exc:
         return Rejected(seq, subject, data, exc.code, exc.reason)
 

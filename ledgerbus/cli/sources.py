@@ -33,7 +33,7 @@ def fold_events(events: Iterable[StoredEvent]) -> Folded:
         st = out.states.get(env.conversation_id)
         if st is None:
             st = out.states[env.conversation_id] = ConversationState(conversation_id=env.conversation_id)
-        apply(st, env, ev.position)
+        apply(st, env, ev.position, ev.stored_at)  # JetStream's time, not the sender's
         if env.action.value == "ACK" and isinstance(env.payload.get("instance"), str):
             out.instances[env.task_id] = env.payload["instance"]
     return out

@@ -16,6 +16,9 @@ class StoredEvent(msgspec.Struct, frozen=True, gc=False):  # untracked, as Envel
     position: int
     envelope: Envelope
     raw: bytes = b""  # the exact wire bytes, kept so export is lossless and hashes are stable
+    # When JetStream stored it (unix ms, the stream message's timestamp): the observer's time, which the
+    # fold's windows run on. None where nobody recorded it (imports, mirrors older than this field).
+    stored_at: int | None = None
 
 
 class Rejected(msgspec.Struct, frozen=True):

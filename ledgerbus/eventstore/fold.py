@@ -241,10 +241,17 @@ def _refused(state: ConversationState, task: TaskState | None, env: Envelope, bo
     return None
 
 
-def apply(state: ConversationState, env: Envelope, position: int = 0) -> ConversationState:
+def apply(state: ConversationState, env: Envelope, position: int = 0,
+          observed_at: int | None = None) -> ConversationState:
     """Fold one envelope into `state` (mutates and returns it). Total: every envelope is taken; one that
-    does not count (see `_refused`) is listed in `state.ignored` and changes nothing else."""
-    ts = env.timestamp
+    does not count (see `_refused`) is listed in `state.ignored` and changes nothing else.
+
+    `observed_at` (unix ms): when the observer saw the envelope — the time JetStream stored it (replay,
+    `ledgerbus stalls`) or the orchestrator received it (live). Every time field of the state is taken
+    from it, so no sender's clock moves a window (DESIGN.md, "Time is the observer's"); the envelope's
+    own `timestamp` stands in only when nothing observed it (hand-built histories, old mirrors).
+    """
+    ts = env.timestamp if observed_at is None else observed_at
     action = env.action
     task_id = env.task_id
     state.events += 1
@@ -385,13 +392,16 @@ def _settle(state: ConversationState, root: TaskState) -> None:
 
 
 def fold(events: Iterable[Envelope | Any], conversation_id: str | None = None) -> ConversationState:
-    """Fold one conversation's events (envelopes, or StoredEvents with positions) in ledger order."""
+    """Fold one conversation's events (envelopes, or StoredEvents with positions and stored times) in ledger order."""
     state: ConversationState | None = None
     for item in events:
-        env, position = (item, 0) if isinstance(item, Envelope) else (item.envelope, item.position)
+        if isinstance(item, Envelope):
+            env, position, seen = item, 0, None
+        else:
+            env, position, seen = item.envelope, item.position, getattr(item, "stored_at", None)
         if state is None:
             state = ConversationState(conversation_id=conversation_id or env.conversation_id)
-        apply(state, env, position)
+        apply(state, env, position, seen)
     return state or ConversationState(conversation_id=conversation_id or "")
 
 

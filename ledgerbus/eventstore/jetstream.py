@@ -19,7 +19,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from ledgerbus.bus.connection import Bus
-from ledgerbus.bus.pulls import stream_sequence
+from ledgerbus.bus.pulls import stored_ms, stream_sequence
 from ledgerbus.errors import InvalidMessage, StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
 
@@ -123,7 +123,7 @@ class JetStreamLedger:
                         done = True
                         break
                     try:
-                        ev = StoredEvent(seq, decode(msg.data), msg.data)
+                        ev = StoredEvent(seq, decode(msg.data), msg.data, stored_ms(msg))
                     except InvalidMessage as exc:
                         self.rejects.append(Rejected(seq, msg.subject, msg.data, exc.code, exc.reason))
                         continue

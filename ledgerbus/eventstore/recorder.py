@@ -18,7 +18,7 @@ from nats.js.errors import NotFoundError
 
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
-from ledgerbus.bus.pulls import stream_sequence
+from ledgerbus.bus.pulls import datetime_ms, stored_ms, stream_sequence
 from ledgerbus.errors import InvalidMessage
 from ledgerbus.eventstore.base import Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
@@ -110,7 +110,7 @@ class Recorder:
             if missing_from is not None:
                 self._gap(missing_from, seq - 1)
                 missing_from = None
-            self._decode(seq, raw.subject or "", raw.data, events, rejects, raw.headers)
+            self._decode(seq, raw.subject or "", raw.data, events, rejects, raw.headers, datetime_ms(raw.time))
         if missing_from is not None:
             self._gap(missing_from, last)
 
@@ -120,11 +120,11 @@ class Recorder:
         log.warning("ledger gap: stream sequences %d..%d are not in the stream (removed by retention?)", first, last)
 
     def _decode(self, seq: int, subject: str, data: bytes, events: list[StoredEvent], rejects: list[Rejected],
-                headers: dict[str, str] | None = None) -> None:
+                headers: dict[str, str] | None = None, stored_at: int | None = None) -> None:
         try:
             env = self.bus.codec.decode(data)
             check_sender(self.bus, env, subject, data, headers)  # a forged sender is a reject (SPOOFED_SENDER), not an event
-            events.append(StoredEvent(seq, env, data))
+            events.append(StoredEvent(seq, env, data, stored_at))
         except InvalidMessage as exc:
             rejects.append(Rejected(seq, subject, data, exc.code, exc.reason))
 
@@ -188,7 +188,7 @@ class Recorder:
                         retry = err
                         break
                 last = seq
-                self._decode(seq, msg.subject, msg.data, events, rejects, msg.headers)
+                self._decode(seq, msg.subject, msg.data, events, rejects, msg.headers, stored_ms(msg))
             if retry is not None:
                 # Nothing of this batch is committed: read it again from the checkpoint once the server answers.
                 log.warning("recorder: %s; reading again from sequence %d", retry, self.recorded_seq + 1)

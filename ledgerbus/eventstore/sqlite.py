@@ -22,7 +22,7 @@ import sqlite_utils
 from ledgerbus.errors import InvalidMessage, StoreError
 from ledgerbus.eventstore.base import Damaged, EventFilter, Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite_checkpoint import Checkpointer
-from ledgerbus.eventstore.sqlite_schema import ensure_schema, legacy_columns
+from ledgerbus.eventstore.sqlite_schema import ensure_schema, has_stored_at, legacy_columns
 from ledgerbus.eventstore.sqlite_verify import coverage_issues, event_columns, row_issues, table_names, unchained_issues
 from ledgerbus.eventstore.integrity import (GENESIS, ChainRow, Head, Issue, IssueKind, VerifyReport, chain_hash,
                                            snapshot_hash, verify_stream)
@@ -37,7 +37,7 @@ _trusted_decoder = msgspec.json.Decoder(StoredEnvelope)
 _stored_codec = Codec(max_bytes=1 << 62, max_depth=1 << 30)
 
 _COLUMNS = ("position", "id", "conversation_id", "sender", "recipient", "action", "capability", "timestamp",
-            "envelope", "prev_hash", "hash")
+            "envelope", "prev_hash", "hash", "stored_at")
 
 
 @functools.cache
@@ -156,6 +156,8 @@ class SQLiteEventStore:
                 self.rechain()
             self._checkpointer = Checkpointer(self.path)
         self._legacy = legacy_columns(self.db)
+        # A read-only ledger from before stored times: its events read with none (NULL).
+        self._stored_at = "stored_at" if has_stored_at(self.db) else "NULL"
         self._legacy_values = tuple(_LEGACY_VALUE[c] for c in self._legacy)
 
     def rechain(self) -> int:
@@ -241,7 +243,7 @@ class SQLiteEventStore:
             digest = sha256(prev.encode() + raw).hexdigest()  # = integrity.chain_hash(prev, raw), inlined
             ends[cid] = (digest, count + 1, pos)
             add_row((pos, e.id, cid, e.sender, e.recipient, action[e.action], e.capability, e.timestamp, raw, prev,
-                     digest))
+                     digest, ev.stored_at))
         insert = _insert(or_ignore=not presumed, legacy=self._legacy)
         if self._legacy_values:
             values = self._legacy_values
@@ -502,11 +504,11 @@ class SQLiteEventStore:
         while True:
             with self._lock:
                 rows = self.db.conn.execute(
-                    f"SELECT position, envelope FROM events WHERE position > ? AND {where}"
+                    f"SELECT position, envelope, {self._stored_at} FROM events WHERE position > ? AND {where}"
                     " ORDER BY position LIMIT ?",
                     [after, *args, batch],
                 ).fetchall()
-            for pos, raw in rows:
+            for pos, raw, stored_at in rows:
                 if type(raw) is not bytes:  # TEXT (the sqlite3 shell), a number, NULL: written around the store
                     raw = str(raw).encode()
                 try:
@@ -517,7 +519,7 @@ class SQLiteEventStore:
                                          "the file was altered — `ledgerbus verify` lists what changed") from None
                     damaged.append(Damaged(pos, self._conversation_of(pos), str(exc)))
                     continue
-                yield StoredEvent(pos, env, raw)
+                yield StoredEvent(pos, env, raw, stored_at)
             if len(rows) < batch:
                 return
             after = rows[-1][0]

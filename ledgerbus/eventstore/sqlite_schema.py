@@ -18,7 +18,8 @@ CREATE TABLE [events] (
     [timestamp] INTEGER NOT NULL,
     [envelope] BLOB NOT NULL,
     [prev_hash] TEXT,
-    [hash] TEXT
+    [hash] TEXT,
+    [stored_at] INTEGER
 )
 """
 
@@ -49,6 +50,11 @@ def _xinfo(db: sqlite_utils.Database) -> dict[str, int]:
     """The events table's columns by name -> `hidden` (0 = an ordinary column, 2 = VIRTUAL generated,
     3 = STORED generated)."""
     return {row[1]: row[6] for row in db.conn.execute("PRAGMA table_xinfo(events)")}
+
+
+def has_stored_at(db: sqlite_utils.Database) -> bool:
+    """Whether this ledger records when JetStream stored each event (ledgers before that do not)."""
+    return "stored_at" in _xinfo(db)
 
 
 def legacy_columns(db: sqlite_utils.Database) -> tuple[str, ...]:
@@ -107,6 +113,11 @@ def ensure_schema(db: sqlite_utils.Database) -> bool:
         with db.conn:
             db.conn.execute("ALTER TABLE events ADD COLUMN prev_hash TEXT")
             db.conn.execute("ALTER TABLE events ADD COLUMN hash TEXT")
+    if "stored_at" not in db["events"].columns_dict:
+        # When JetStream stored each event (the time stall checks run on); older rows keep NULL, and the
+        # fold falls back to their envelopes' timestamps. Adding a nullable column rewrites no row.
+        with db.conn:
+            db.conn.execute("ALTER TABLE events ADD COLUMN stored_at INTEGER")
     if "envelopes" not in db.view_names():
         db.conn.execute(_ENVELOPES)
     return unchained

@@ -60,7 +60,7 @@ def state_at(events: Iterable[StoredEvent], conversation_id: str, point: Point |
             break
         if point is not None and point.time_ms is not None and ev.envelope.timestamp > point.time_ms:
             continue
-        apply(state, ev.envelope, ev.position)
+        apply(state, ev.envelope, ev.position, ev.stored_at)
     return state
 
 
@@ -135,7 +135,7 @@ def stream_fold(events: Iterable[StoredEvent], *, on_done: Callable[[Conversatio
         st = open_.get(cid)
         if st is None:
             st = open_[cid] = ConversationState(conversation_id=cid)
-        apply(st, ev.envelope, ev.position)
+        apply(st, ev.envelope, ev.position, ev.stored_at)
         if st.status is not ConversationStatus.RUNNING:
             on_done(open_.pop(cid))
         n += 1

@@ -83,4 +83,4 @@ class Upcaster:
     def events(self, events: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
         for ev in events:
             env = self.envelope(ev.envelope, ev.position)
-            yield ev if env is ev.envelope else StoredEvent(ev.position, env, ev.raw)
+            yield ev if env is ev.envelope else StoredEvent(ev.position, env, ev.raw, ev.stored_at)

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import nats.errors
@@ -25,13 +25,16 @@ from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskState, TaskStatus, fold
 from ledgerbus.ids import now_ms
 from ledgerbus.orchestrator.aggregate import Outcome
+from ledgerbus.orchestrator.backpressure import CapacityGate
 from ledgerbus.orchestrator.breaker import BreakerRegistry, BreakerState
 from ledgerbus.orchestrator.conductors import DEFAULT_LEASE, Conductors, Held
+from ledgerbus.orchestrator.clock import ObserverClock
 from ledgerbus.orchestrator.inflight import ConversationResult, Run, StepResult, fallback_task_id, step_task_id
 from ledgerbus.orchestrator.outcome import ConversationOutcome, StepReport
 from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, SingleStepDecomposer, Step
 from ledgerbus.orchestrator.policy import FallbackCapability, FallbackValue, PolicySet, TaskPolicy
 from ledgerbus.orchestrator.ratelimit import RateLimiter
+from ledgerbus.orchestrator.receipts import QueueProbe, ReceiptWindow
 from ledgerbus.orchestrator.router import Router
 from ledgerbus.orchestrator.stalls import check_task, next_check_ms
 from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
@@ -73,8 +76,12 @@ class Orchestrator:
         rng: random.Random | None = None,
         use_directory: bool = True,
         lease: float = DEFAULT_LEASE,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.bus = bus
+        # Unix ms on which receipt, stall and timeout windows run, and at which it folds what it sends and
+        # hears (see orchestrator/clock.py): never the senders' timestamps.
+        self.clock: Callable[[], int] = clock or ObserverClock()
         self.name = name
         self.decomposer = decomposer or SingleStepDecomposer()
         self.policies = policies or PolicySet()
@@ -97,6 +104,9 @@ class Orchestrator:
             default_rate=rate.agent_rate,
             default_burst=rate.agent_burst,
         )
+        # Backpressure: no more requests in flight per agent type than its live instances take at once.
+        self.capacity = CapacityGate()
+        self.queues = QueueProbe(bus, live_instances=self.router.live_instances, clock=self.clock)
         self.runs: dict[str, Run] = {}
         self.sent_requests = 0  # REQUESTs to agents, first attempts and retries alike
         self.publish_patience = 60.0  # seconds an envelope is re-published while the server is unreachable
@@ -122,20 +132,22 @@ class Orchestrator:
 
     def _on_answer(self, env: Envelope) -> None:
         run = self.runs.get(env.conversation_id)
-        if run is not None and run.fold_in(env):
+        if run is not None and run.fold_in(env, self.clock()):
             run.wake(env.task_id)
 
     def _on_breaker(self, agent: str, old: BreakerState, new: BreakerState) -> None:
         log.info("breaker %s: %s -> %s", agent, old.value, new.value)
         self.breaker_log.append((agent, old, new))
 
-    async def _emit(self, run: Run, env: Envelope) -> None:
+    async def _emit(self, run: Run, env: Envelope) -> Any:
+        """Fold and publish `env`; returns JetStream's PubAck (its stream sequence)."""
         # Fold before publishing: an answer can arrive before our PubAck does.
-        run.fold_in(env)
-        await self._publish(env)
+        run.fold_in(env, self.clock())
+        ack = await self._publish(env)
         tracing.on_emit(env, run.root.task_id)  # decisions become span events with their codes
+        return ack
 
-    async def _publish(self, env: Envelope) -> None:
+    async def _publish(self, env: Envelope) -> Any:
         """Publish until JetStream has stored it, riding out a server restart or a leader election.
 
         Already folded, the envelope must reach the ledger or the live state and the replay would
@@ -147,8 +159,7 @@ class Orchestrator:
         while True:
             try:
                 # Our own root REQUEST is not for anyone else to take: it creates no consumer for this name.
-                await self.bus.publish(env, ensure_consumer=env.recipient != self.name)
-                return
+                return await self.bus.publish(env, ensure_consumer=env.recipient != self.name)
             except (LedgerbusError, nats.errors.ConnectionClosedError):
                 raise  # refused by the codec (too large…) or closed by us: retrying cannot help
             except Exception as exc:
@@ -543,7 +554,7 @@ class Orchestrator:
                     await self._decision(run, request, ErrorCode.RATE_LIMITED,
                                          f"waited {waited:.2f}s for the rate limit of {agent}", details={"waited": round(waited, 4)})
                 prev_request = request
-                last_error = await self._attempt(run, request, policy)
+                last_error = await self._attempt_when_free(run, request, policy)
             except BaseException:
                 # Cancelled, out of budget, or the ledger unreachable: the outcome is unknown, so give a
                 # half-open breaker's probe slot back rather than leave the agent type shut for good.
@@ -620,15 +631,31 @@ class Orchestrator:
             return res
         return StepResult(step, task_id, False, None, agent, False, last_error, attempts)
 
+    async def _attempt_when_free(self, run: Run, request: Envelope, policy: TaskPolicy) -> ErrorInfo | None:
+        """`_attempt`, once the agent type has a free slot (backpressure): a request the type cannot take
+        yet waits here, not in its queue, so its receipt window starts when an instance can take it."""
+        agent = request.recipient
+        wait = None if request.deadline is None else max((request.deadline - self.clock()) / 1000, 0.0)
+        await self.capacity.acquire(agent, self.router.capacity(agent), timeout=wait)
+        try:
+            return await self._attempt(run, request, policy)
+        finally:
+            self.capacity.release(agent)
+
     async def _attempt(self, run: Run, request: Envelope, policy: TaskPolicy, *, publish: bool = True) -> ErrorInfo | None:
-        """Send one attempt (or, resuming, watch one already sent): None on RESPONSE, else why it failed."""
+        """Send one attempt (or, resuming, watch one already sent): None on RESPONSE, else why it failed.
+
+        Its windows run on `self.clock`, from when this orchestrator sent the request and saw the answers.
+        """
         task_id = request.task_id
         wake = run.wakeups.setdefault(task_id, asyncio.Event())
         wake.clear()
+        seq: int | None = None
         if publish:
             request.timestamp = now_ms()  # the send time, after any rate-limit wait
-            await self._emit(run, request)
+            seq = getattr(await self._emit(run, request), "seq", None)
             self.sent_requests += 1
+        window = ReceiptWindow(run.state.tasks[task_id].sent_at or self.clock())
         while True:
             task = run.state.tasks[task_id]
             if task.status is TaskStatus.DONE:
@@ -636,9 +663,12 @@ class Orchestrator:
             if task.status is not TaskStatus.SENT and task.status is not TaskStatus.ACKED and task.error is not None \
                     and task.attempt == request.attempt:
                 return task.error  # the agent's ERROR, or a stall/timeout already recorded for this attempt
-            code = check_task(task, now_ms(), policy)
+            now = self.clock()
+            code = check_task(task, now, policy, receipt_since=window.since)
+            if code == ErrorCode.NO_RECEIPT.value and await self._receipt_pending(run, request, window, seq):
+                continue
             if code is not None:
-                silent = now_ms() - (task.last_activity_at or task.sent_at or now_ms())
+                silent = now - (task.last_activity_at or task.sent_at or now)
                 msg = {
                     ErrorCode.NO_RECEIPT.value: f"no ACK from {request.recipient} within {policy.receipt_timeout}s",
                     ErrorCode.STALLED.value: f"{request.recipient} ACKed, then silent for {silent / 1000:.1f}s (stall window {policy.stall_after}s)",
@@ -649,9 +679,21 @@ class Orchestrator:
                                 details={"agent": request.recipient, "attempt": request.attempt})
                 await self._decision(run, request, ErrorCode(code), msg, retryable=err.retryable, details=err.details)
                 return err
-            due = next_check_ms(task, policy)
-            await _woken(wake, max((due - now_ms()) / 1000, 0.001) if due is not None else 1.0)
+            due = next_check_ms(task, policy, receipt_since=window.since)
+            await _woken(wake, max((due - self.clock()) / 1000, 0.001) if due is not None else 1.0)
             wake.clear()
+
+    async def _receipt_pending(self, run: Run, request: Envelope, window: ReceiptWindow, seq: int | None) -> bool:
+        """The receipt window ran out: True when that is not NO_RECEIPT (the request waits in the type's
+        queue behind live instances: its window restarts; or the ACK was folded during the look)."""
+        view = await self.queues.view(request.recipient, newer_than=window.since)
+        if run.state.tasks[request.task_id].status is not TaskStatus.SENT:
+            return True  # answered meanwhile: look again
+        if window.judge(view, seq, self.clock()):
+            return False
+        log.debug("%s: request %s still queued for %s (%d pending, %d in instances' hands): waiting on",
+                  run.root.conversation_id, request.id, request.recipient, view.num_pending, view.num_ack_pending)
+        return True
 
 
 async def _woken(wake: asyncio.Event, timeout: float) -> None:

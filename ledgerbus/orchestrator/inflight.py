@@ -50,11 +50,12 @@ class Run:
     applied: set[str] = field(default_factory=set)  # envelope ids folded so far (ours when sent, others when heard)
     requests: dict[str, Envelope] = field(default_factory=dict)  # task id -> its latest REQUEST
 
-    def fold_in(self, env: Envelope) -> bool:
+    def fold_in(self, env: Envelope, observed_at: int | None = None) -> bool:
+        """Fold `env` once; `observed_at`: when the orchestrator sent or received it (its clock)."""
         if env.id in self.applied:
             return False
         self.applied.add(env.id)
-        apply(self.state, env)  # the fold decides what counts: an answer only from whom it was asked
+        apply(self.state, env, 0, observed_at)
         if env.action is Action.REQUEST and counted(self.state, env.id):
             self.requests[env.task_id] = env
         return True

@@ -37,6 +37,7 @@ class Router:
         self.refresh = refresh
         self._known: dict[str, list[str]] = {}  # capability -> agent types, from the directory
         self._live: dict[str, int] = {}  # agent type -> live instances
+        self._capacity: dict[str, int] = {}  # agent type -> requests its live instances take at once
         self._fetched = -float("inf")
         self._reading: asyncio.Task[None] | None = None
 
@@ -61,6 +62,7 @@ class Router:
             log.debug("directory read failed (%s): routing from what is known and by name", exc)
             return
         self._live = {t: len(v) for t, v in by_type.items()}
+        self._capacity = {t: sum(max(i.concurrency, 1) for i in v) for t, v in by_type.items()}
         for agent, instances in by_type.items():
             for cap in instances[0].capabilities:
                 types = self._known.setdefault(cap.name, [])
@@ -78,6 +80,11 @@ class Router:
 
     def live_instances(self, agent_type: str) -> int | None:
         return self._live.get(agent_type) if self.directory is not None else None
+
+    def capacity(self, agent_type: str) -> int | None:
+        """Requests the type's live instances take at once, as they announced it; None when unknown
+        (no directory, or no live instance in it: then nothing holds its requests back)."""
+        return self._capacity.get(agent_type) if self.directory is not None else None
 
     async def route(self, capability: str, breakers: BreakerRegistry) -> tuple[str | None, list[str]]:
         """(agent type to use, or None; types skipped because their breaker is open)."""

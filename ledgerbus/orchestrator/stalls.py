@@ -39,22 +39,31 @@ def _sign_of_life(task: TaskState) -> int:
     return max(t for t in (task.sent_at, task.acked_at, task.last_activity_at) if t is not None)
 
 
-def check_task(task: TaskState, now_ms: int, policy: TaskPolicy, *, with_timeout: bool = True) -> str | None:
-    """Which limit, if any, an unfinished task has passed at `now_ms`."""
+def _receipt_start(sent_at: int, receipt_since: int | None) -> int:
+    return sent_at if receipt_since is None else max(sent_at, receipt_since)
+
+
+def check_task(task: TaskState, now_ms: int, policy: TaskPolicy, *, with_timeout: bool = True,
+               receipt_since: int | None = None) -> str | None:
+    """Which limit, if any, an unfinished task has passed at `now_ms`.
+
+    `receipt_since`: when the receipt window started, if not at the send (the live orchestrator
+    restarts it while the request is seen waiting in its type's queue, see receipts.py).
+    """
     if task.status not in (TaskStatus.SENT, TaskStatus.ACKED) or task.sent_at is None:
         return None
     if with_timeout and now_ms - task.sent_at >= _ms(policy.timeout):
         return ErrorCode.TIMED_OUT.value
     if task.deadline is not None and now_ms > task.deadline:
         return ErrorCode.DEADLINE_EXCEEDED.value
-    if task.status is TaskStatus.SENT and now_ms - task.sent_at >= _ms(policy.receipt_timeout):
+    if task.status is TaskStatus.SENT and now_ms - _receipt_start(task.sent_at, receipt_since) >= _ms(policy.receipt_timeout):
         return ErrorCode.NO_RECEIPT.value
     if task.status is TaskStatus.ACKED and now_ms - _sign_of_life(task) >= _ms(policy.stall_after):
         return ErrorCode.STALLED.value
     return None
 
 
-def next_check_ms(task: TaskState, policy: TaskPolicy) -> int | None:
+def next_check_ms(task: TaskState, policy: TaskPolicy, *, receipt_since: int | None = None) -> int | None:
     """The earliest moment `check_task` could change its answer for this task (for timers)."""
     if task.status not in (TaskStatus.SENT, TaskStatus.ACKED) or task.sent_at is None:
         return None
@@ -62,7 +71,7 @@ def next_check_ms(task: TaskState, policy: TaskPolicy) -> int | None:
     if task.deadline is not None:
         times.append(task.deadline + 1)
     if task.status is TaskStatus.SENT:
-        times.append(task.sent_at + _ms(policy.receipt_timeout))
+        times.append(_receipt_start(task.sent_at, receipt_since) + _ms(policy.receipt_timeout))
     else:
         times.append(_sign_of_life(task) + _ms(policy.stall_after))
     return min(times)

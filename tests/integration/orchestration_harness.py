@@ -60,14 +60,25 @@ async def stop_all(runtimes: Sequence[AgentRuntime]) -> None:
     await asyncio.gather(*(r.stop(drain=False) for r in runtimes), return_exceptions=True)
 
 
+#: The fold's observed times: the live orchestrator's are its own clock's, a replay's JetStream's stored
+#: times (DESIGN.md, "Time is the observer's"), so the two differ by the delivery latency.
+STATE_TIMES = ("started_at", "ended_at", "last_timestamp")
+TASK_TIMES = ("requested_at", "sent_at", "acked_at", "last_activity_at", "finished_at")
+
+
 def comparable(st: ConversationState) -> dict[str, Any]:
-    """State without ledger positions (the live fold does not know JetStream sequences)."""
+    """State without ledger positions (the live fold does not know JetStream sequences) nor observed times."""
     data: dict[str, Any] = msgspec.to_builtins(st)
     data.pop("last_position", None)
+    for k in STATE_TIMES:
+        data.pop(k, None)
     for t in data["tasks"].values():
         t.pop("last_position", None)
-        for d in t["decisions"]:
+        for k in TASK_TIMES:
+            t.pop(k, None)
+        for d in [*t["decisions"], *t["late"], *([t["answered"]] if t["answered"] else [])]:
             d.pop("position", None)
+            d.pop("timestamp", None)
     return data
 
 

@@ -130,7 +130,8 @@ def _one_shot_fetch(nc: Any, nms: str, deliver: str, queue: Any, take: Any, next
     async def fetch(batch: int = 1, timeout: float | None = 5, heartbeat: float | None = None) -> list[Any]:
         """One pull request per fetch, answered in full before the next is sent: it waits at the server
         until a message is there (expiring a margin before `timeout`), then hands over what is there
-        up to `batch` and ends with a 404, so the fetch returns as soon as its messages arrived."""
+        up to `batch` and ends with a 404, so the fetch returns as soon as its messages arrived.
+        `timeout=None` waits 5 s: a request that never expires would outlive its fetch."""
         if batch < 1:
             raise ValueError("nats: invalid batch size")
         if timeout is not None and timeout <= 0:

@@ -4,6 +4,7 @@ One server per data directory. A second process asking for the same directory re
 server (found through `server.json` in that directory) instead of starting another on the same store.
 A data directory keeps its port (the `port` file beside the store), so a server restarted after a crash
 comes back at the same URL and the clients that were connected to it reconnect by themselves.
+It keeps its durability setting the same way (the `sync_interval` file): `always` unless chosen otherwise.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledgerbus.errors import ServerError
+from ledgerbus.errors import ConfigError, ServerError
 
 DEFAULT_DATA_DIR = ".ledgerbus"
 
@@ -129,6 +131,31 @@ def port_taken(host: str, port: int) -> bool:
     return False
 
 
+#: The durable default: JetStream fsyncs every append before it acknowledges it.
+SYNC_ALWAYS = "always"
+
+# A Go duration as nats-server reads one: 2m, 30s, 1h30m, 500ms.
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
+
+
+def check_sync_interval(value: str) -> str:
+    """`value` as the embedded server's `sync_interval` (`always`, or a positive duration such as 2m);
+    ConfigError (one line) for anything nats-server would refuse or read as 0."""
+    text = value.strip().lower()
+    if text == SYNC_ALWAYS:
+        return SYNC_ALWAYS
+    if not _DURATION.fullmatch(text) or not any(ch in "123456789" for ch in text):
+        raise ConfigError(f"--sync-interval must be 'always' or a positive duration such as 2m, 30s or 1h30m, "
+                          f"not {value!r}")
+    return text
+
+
+def configured_sync_interval(conf_text: str) -> str | None:
+    """The `sync_interval` a rendered nats-server.conf starts the server with."""
+    found = re.search(r"^\s*sync_interval:\s*(\S+)\s*$", conf_text, re.M)
+    return found.group(1) if found else None
+
+
 @dataclass
 class ServerConfig:
     """What the embedded server is started with. `sync_interval` is the durability knob (README, Guarantees)."""
@@ -227,10 +254,29 @@ class EmbeddedServer:
             return None
         return port if 0 < port < 65536 else None
 
+    @property
+    def sync_file(self) -> Path:
+        return self.config.data_dir / "sync_interval"
+
+    def saved_sync_interval(self) -> str | None:
+        """The sync_interval this data directory's server was last started with (`up --sync-interval`)."""
+        try:
+            return check_sync_interval(self.sync_file.read_text().strip())
+        except (OSError, ConfigError):
+            return None
+
+    def running_sync_interval(self) -> str | None:
+        """The sync_interval in the config the server serving this directory was started with."""
+        try:
+            return configured_sync_interval((self.config.data_dir / "nats-server.conf").read_text())
+        except OSError:
+            return None
+
     def start(self, timeout: float = 10.0) -> "EmbeddedServer":
         state = self.running()
         if state is not None:
             self.port, self.pid, self.owned = int(state["port"]), int(state["pid"]), False  # type: ignore[call-overload]
+            self.config.sync_interval = self.running_sync_interval() or self.config.sync_interval
             return self
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         saved = self.saved_port()
@@ -252,6 +298,7 @@ class EmbeddedServer:
                     if attempt == 2:
                         raise
         self.port_file.write_text(f"{port}\n")
+        self.sync_file.write_text(f"{self.config.sync_interval}\n")
         self.state_file.write_text(json.dumps({"pid": self.pid, "port": port, "host": self.config.host}))
         return self
 

@@ -20,6 +20,11 @@ def up(
     port: int = typer.Option(0, "--port", "-p", min=0, max=65535,
                              help="port to listen on (0: the one the data directory kept, else a free one)"),
     prefix: str = PrefixOption,
+    sync_interval: str = typer.Option(
+        None, "--sync-interval", metavar="always|DURATION",
+        help="when JetStream fsyncs: 'always' (the default: before every ack; survives kill -9 and power "
+             "loss) or a duration such as 2m (faster; an OS crash or power loss can lose up to that much "
+             "acknowledged ledger). Kept for the data directory, like the port"),
     as_json: bool = JsonOption,
 ) -> None:
     """Start the embedded nats-server for a data directory (or find the one already running), create the
@@ -35,20 +40,28 @@ def up(
       ledgerbus up
 
       ledgerbus up --data-dir /var/lib/ledgerbus --port 4222 --json
+
+      ledgerbus up --sync-interval 2m
     """
-    run(_up(data_dir, port, prefix, as_json))
+    run(_up(data_dir, port, prefix, sync_interval, as_json))
 
 
-async def _up(data_dir: Path, port: int, prefix: str | None, as_json: bool) -> None:
+async def _up(data_dir: Path, port: int, prefix: str | None, sync_interval: str | None, as_json: bool) -> None:
     import asyncio
 
     from ledgerbus.bus.connection import Bus
-    from ledgerbus.bus.server import EmbeddedServer
+    from ledgerbus.bus.server import SYNC_ALWAYS, EmbeddedServer, check_sync_interval
     from ledgerbus.cli import supervisor
-    from ledgerbus.errors import ServerError
+    from ledgerbus.errors import ConfigError, ServerError
 
+    asked = check_sync_interval(sync_interval) if sync_interval is not None else None
     server = EmbeddedServer.for_dir(data_dir, port=port)
+    server.config.sync_interval = asked or server.saved_sync_interval() or SYNC_ALWAYS
     await asyncio.to_thread(server.start)
+    sync = server.config.sync_interval
+    if asked is not None and asked != sync:
+        raise ConfigError(f"the nats-server of {data_dir} already runs with --sync-interval {sync}; "
+                          f"stop it with `ledgerbus down`, then `ledgerbus up --sync-interval {asked}`")
     bus = await Bus.connect(server.url, prefix=prefix, name="ledgerbus-up")  # creates the LEDGER stream
     stream, effective_prefix = bus.subjects.stream, bus.subjects.prefix
     await bus.close()
@@ -60,18 +73,26 @@ async def _up(data_dir: Path, port: int, prefix: str | None, as_json: bool) -> N
     recorder = {"pid": supervisor.recording_pid(rec), "supervisorPid": rec["pid"], "ledger": str(ledger),
                 "started": rec_started}
     out = {"url": server.url, "pid": server.pid, "dataDir": str(data_dir), "started": server.owned, "stream": stream,
-           "recorder": recorder}
+           "syncInterval": sync, "recorder": recorder}
     if as_json:
         print(json.dumps(out))
         return
     verb = "started" if server.owned else "already running:"
-    console.print(f"{verb} nats-server pid {server.pid} at [bold]{server.url}[/] (store {data_dir}, ledger {stream})",
-                  highlight=False)
+    console.print(f"{verb} nats-server pid {server.pid} at [bold]{server.url}[/] (store {data_dir}, ledger {stream}, "
+                  f"{_durability(sync)})", highlight=False)
     verb = "started" if rec_started else "already running:"
     console.print(f"{verb} recorder pid {recorder['pid']} mirroring into [bold]{ledger}[/] "
                   f"(supervised by pid {rec['pid']}, restarted if it dies)", highlight=False)
     console.print(f"use it from elsewhere with [bold]LEDGERBUS_NATS_URL={server.url}[/]; stop it with "
                   "[bold]ledgerbus down[/]", highlight=False)
+
+
+def _durability(sync: str | None) -> str:
+    if sync is None:
+        return "sync interval unknown"
+    if sync == "always":
+        return "fsync before every ack"
+    return f"[yellow]fsync every {sync}[/]: an OS crash or power loss can lose up to {sync} of acknowledged envelopes"
 
 
 def down(data_dir: Path = DataDirOption, as_json: bool = JsonOption) -> None:
@@ -144,7 +165,8 @@ async def _status(url: str | None, prefix: str | None, data_dir: Path, ledger: P
     st = info.state
     out: dict[str, Any] = {
         "url": server_url,
-        "embedded": {"pid": embedded.get("pid"), "dataDir": str(data_dir)} if embedded else None,
+        "embedded": {"pid": embedded.get("pid"), "dataDir": str(data_dir),
+                     "syncInterval": EmbeddedServer.for_dir(data_dir).running_sync_interval()} if embedded else None,
         "stream": {"name": info.config.name, "messages": st.messages, "bytes": st.bytes,
                    "firstSeq": st.first_seq, "lastSeq": st.last_seq, "consumers": st.consumer_count},
         "consumers": [{"name": c.name, "pending": c.num_pending or 0, "ackPending": c.num_ack_pending or 0,
@@ -159,7 +181,8 @@ async def _status(url: str | None, prefix: str | None, data_dir: Path, ledger: P
         emit(fmt, out)
         return
     s = out["stream"]
-    where = f" (embedded, pid {embedded.get('pid')}, store {data_dir})" if embedded else ""
+    where = (f" (embedded, pid {embedded.get('pid')}, store {data_dir}, "
+             f"{_durability(out['embedded']['syncInterval'])})" if embedded else "")
     console.print(f"server [bold]{server_url}[/]{where}   ledger [bold]{s['name']}[/]: {s['messages']} messages, "
                   f"{_size(s['bytes'])}, positions {s['firstSeq']}–{s['lastSeq']}", highlight=False)
     m = out["mirror"]

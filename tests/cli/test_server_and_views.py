@@ -31,7 +31,7 @@ def test_up_status_down(cli, tmp_path):
         assert st.exit_code == 0, st.output
         status = json.loads(st.stdout)
         assert status["stream"]["name"] == "LEDGER" and status["stream"]["messages"] == 0
-        assert status["embedded"] == {"pid": info["pid"], "dataDir": d}
+        assert status["embedded"] == {"pid": info["pid"], "dataDir": d, "syncInterval": "always"}
         human = cli("status", "--data-dir", d, server=False)
         assert "LEDGER" in human.stdout and "consumers" in human.stdout
     finally:

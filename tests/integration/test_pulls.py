@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import nats.errors
@@ -111,3 +112,40 @@ async def test_a_cancelled_wait_leaves_nothing_behind_and_the_next_fetch_works(b
     while not got:  # the fetch cancelled above may have left a pull request the server answers first
         got = [m.data for m in await sub.fetch(1, timeout=5)]  # type: ignore[attr-defined]
     assert got == [b"after"]
+
+
+async def _requests_waiting(bus: Bus, stream: str, consumer: str, n: int) -> None:
+    async with asyncio.timeout(5):  # until the server holds n pull requests for the consumer
+        while (await bus.js.consumer_info(stream, consumer)).num_waiting != n:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_request_handed_over_by_a_pull_that_outlived_its_fetch_is_not_held_back(bus: Bus) -> None:
+    # A pull request left at the server by an earlier fetch (one that gave up before its 408 came, as
+    # nats-py's often does after an idle agent's fetch times out) takes the next message before the
+    # current fetch's own request does, with no end-of-batch status after it. The fetch that receives
+    # it must hand it over at once, not wait out its timeout for a batch that is never coming.
+    await _stream_with(bus, "outlived", 0)
+    sub = await _pull(bus, "outlived")
+    left_over = {"batch": 1, "expires": 20_000_000_000}
+    await bus.nc.publish(sub._nms, json.dumps(left_over).encode(), sub._deliver)  # type: ignore[attr-defined]
+    await _requests_waiting(bus, "OUTLIVED", "outlived-reader", 1)
+    fetch = asyncio.create_task(sub.fetch(16, timeout=10))  # type: ignore[attr-defined]
+    await _requests_waiting(bus, "OUTLIVED", "outlived-reader", 2)
+    t0 = time.monotonic()
+    await bus.js.publish("outlived.x", b"now")
+    msgs = await asyncio.wait_for(fetch, 15)
+    assert [m.data for m in msgs] == [b"now"]
+    assert time.monotonic() - t0 < 2  # before: the whole 10 s fetch timeout
+
+
+async def test_an_idle_fetch_ends_on_its_own_pull_expiring_and_leaves_none_behind(bus: Bus) -> None:
+    await _stream_with(bus, "idlepull", 0)
+    sub = await _pull(bus, "idlepull")
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(16, timeout=0.5)  # type: ignore[attr-defined]
+    # The server's 408 ended that fetch (it expires before the fetch gives up): nothing is left to
+    # answer the next fetch in its place, and no request is left waiting at the server.
+    inner = sub._sub  # type: ignore[attr-defined]
+    assert inner._pending_queue.qsize() == 0
+    assert (await bus.js.consumer_info("IDLEPULL", "idlepull-reader")).num_waiting == 0

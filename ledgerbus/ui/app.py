@@ -1,0 +1,110 @@
+"""The ASGI app: server-rendered pages over a SQLite ledger, kept live with server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ledgerbus.errors import ConfigError
+from ledgerbus.eventstore.timetravel import parse_point
+from ledgerbus.ui import conversation_page, list_page
+from ledgerbus.ui.html import e, layout
+from ledgerbus.ui.index import LedgerIndex
+from ledgerbus.ui.summary import Filters, matches
+
+STATIC = Path(__file__).parent / "static"
+#: How often the live stream looks for new events in the file the recorder writes.
+POLL_S = 0.25
+
+
+def _time(text: str) -> int | None:
+    if not text:
+        return None
+    point = parse_point(text)
+    return point.time_ms
+
+
+def filters_of(q: dict[str, str]) -> Filters:
+    return Filters(status=q.get("status", ""), capability=q.get("capability", ""), agent=q.get("agent", ""),
+                   error_code=q.get("code", ""), since_ms=_time(q.get("since", "")),
+                   until_ms=_time(q.get("until", "")), prefix=q.get("q", "").strip())
+
+
+def _bad(message: str) -> HTMLResponse:
+    return HTMLResponse(layout("Bad request", f'<h1>Bad request</h1><p class="err">{e(message)}</p>'), 400)
+
+
+def create_app(ledger: Path) -> Starlette:
+    index = LedgerIndex(ledger)
+
+    async def conversations(request: Request) -> Response:
+        raw = dict(request.query_params)
+        try:
+            f = filters_of(raw)
+            before = int(raw["before"]) if raw.get("before") else None
+        except (ConfigError, ValueError) as exc:
+            return _bad(str(exc))
+        last = await asyncio.to_thread(index.last_position)
+        page = await asyncio.to_thread(index.page, f, before=before)
+        return HTMLResponse(list_page.render(page, f, raw, live_after=last, first=before is None))
+
+    async def conversation(request: Request) -> Response:
+        cid = request.path_params["cid"]
+        events = await asyncio.to_thread(index.events, cid)
+        if not events:
+            return HTMLResponse(layout("Not found", f"<h1>No conversation {e(cid)}</h1><p><a href='/'>all conversations</a></p>"), 404)
+        try:
+            at = int(request.query_params["at"]) if request.query_params.get("at") else None
+            diff = int(request.query_params["diff"]) if request.query_params.get("diff") else None
+        except ValueError:
+            return _bad("at and diff are ledger positions (whole numbers)")
+        html = await asyncio.to_thread(conversation_page.render, cid, events, at, diff)
+        return HTMLResponse(html)
+
+    async def live(request: Request) -> Response:
+        raw = dict(request.query_params)
+        try:
+            f = filters_of(raw)
+            after = int(raw.get("after", "0"))
+        except (ConfigError, ValueError) as exc:
+            return Response(str(exc), 400)
+
+        async def stream() -> AsyncIterator[str]:
+            nonlocal after
+            yield "retry: 1000\n\n"
+            while not await request.is_disconnected():
+                last = await asyncio.to_thread(index.last_position)
+                if last > after:
+                    for cid in await asyncio.to_thread(index.changed_since, after):
+                        s = await asyncio.to_thread(index.summary, cid)
+                        if s is not None and matches(s, f):
+                            data = json.dumps({"id": cid, "html": list_page.row(s)})
+                            yield f"event: conversation\ndata: {data}\n\n"
+                    after = last
+                    yield f"event: position\ndata: {after}\n\n"
+                await asyncio.sleep(POLL_S)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        index.close()
+
+    app = Starlette(routes=[
+        Route("/", conversations),
+        Route("/conversations/{cid}", conversation),
+        Route("/live", live),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ], lifespan=lifespan)
+    return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from starlette.staticfiles import StaticFiles
 
 from ledgerbus.errors import ConfigError
 from ledgerbus.eventstore.timetravel import parse_point
-from ledgerbus.ui import conversation_page, list_page
+from ledgerbus.orchestrator.policy import TaskPolicy
+from ledgerbus.orchestrator.stalls import find_stalls
+from ledgerbus.ui import conversation_page, list_page, other_pages
 from ledgerbus.ui.html import e, layout
 from ledgerbus.ui.index import LedgerIndex
 from ledgerbus.ui.summary import Filters, matches
@@ -24,6 +27,8 @@ from ledgerbus.ui.summary import Filters, matches
 STATIC = Path(__file__).parent / "static"
 #: How often the live stream looks for new events in the file the recorder writes.
 POLL_S = 0.25
+#: The failure-policy defaults (DESIGN.md), as `ledgerbus stalls` applies them without options.
+DEFAULT_POLICY = TaskPolicy()
 
 
 def _time(text: str) -> int | None:
@@ -101,10 +106,26 @@ def create_app(ledger: Path) -> Starlette:
         yield
         index.close()
 
+    async def agents_page(request: Request) -> Response:
+        return HTMLResponse(other_pages.agents(await asyncio.to_thread(index.agents)))
+
+    async def stalls_page(request: Request) -> Response:
+        def gather() -> str:
+            now = find_stalls(index.running(), int(time.time() * 1000), lambda capability, agent: DEFAULT_POLICY)
+            return other_pages.stalls(now, index.recent_verdicts(), index.rejects())
+
+        return HTMLResponse(await asyncio.to_thread(gather))
+
+    async def integrity_page(request: Request) -> Response:
+        return HTMLResponse(other_pages.integrity(await asyncio.to_thread(index.verify)))
+
     app = Starlette(routes=[
         Route("/", conversations),
         Route("/conversations/{cid}", conversation),
         Route("/live", live),
+        Route("/agents", agents_page),
+        Route("/stalls", stalls_page),
+        Route("/integrity", integrity_page),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ], lifespan=lifespan)
     return app

@@ -51,7 +51,7 @@ def pretty(value: Any) -> str:
 
 
 def layout(title: str, body: str, *, nav: str = "") -> str:
-    links = [("/", "Conversations", "conversations"), ("/stalls", "Stalls & dead letters", "stalls"),
+    links = [("/", "Conversations", "conversations"), ("/agents", "Agents", "agents"), ("/stalls", "Stalls & dead letters", "stalls"),
              ("/integrity", "Integrity", "integrity")]
     current = ' aria-current="page"'
     menu = "".join(f'<a href="{href}"{current if key == nav else ""}>{label}</a>' for href, label, key in links)

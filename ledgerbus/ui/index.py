@@ -12,8 +12,9 @@ import threading
 from pathlib import Path
 
 from ledgerbus.errors import StoreError
-from ledgerbus.eventstore.base import EventFilter, StoredEvent
-from ledgerbus.eventstore.fold import fold
+from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
+from ledgerbus.eventstore.integrity import VerifyReport
+from ledgerbus.eventstore.fold import ConversationState, fold
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.ui.summary import Filters, Summary, matches, summarize
 
@@ -104,3 +105,37 @@ class LedgerIndex:
 
     def events(self, conversation_id: str) -> list[StoredEvent]:
         return list(self.store.read(EventFilter(conversation_ids=(conversation_id,))))
+
+    def recent_verdicts(self, limit: int = 200) -> list[tuple[int, str, str, str, str, int]]:
+        """The newest orchestrator verdicts and dead letters: (position, conversation, task, agent, code, attempt)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT position, conversation_id, task_id, recipient, json_extract(error, '$.code'), attempt"
+                " FROM envelopes WHERE action = 'ERROR' ORDER BY position DESC LIMIT ?", (limit * 5,)).fetchall()
+        keep = {"NO_RECEIPT", "STALLED", "TIMED_OUT", "DEADLINE_EXCEEDED", "DEAD_LETTER", "BREAKER_OPEN"}
+        return [tuple(r) for r in rows if r[4] in keep][:limit]  # type: ignore[misc]
+
+    def running(self, limit: int = 500) -> list[ConversationState]:
+        """Folded states of the newest conversations still RUNNING (where a stall can be happening now)."""
+        page = self.page(Filters(status="RUNNING"), size=limit)
+        return [fold(self.store.envelopes(s.conversation_id), s.conversation_id) for s in page.rows]
+
+    def agents(self) -> list[tuple[str, int, int, int, int]]:
+        """Per agent: (name, requests asked of it, acks, responses, errors) — every agent that took part."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT recipient, SUM(action = 'REQUEST'), 0, 0, 0 FROM events GROUP BY recipient UNION ALL "
+                "SELECT sender, 0, SUM(action = 'ACK'), SUM(action = 'RESPONSE'), SUM(action = 'ERROR') FROM events"
+                " GROUP BY sender").fetchall()
+        out: dict[str, list[int]] = {}
+        for name, req, ack, resp, err in rows:
+            acc = out.setdefault(name, [0, 0, 0, 0])
+            for i, v in enumerate((req, ack, resp, err)):
+                acc[i] += int(v or 0)
+        return [(n, *v) for n, v in sorted(out.items())]  # type: ignore[misc]
+
+    def rejects(self) -> list[Rejected]:
+        return self.store.rejects()
+
+    def verify(self) -> VerifyReport:
+        return self.store.verify()

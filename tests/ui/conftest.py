@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -42,13 +43,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def ui_url(runs: Runs) -> Iterator[str]:
-    """`ledgerbus ui LEDGER` as a user starts it, in its own process, on the file the recorder goes on writing."""
+@contextlib.contextmanager
+def serve_ui(ledger: Path) -> Iterator[str]:
+    """`ledgerbus ui LEDGER` as a user starts it, in its own process; yields its base URL."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERBUS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "ui", str(runs.world.ledger_path),
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "ui", str(ledger), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # printed once the app is built; then wait for the port
@@ -65,6 +66,13 @@ def ui_url(runs: Runs) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def ui_url(runs: Runs) -> Iterator[str]:
+    """The UI on the file the recorder goes on writing."""
+    with serve_ui(runs.world.ledger_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from ledgerbus.errors import ConfigError
 from ledgerbus.eventstore.timetravel import parse_point
 from ledgerbus.orchestrator.policy import TaskPolicy
 from ledgerbus.orchestrator.stalls import find_stalls
-from ledgerbus.ui import conversation_page, list_page, other_pages
+from ledgerbus.ui import actions, conversation_page, list_page, other_pages
 from ledgerbus.ui.html import e, layout
 from ledgerbus.ui.index import LedgerIndex
 from ledgerbus.ui.summary import Filters, matches
@@ -48,7 +49,8 @@ def _bad(message: str) -> HTMLResponse:
     return HTMLResponse(layout("Bad request", f'<h1>Bad request</h1><p class="err">{e(message)}</p>'), 400)
 
 
-def create_app(ledger: Path) -> Starlette:
+def create_app(ledger: Path, *, token: str | None = None) -> Starlette:
+    """The app over `ledger`. `token`: actions are on, and each request for one must carry it."""
     index = LedgerIndex(ledger)
 
     async def conversations(request: Request) -> Response:
@@ -72,7 +74,7 @@ def create_app(ledger: Path) -> Starlette:
             diff = int(request.query_params["diff"]) if request.query_params.get("diff") else None
         except ValueError:
             return _bad("at and diff are ledger positions (whole numbers)")
-        html = await asyncio.to_thread(conversation_page.render, cid, events, at, diff)
+        html = await asyncio.to_thread(conversation_page.render, cid, events, at, diff, token is not None)
         return HTMLResponse(html)
 
     async def live(request: Request) -> Response:
@@ -119,10 +121,25 @@ def create_app(ledger: Path) -> Starlette:
     async def integrity_page(request: Request) -> Response:
         return HTMLResponse(other_pages.integrity(await asyncio.to_thread(index.verify)))
 
+    async def export_action(request: Request) -> Response:
+        if token is None:
+            return Response("actions are off: start the UI with --actions\n", 404, media_type="text/plain")
+        # A urlencoded form, parsed here: Starlette's form parser would add python-multipart for one field.
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        given = request.headers.get("x-ledgerbus-token") or (form.get("token") or [""])[0]
+        if not actions.allowed(token, given):
+            return Response("refused: this action needs the token `ledgerbus ui --actions` printed\n", 403,
+                            media_type="text/plain")
+        cid = request.path_params["cid"]
+        data = await asyncio.to_thread(actions.export_jsonl, index.store, cid)
+        return Response(data, media_type="application/x-ndjson",
+                        headers={"Content-Disposition": f'attachment; filename="{cid}.jsonl"'})
+
     app = Starlette(routes=[
         Route("/", conversations),
         Route("/conversations/{cid}", conversation),
         Route("/live", live),
+        Route("/conversations/{cid}/export", export_action, methods=["POST"]),
         Route("/agents", agents_page),
         Route("/stalls", stalls_page),
         Route("/integrity", integrity_page),

@@ -144,7 +144,8 @@ def _diff(changes: Sequence[Change], a: int, b: int) -> str:
             f'<th>before</th><th>after</th></tr></thead><tbody>{items}</tbody></table>')
 
 
-def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: int | None) -> str:
+def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: int | None,
+           actions: bool = False) -> str:
     positions = [ev.position for ev in events]
     last = positions[-1]
     at = last if at is None else at
@@ -173,12 +174,18 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
 <h1>Conversation {badge(st.status.value)}<span class="sr">{e(cid)}</span></h1>
 <p id="state" data-status="{e(st.status.value)}" data-at="{at}">{e(st.capability or "")} · started {when(st.started_at)} ·
 {duration(st.duration_ms)} · {st.events} events · {len(st.subtasks)} steps{when_at}</p>{err}{result}
-{travel}{diff}
+{travel}{_actions(cid) if actions else ""}{diff}
 <section><h2>Plan</h2><p class="hint">Stages read off the ledger: a step is drawn after every step that finished before it was asked.</p>{plan_graph(st)}</section>
 <section><h2>Waterfall</h2>{waterfall(st)}</section>
 <section><h2>Timeline</h2><p class="hint"><span class="mark m-stall">stall</span> the orchestrator gave up on an attempt · <span class="mark m-backoff">backoff</span> a retry waits · <span class="mark m-gap">gap</span> over {GAP_MS} ms of silence · greyed: after the chosen position</p>
 {timeline(events, at, cid)}</section>"""
     return layout(f"Conversation {cid}", body)
+
+
+def _actions(cid: str) -> str:
+    return (f'<form class="actions" method="post" action="/conversations/{e(cid)}/export">'
+            '<label>action token<input type="password" name="token" autocomplete="off" required></label>'
+            '<button type="submit">Export JSONL</button><span class="hint">the token `ledgerbus ui --actions` printed</span></form>')
 
 
 def link(cid: str, **q: object) -> str:

@@ -44,15 +44,20 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_ui(ledger: Path) -> Iterator[str]:
-    """`ledgerbus ui LEDGER` as a user starts it, in its own process; yields its base URL."""
+def serve_ui(ledger: Path, *extra: str, printed: list[str] | None = None) -> Iterator[str]:
+    """`ledgerbus ui LEDGER` as a user starts it, in its own process; yields its base URL. The lines it
+    prints before its address go to `printed`."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERBUS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "ui", str(ledger), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "ui", str(ledger), "--port", str(port), *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # printed once the app is built; then wait for the port
+        line = proc.stdout.readline()
+        while line.startswith("actions on"):
+            if printed is not None:
+                printed.append(line)
+            line = proc.stdout.readline()  # printed once the app is built; then wait for the port
         assert re.search(rf"http://127\.0\.0\.1:{port}/", line), (line, proc.stderr.read() if proc.poll() is not None else "")
         deadline = time.monotonic() + 15
         while True:

@@ -128,10 +128,12 @@ def waterfall(st: ConversationState) -> str:
         a = (t.requested_at or t0) - t0
         b = (t.finished_at or t.last_activity_at or end) - t0
         left, width = 100 * a / span, max(100 * (b - a) / span, 0.5)
+        # The root's bar is the conversation's: its status, not the root task's (DONE even when DEGRADED).
+        label = st.status.value if t.task_id == st.root_task_id else "FALLBACK" if t.fallback else t.status.value
         bars.append(f'<li><span class="wf-label">{e(_step(st.conversation_id, t.task_id))} · {e(t.agent)}</span>'
-                    f'<span class="wf-track"><span class="wf-bar s-{"fallback" if t.fallback else e(t.status.value.lower())}" style="left:{left:.2f}%;'
-                    f'width:{width:.2f}%" title="{e(t.status.value)} {duration(b - a)}"></span></span>'
-                    f'<span class="wf-dur">{duration(b - a)} {"FALLBACK" if t.fallback else e(t.status.value)}</span></li>')
+                    f'<span class="wf-track"><span class="wf-bar s-{e(label.lower())}" style="left:{left:.2f}%;'
+                    f'width:{width:.2f}%" title="{e(label)} {duration(b - a)}"></span></span>'
+                    f'<span class="wf-dur">{duration(b - a)} {e(label)}</span></li>')
     return f'<ul class="waterfall" aria-label="span waterfall">{"".join(bars)}</ul>'
 
 

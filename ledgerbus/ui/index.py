@@ -107,10 +107,10 @@ class LedgerIndex:
         return list(self.store.read(EventFilter(conversation_ids=(conversation_id,))))
 
     def recent_verdicts(self, limit: int = 200) -> list[tuple[int, str, str, str, str, int]]:
-        """The newest orchestrator verdicts and dead letters: (position, conversation, task, agent, code, attempt)."""
+        """The newest verdicts on attempts and dead letters: (position, conversation, task, from → to, code, attempt)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT position, conversation_id, task_id, recipient, json_extract(error, '$.code'), attempt"
+                "SELECT position, conversation_id, task_id, sender || ' → ' || recipient, json_extract(error, '$.code'), attempt"
                 " FROM envelopes WHERE action = 'ERROR' ORDER BY position DESC LIMIT ?", (limit * 5,)).fetchall()
         keep = {"NO_RECEIPT", "STALLED", "TIMED_OUT", "DEADLINE_EXCEEDED", "DEAD_LETTER", "BREAKER_OPEN"}
         return [tuple(r) for r in rows if r[4] in keep][:limit]  # type: ignore[misc]

@@ -42,7 +42,7 @@ def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, i
         f'<td><span class="code">{e(code)}</span> {e(in_words(code))}</td><td class="num">{attempt}</td></tr>'
         for pos, cid, tid, agent, code, attempt in past)
     hist_t = (f'<div class="scroll"><table class="verdicts"><thead><tr><th>pos</th><th>conversation</th><th>step</th>'
-              f'<th>to</th><th>code</th><th>attempt</th></tr></thead><tbody>{hist}</tbody></table></div>'
+              f'<th>from → to</th><th>code</th><th>attempt</th></tr></thead><tbody>{hist}</tbody></table></div>'
               if past else '<p class="empty">None recorded.</p>')
     rej = "".join(f'<tr><td class="num">{r.position}</td><td><code>{e(r.subject)}</code></td><td>{e(r.code)}</td>'
                   f'<td>{e(r.reason)}</td></tr>' for r in rejects[-200:])
@@ -50,7 +50,7 @@ def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, i
              f'<tbody>{rej}</tbody></table></div>' if rejects else '<p class="empty">None.</p>')
     return layout("Stalls & dead letters", f"""<h1>Stalls &amp; dead letters</h1>
 <h2>Stalled now</h2><p class="hint">Running tasks past the default receipt, stall or timeout windows, as `ledgerbus stalls` computes them.</p>{live_t}
-<h2>Recorded verdicts</h2><p class="hint">The newest stalls, timeouts, missing receipts, open breakers and dead letters the orchestrator wrote into the ledger.</p>{hist_t}
+<h2>Recorded verdicts</h2><p class="hint">The newest stalls, timeouts, missing receipts, open breakers and dead letters in the ledger: the orchestrator's verdicts, and the agents' own.</p>{hist_t}
 <h2>Rejected messages</h2><p class="hint">Ledger messages that were not valid envelopes: kept, never dropped.</p>{rej_t}""", nav="stalls")
 
 

@@ -49,6 +49,7 @@ def test_degraded_conversation_marks_the_failed_step_and_the_stall(page: Any, ui
                                                                    shots: Path) -> None:
     cid = runs.degraded.conversation_id
     page.goto(f"{ui_url}/conversations/{cid}")
+    page.screenshot(path=str(shots / "conversation-degraded-top.png"))  # what a 1280×800 window shows first
     assert page.locator("#state").get_attribute("data-status") == "DEGRADED"
     shaky = page.locator('article.task[data-task="shaky"]')
     assert shaky.get_attribute("data-status") == "FALLBACK"
@@ -106,3 +107,18 @@ def test_a_new_conversation_appears_live_within_two_seconds(page: Any, ui_url: s
 def test_unknown_conversation_is_a_clear_404(page: Any, ui_url: str) -> None:
     resp = page.goto(ui_url + "/conversations/nope")
     assert resp.status == 404 and "No conversation nope" in page.inner_text("h1")
+
+
+def test_narrow_window_keeps_the_page_usable(browser: Any, ui_url: str, runs: Runs, shots: Path) -> None:
+    ctx = browser.new_context(viewport={"width": 420, "height": 800})
+    try:
+        page = ctx.new_page()
+        page.goto(f"{ui_url}/conversations/{runs.degraded.conversation_id}")
+        # Wide tables scroll in their own box; the page itself does not scroll sideways.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 420
+        assert page.locator('article.task[data-task="shaky"]').is_visible()
+        page.screenshot(path=str(shots / "conversation-narrow.png"))
+        page.goto(ui_url + "/")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    finally:
+        ctx.close()

@@ -71,7 +71,7 @@ class World:
     async def _start(self) -> None:
         self.bus = await Bus.connect(self.server.url, name="ui-test")
         self.store = SQLiteEventStore(self.ledger_path)
-        self.recorder = Recorder(self.bus, self.store, fetch_timeout=0.1)
+        self.recorder = Recorder(self.bus, self.store)
         await self.recorder.start()
         reg = CapabilityRegistry()
         self._hang = asyncio.Event()

@@ -17,12 +17,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ledgerbus.errors import ConfigError
+from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.eventstore.timetravel import parse_point
 from ledgerbus.orchestrator.policy import TaskPolicy
 from ledgerbus.orchestrator.stalls import find_stalls
 from ledgerbus.ui import actions, conversation_page, list_page, other_pages
 from ledgerbus.ui.html import e, layout
 from ledgerbus.ui.index import LedgerIndex
+from ledgerbus.ui.mirror import LiveMirror
 from ledgerbus.ui.summary import Filters, matches
 
 STATIC = Path(__file__).parent / "static"
@@ -49,8 +51,11 @@ def _bad(message: str) -> HTMLResponse:
     return HTMLResponse(layout("Bad request", f'<h1>Bad request</h1><p class="err">{e(message)}</p>'), 400)
 
 
-def create_app(ledger: Path, *, token: str | None = None) -> Starlette:
-    """The app over `ledger`. `token`: actions are on, and each request for one must carry it."""
+def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | None = None) -> Starlette:
+    """The app over `ledger`. `token`: actions are on, and each request for one must carry it. `mirror`:
+    the file is the live stream's mirror, which runs while the app does."""
+    if mirror is not None:
+        SQLiteEventStore(ledger).close()  # the schema, so that the read-only index can open the new file
     index = LedgerIndex(ledger)
 
     async def conversations(request: Request) -> Response:
@@ -105,8 +110,14 @@ def create_app(ledger: Path, *, token: str | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        index.close()
+        if mirror is not None:
+            await mirror.start()
+        try:
+            yield
+        finally:
+            if mirror is not None:
+                await mirror.stop()
+            index.close()
 
     async def agents_page(request: Request) -> Response:
         return HTMLResponse(other_pages.agents(await asyncio.to_thread(index.agents)))

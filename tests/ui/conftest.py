@@ -44,12 +44,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_ui(ledger: Path, *extra: str, printed: list[str] | None = None) -> Iterator[str]:
+def serve_ui(ledger: Path | None, *extra: str, printed: list[str] | None = None) -> Iterator[str]:
     """`ledgerbus ui LEDGER` as a user starts it, in its own process; yields its base URL. The lines it
     prints before its address go to `printed`."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERBUS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "ui", str(ledger), "--port", str(port), *extra],
+    where = [str(ledger)] if ledger is not None else []
+    proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "ui", *where, "--port", str(port), *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -1,0 +1,44 @@
+"""Issue 21: `ledgerbus ui --url` follows the live stream (through the recorder, into a private mirror)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from conftest import Runs, serve_ui
+
+
+def _ui_consumers(runs: Runs) -> list[str]:
+    async def go() -> list[str]:
+        infos = await runs.world.bus.js.consumers_info(runs.world.bus.subjects.stream)
+        return [i.name for i in infos if i.name.startswith("ui-")]
+
+    return runs.world.call(go())
+
+
+def test_url_mode_shows_the_ledger_and_new_conversations_live(page: Any, runs: Runs) -> None:
+    with serve_ui(None, "--url", runs.world.server.url) as url:
+        page.goto(url + "/")
+        # What was there before the UI started, mirrored from the stream's start.
+        page.wait_for_selector(f'tr[data-id="{runs.degraded.conversation_id}"][data-status="DEGRADED"]')
+        page.wait_for_selector('body[data-live="open"]')
+        before = page.locator("#conv-rows tr").count()
+        started = time.monotonic()
+        future = runs.world.start_run("test.ok", {"topic": "live over --url"})
+        page.wait_for_function(f"document.querySelectorAll('#conv-rows tr').length > {before}", timeout=2000)
+        assert time.monotonic() - started < 2.0
+        result = future.result(20)
+        page.wait_for_selector(f'tr[data-id="{result.conversation_id}"][data-status="DONE"]')
+        assert len(_ui_consumers(runs)) == 1
+    assert _ui_consumers(runs) == []  # its consumer went with it
+
+
+def test_url_mode_with_no_server_is_one_line_exit_2(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERBUS_")}
+    res = subprocess.run([sys.executable, "-m", "ledgerbus.cli.main", "ui", "--url", "nats://127.0.0.1:1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.startswith("error:") and "Traceback" not in res.stderr, res

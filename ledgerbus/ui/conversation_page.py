@@ -9,6 +9,10 @@ import msgspec
 
 from ledgerbus.eventstore.base import StoredEvent
 from ledgerbus.eventstore.fold import ConversationState, TaskState
+from opentelemetry.trace import SpanKind, StatusCode
+
+from ledgerbus.tracing import conventions as C
+from ledgerbus.tracing.rebuild import rebuild
 from ledgerbus.eventstore.timetravel import Change, Point, diff_conversations, state_at
 from ledgerbus.ui.html import badge, copyable, duration, e, layout, pretty, when
 from ledgerbus.ui.summary import in_words
@@ -116,24 +120,31 @@ def timeline(events: Sequence[StoredEvent], at: int, cid: str) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def waterfall(st: ConversationState) -> str:
-    tasks = [t for t in st.tasks.values() if t.requested_at is not None]
-    if not tasks or st.started_at is None:
-        return ""
-    t0 = st.started_at
-    end = max([st.ended_at or 0, st.last_timestamp or 0] + [t.finished_at or t.last_activity_at or 0 for t in tasks])
-    span = max(end - t0, 1)
+def waterfall(events: Sequence[StoredEvent]) -> str:
+    """The trace `ledgerbus trace show` draws, rebuilt from these envelopes: the conversation's span and one
+    process span per attempt an agent handled (the send spans are instants, left out here)."""
+    spans = [sp for sp in rebuild([ev.envelope for ev in events]) if sp.kind is not SpanKind.PRODUCER]
+    spans = [sp for sp in spans if sp.start_time is not None and sp.end_time is not None]
+    if not spans:
+        return '<p class="empty">No spans yet at this position.</p>'
+    t0 = min(sp.start_time or 0 for sp in spans)
+    span_ns = max(max(sp.end_time or 0 for sp in spans) - t0, 1)
     bars = []
-    for t in sorted(tasks, key=lambda t: t.requested_at or 0):
-        a = (t.requested_at or t0) - t0
-        b = (t.finished_at or t.last_activity_at or end) - t0
-        left, width = 100 * a / span, max(100 * (b - a) / span, 0.5)
-        # The root's bar is the conversation's: its status, not the root task's (DONE even when DEGRADED).
-        label = st.status.value if t.task_id == st.root_task_id else "FALLBACK" if t.fallback else t.status.value
-        bars.append(f'<li><span class="wf-label">{e(_step(st.conversation_id, t.task_id))} · {e(t.agent)}</span>'
-                    f'<span class="wf-track"><span class="wf-bar s-{e(label.lower())}" style="left:{left:.2f}%;'
-                    f'width:{width:.2f}%" title="{e(label)} {duration(b - a)}"></span></span>'
-                    f'<span class="wf-dur">{duration(b - a)} {e(label)}</span></li>')
+    for sp in sorted(spans, key=lambda sp: (sp.kind is not SpanKind.SERVER, sp.start_time or 0)):
+        a, b = (sp.start_time or 0) - t0, (sp.end_time or 0) - t0
+        left, width = 100 * a / span_ns, max(100 * (b - a) / span_ns, 0.5)
+        attrs = sp.attributes or {}
+        failed = sp.status.status_code is StatusCode.ERROR
+        outcome = str(attrs.get(C.LB_OUTCOME) or ("ERROR " + str(attrs.get(C.ERROR_TYPE, "")) if failed else "OK"))
+        cls = "s-failed" if failed else "s-degraded" if outcome == "DEGRADED" else "s-done"
+        who = sp.resource.attributes.get("service.name", "")
+        attempt = attrs.get(C.LB_ATTEMPT)
+        label = f"{sp.name} · {who}" + (f" · attempt {attempt}" if attempt is not None else "")
+        ms = (b - a) // 1_000_000
+        bars.append(f'<li class="{"wf-root" if sp.kind is SpanKind.SERVER else "wf-child"}"><span class="wf-label" title="{e(label)}">{e(label)}</span>'
+                    f'<span class="wf-track"><span class="wf-bar {cls}" style="left:{left:.2f}%;width:{width:.2f}%"'
+                    f' title="{e(outcome)} {duration(ms)}"></span></span>'
+                    f'<span class="wf-dur">{duration(ms)} {e(outcome.strip())}</span></li>')
     return f'<ul class="waterfall" aria-label="span waterfall">{"".join(bars)}</ul>'
 
 
@@ -178,7 +189,7 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
 {duration(st.duration_ms)} · {st.events} events · {len(st.subtasks)} steps{when_at}</p>{err}{result}
 {travel}{_actions(cid) if actions else ""}{diff}
 <section><h2>Plan</h2><p class="hint">Stages read off the ledger: a step is drawn after every step that finished before it was asked.</p>{plan_graph(st)}</section>
-<section><h2>Waterfall</h2>{waterfall(st)}</section>
+<section><h2>Waterfall</h2><p class="hint">The spans rebuilt from the ledger, as <code>ledgerbus trace show</code> draws them.</p>{waterfall([ev for ev in events if ev.position <= at])}</section>
 <section><h2>Timeline</h2><p class="hint"><span class="mark m-stall">stall</span> the orchestrator gave up on an attempt · <span class="mark m-backoff">backoff</span> a retry waits · <span class="mark m-gap">gap</span> over {GAP_MS} ms of silence · greyed: after the chosen position</p>
 {timeline(events, at, cid)}</section>"""
     return layout(f"Conversation {cid}", body)

@@ -60,6 +60,11 @@ def test_degraded_conversation_marks_the_failed_step_and_the_stall(page: Any, ui
     stall = page.locator("table.timeline tr.stall", has_text="STALLED")
     assert stall.count() == 1 and stall.locator(".m-stall").count() == 1
     assert int(stall.get_attribute("data-position")) == _position_of(runs, cid, "STALLED")
+    # The waterfall is the rebuilt trace: the conversation, and one process span per attempt the agent handled.
+    shaky_spans = page.locator("ul.waterfall li.wf-child", has_text="shaky.work")
+    assert shaky_spans.count() == 2
+    assert "UPSTREAM_DOWN" in shaky_spans.filter(has_text="attempt 2").inner_text()
+    assert "DEGRADED" in page.locator("ul.waterfall li.wf-root").inner_text()
     # Payloads and errors are there, pretty-printed, one click away.
     err_row = page.locator("table.timeline tr", has_text="UPSTREAM_DOWN").first
     err_row.locator("summary").click()

@@ -127,3 +127,35 @@ def test_narrow_window_keeps_the_page_usable(browser: Any, ui_url: str, runs: Ru
         assert page.evaluate("document.documentElement.scrollWidth") <= 420
     finally:
         ctx.close()
+
+
+def test_keyboard_only_opens_a_conversation_and_copies_its_id(browser: Any, ui_url: str, runs: Runs) -> None:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=ui_url)
+    try:
+        page = ctx.new_page()
+        page.goto(f"{ui_url}/?q={runs.done.conversation_id}")
+        link = page.locator(f'tr[data-id="{runs.done.conversation_id}"] a')
+        for _ in range(40):  # Tab through the page until the conversation's link has the focus
+            page.keyboard.press("Tab")
+            if link.evaluate("el => el === document.activeElement"):
+                break
+        page.keyboard.press("Tab")  # its copy button
+        page.keyboard.press("Enter")
+        assert page.evaluate("navigator.clipboard.readText()") == runs.done.conversation_id
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/conversations/{runs.done.conversation_id}")
+        assert page.locator("#state").get_attribute("data-status") == "DONE"
+    finally:
+        ctx.close()
+
+
+def test_time_filters_and_a_bad_time_is_a_clear_400(page: Any, ui_url: str, runs: Runs) -> None:
+    late = runs.world.store.read().__next__().envelope.timestamp + 10 * 365 * 86_400_000
+    page.goto(f"{ui_url}/?since=@{late}")
+    assert page.locator("#conv-rows tr").count() == 0 and page.locator("#empty").is_visible()
+    page.goto(f"{ui_url}/?until=@{late}&status=DONE")
+    assert runs.done.conversation_id in page.locator("#conv-rows tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    resp = page.goto(f"{ui_url}/?since=yesterday-ish")
+    assert resp.status == 400 and "neither a ledger position" in page.inner_text("main")

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from ledgerbus.cli.common import DataDirOption, fail
 from ledgerbus.cli.live import PrefixOption
+from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, pipeline_or_fail
 
 
 def _reachable_or_fail(url: str) -> None:
@@ -37,7 +39,9 @@ def ui(
     prefix: str = PrefixOption,
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port to listen on"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (the default is this machine only)"),
-    actions: bool = typer.Option(False, "--actions", help="allow actions (export JSONL), each with a token printed here"),
+    decomposer: str = DecomposerOption,
+    policies: str = PoliciesOption,
+    actions: bool = typer.Option(False, "--actions", help="allow actions (export JSONL; fork, with --url), each with a token printed here"),
     data_dir: Path = DataDirOption,
 ) -> None:
     """Serve a web view of a ledger: conversations (live), each one's plan, timeline and time travel.
@@ -84,8 +88,15 @@ def ui(
         tmp = tempfile.TemporaryDirectory(prefix="ledgerbus-ui-")
         path = Path(tmp.name) / "mirror.db"
         mirror = LiveMirror(url, prefix, path)
+    chosen = pipeline_or_fail(decomposer, policies)
+
+    def pipeline(events: Any) -> tuple[Any, Any]:
+        from ledgerbus.cli.replay_modes import decomposer_for
+
+        return decomposer_for(list(events), chosen[0]), chosen[1]
+
     try:
-        app = create_app(path, token=token, mirror=mirror)
+        app = create_app(path, token=token, mirror=mirror, pipeline=pipeline)
     except StoreError as exc:
         fail(str(exc), 2)
     if token is not None:

@@ -1,13 +1,21 @@
 """Actions a page may take, off unless `ledgerbus ui --actions`; then each needs the token printed at start-up.
 
-Export is the same `export_store` as `ledgerbus export`; the store's lock keeps it consistent with the
+Export is the same `export_store` as `ledgerbus export`, fork the same `replaymodes.fork` as `ledgerbus fork`; the store's lock keeps it consistent with the
 reads the pages make."""
 
 from __future__ import annotations
 
 import hmac
 import io
+import json
 import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ledgerbus.bus.connection import Bus
+from ledgerbus.errors import ConfigError
+from ledgerbus.eventstore.base import StoredEvent
+from ledgerbus.orchestrator.replaymodes import fork
 
 from ledgerbus.eventstore.jsonl import export_store
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
@@ -26,3 +34,28 @@ def export_jsonl(store: SQLiteEventStore, conversation_id: str) -> bytes:
     buf = io.BytesIO()
     export_store(store, buf, conversation_ids=(conversation_id,))
     return buf.getvalue()
+
+
+#: Given a conversation's events, the (decomposer, policies) to re-run it with, as `ledgerbus fork` picks them.
+Pipeline = Callable[[Sequence[StoredEvent]], tuple[Any, Any]]
+
+
+def fork_payload(text: str) -> dict[str, Any] | None:
+    """The edited payload a fork form sends: empty for none, else a JSON object (ConfigError otherwise)."""
+    if not text.strip():
+        return None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"the payload is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ConfigError("the payload must be a JSON object")
+    return body
+
+
+async def fork_conversation(bus: Bus, events: Sequence[StoredEvent], at: int, payload: dict[str, Any] | None,
+                            pipeline: Pipeline) -> str:
+    """Run the fork live, as `ledgerbus fork` does; the new conversation's id."""
+    decomposer, policies = pipeline(events)
+    report = await fork(bus, events, at, payload=payload, decomposer=decomposer, policies=policies)
+    return str(report.fork)

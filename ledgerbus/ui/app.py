@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -51,7 +51,8 @@ def _bad(message: str) -> HTMLResponse:
     return HTMLResponse(layout("Bad request", f'<h1>Bad request</h1><p class="err">{e(message)}</p>'), 400)
 
 
-def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | None = None) -> Starlette:
+def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | None = None,
+               pipeline: actions.Pipeline | None = None) -> Starlette:
     """The app over `ledger`. `token`: actions are on, and each request for one must carry it. `mirror`:
     the file is the live stream's mirror, which runs while the app does."""
     if mirror is not None:
@@ -79,7 +80,8 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
             diff = int(request.query_params["diff"]) if request.query_params.get("diff") else None
         except ValueError:
             return _bad("at and diff are ledger positions (whole numbers)")
-        html = await asyncio.to_thread(conversation_page.render, cid, events, at, diff, token is not None)
+        html = await asyncio.to_thread(conversation_page.render, cid, events, at, diff, token is not None,
+                                       mirror is not None)
         return HTMLResponse(html)
 
     async def live(request: Request) -> Response:
@@ -132,15 +134,40 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
     async def integrity_page(request: Request) -> Response:
         return HTMLResponse(other_pages.integrity(await asyncio.to_thread(index.verify)))
 
-    async def export_action(request: Request) -> Response:
+    async def authorized(request: Request) -> tuple[dict[str, str], Response | None]:
         if token is None:
-            return Response("actions are off: start the UI with --actions\n", 404, media_type="text/plain")
+            return {}, Response("actions are off: start the UI with --actions\n", 404, media_type="text/plain")
         # A urlencoded form, parsed here: Starlette's form parser would add python-multipart for one field.
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        given = request.headers.get("x-ledgerbus-token") or (form.get("token") or [""])[0]
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        given = request.headers.get("x-ledgerbus-token") or form.get("token", "")
         if not actions.allowed(token, given):
-            return Response("refused: this action needs the token `ledgerbus ui --actions` printed\n", 403,
-                            media_type="text/plain")
+            return form, Response("refused: this action needs the token `ledgerbus ui --actions` printed\n", 403,
+                                  media_type="text/plain")
+        return form, None
+
+    async def fork_action(request: Request) -> Response:
+        form, refused = await authorized(request)
+        if refused is not None:
+            return refused
+        bus = mirror.bus if mirror is not None else None
+        if bus is None or pipeline is None:
+            return Response("fork runs live: start the UI with --url\n", 409, media_type="text/plain")
+        cid = request.path_params["cid"]
+        events = await asyncio.to_thread(index.events, cid)
+        try:
+            at = int(form.get("at", ""))
+            payload = actions.fork_payload(form.get("payload", ""))
+            new = await actions.fork_conversation(bus, events, at, payload, pipeline)
+        except ValueError:
+            return _bad("at is a ledger position (a whole number)")
+        except ConfigError as exc:
+            return _bad(str(exc))
+        return RedirectResponse(f"/conversations/{new}", 303)
+
+    async def export_action(request: Request) -> Response:
+        _, refused = await authorized(request)
+        if refused is not None:
+            return refused
         cid = request.path_params["cid"]
         data = await asyncio.to_thread(actions.export_jsonl, index.store, cid)
         return Response(data, media_type="application/x-ndjson",
@@ -151,6 +178,7 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         Route("/conversations/{cid}", conversation),
         Route("/live", live),
         Route("/conversations/{cid}/export", export_action, methods=["POST"]),
+        Route("/conversations/{cid}/fork", fork_action, methods=["POST"]),
         Route("/agents", agents_page),
         Route("/stalls", stalls_page),
         Route("/integrity", integrity_page),

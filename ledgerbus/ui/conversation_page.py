@@ -158,7 +158,7 @@ def _diff(changes: Sequence[Change], a: int, b: int) -> str:
 
 
 def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: int | None,
-           actions: bool = False) -> str:
+           actions: bool = False, live: bool = False) -> str:
     positions = [ev.position for ev in events]
     last = positions[-1]
     at = last if at is None else at
@@ -187,7 +187,7 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
 <h1>Conversation {badge(st.status.value)}<span class="sr">{e(cid)}</span></h1>
 <p id="state" data-status="{e(st.status.value)}" data-at="{at}">{e(st.capability or "")} · started {when(st.started_at)} ·
 {duration(st.duration_ms)} · {st.events} events · {len(st.subtasks)} steps{when_at}</p>{err}{result}
-{travel}{_actions(cid) if actions else ""}{diff}
+{travel}{_actions(cid, at, live) if actions else ""}{diff}
 <section><h2>Plan</h2><p class="hint">Stages read off the ledger: a step is drawn after every step that finished before it was asked.</p>{plan_graph(st)}</section>
 <section><h2>Waterfall</h2><p class="hint">The spans rebuilt from the ledger, as <code>ledgerbus trace show</code> draws them.</p>{waterfall([ev for ev in events if ev.position <= at])}</section>
 <section><h2>Timeline</h2><p class="hint"><span class="mark m-stall">stall</span> the orchestrator gave up on an attempt · <span class="mark m-backoff">backoff</span> a retry waits · <span class="mark m-gap">gap</span> over {GAP_MS} ms of silence · greyed: after the chosen position</p>
@@ -195,10 +195,17 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
     return layout(f"Conversation {cid}", body)
 
 
-def _actions(cid: str) -> str:
-    return (f'<form class="actions" method="post" action="/conversations/{e(cid)}/export">'
-            '<label>action token<input type="password" name="token" autocomplete="off" required></label>'
-            '<button type="submit">Export JSONL</button><span class="hint">the token `ledgerbus ui --actions` printed</span></form>')
+def _actions(cid: str, at: int, live: bool) -> str:
+    token = '<label>action token<input type="password" name="token" autocomplete="off" required></label>'
+    out = (f'<form class="actions" method="post" action="/conversations/{e(cid)}/export">{token}'
+           '<button type="submit">Export JSONL</button><span class="hint">the token `ledgerbus ui --actions` printed</span></form>')
+    if live:
+        out += (f'<form class="actions fork" method="post" action="/conversations/{e(cid)}/fork">{token}'
+                f'<input type="hidden" name="at" value="{at}"><label>payload to merge (JSON, optional)'
+                '<input name="payload" placeholder=\'{"topic": "…"}\' size="30"></label>'
+                f'<button type="submit">Fork at position {at}</button><span class="hint">re-runs live as a new '
+                'conversation, as <code>ledgerbus fork</code> does</span></form>')
+    return out
 
 
 def link(cid: str, **q: object) -> str:

@@ -33,6 +33,10 @@ class LiveMirror:
         self._recorder = Recorder(self._bus, self._store, durable=self.durable)
         await self._recorder.start()
 
+    @property
+    def bus(self) -> Bus | None:
+        return self._bus
+
     async def stop(self) -> None:
         if self._recorder is not None:
             await self._recorder.stop()

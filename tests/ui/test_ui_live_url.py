@@ -42,3 +42,31 @@ def test_url_mode_with_no_server_is_one_line_exit_2(tmp_path: Any) -> None:
     res = subprocess.run([sys.executable, "-m", "ledgerbus.cli.main", "ui", "--url", "nats://127.0.0.1:1"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and res.stderr.startswith("error:") and "Traceback" not in res.stderr, res
+
+
+def test_fork_action_reruns_a_conversation_live_and_is_refused_without_the_token(page: Any, runs: Runs) -> None:
+    from pathlib import Path
+
+    from ledgerbus.eventstore.base import EventFilter
+
+    cid = runs.done.conversation_id
+    first = next(iter(runs.world.store.read(EventFilter(conversation_ids=(cid,))))).position  # its root REQUEST
+    plans = str(Path(__file__).with_name("world.py")) + ":Plans"
+    printed: list[str] = []
+    with serve_ui(None, "--url", runs.world.server.url, "--actions", "--decomposer", plans, printed=printed) as url:
+        token = printed[0].split("token: ", 1)[1].strip()
+        refused = page.request.post(f"{url}/conversations/{cid}/fork", form={"at": str(first)})
+        assert refused.status == 403
+        page.goto(f"{url}/conversations/{cid}?at={first}")
+        form = page.locator("form.fork")
+        form.locator('input[name="token"]').fill(token)
+        form.locator('input[name="payload"]').fill('{"topic": "forked from the UI"}')
+        form.locator("button").click()
+        page.wait_for_url(lambda u: "/conversations/" in u and cid not in u, timeout=20000)
+        assert page.locator("#state").get_attribute("data-status") == "DONE"
+        fork_id = page.url.rsplit("/", 1)[1]
+    # The fork is in the ledger the recorder keeps, with the edited payload; the original is untouched.
+    runs.world.call(runs.world.recorder.catch_up())
+    root = next(iter(runs.world.store.read(EventFilter(conversation_ids=(fork_id,))))).envelope
+    assert root.payload["topic"] == "forked from the UI"
+    assert runs.world.store.envelopes(cid)[0].payload["topic"] == "ok"

@@ -1,6 +1,7 @@
 """Actions a page may take, off unless `ledgerbus ui --actions`; then each needs the token printed at start-up.
 
-Export is the same `export_store` as `ledgerbus export`, fork the same `replaymodes.fork` as `ledgerbus fork`; the store's lock keeps it consistent with the
+Export is the same `export_store` as `ledgerbus export`, fork the same `replaymodes.fork` as `ledgerbus fork`,
+re-execute the same `replaymodes.re_execute` as `ledgerbus replay --mode re-execute`; the store's lock keeps it consistent with the
 reads the pages make."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from ledgerbus.bus.connection import Bus
 from ledgerbus.errors import ConfigError
 from ledgerbus.eventstore.base import StoredEvent
-from ledgerbus.orchestrator.replaymodes import fork
+from ledgerbus.orchestrator.replaymodes import fork, re_execute
 
 from ledgerbus.eventstore.jsonl import export_store
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
@@ -59,3 +60,14 @@ async def fork_conversation(bus: Bus, events: Sequence[StoredEvent], at: int, pa
     decomposer, policies = pipeline(events)
     report = await fork(bus, events, at, payload=payload, decomposer=decomposer, policies=policies)
     return str(report.fork)
+
+
+async def re_execute_step(bus: Bus, events: Sequence[StoredEvent], step: str, max_requests: int,
+                          pipeline: Pipeline) -> tuple[int, bool]:
+    """Run one step again live beside the recorded one, within a budget: (requests sent, budget reached)."""
+    if max_requests < 1:
+        raise ConfigError("re-execute sends REQUESTs for real: give a budget of at least 1")
+    decomposer, policies = pipeline(events)
+    report = await re_execute(bus, events, max_requests=max_requests, decomposer=decomposer, policies=policies,
+                              tasks=[step])
+    return report.sent, report.refused

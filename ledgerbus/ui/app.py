@@ -158,11 +158,31 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
             at = int(form.get("at", ""))
             payload = actions.fork_payload(form.get("payload", ""))
             new = await actions.fork_conversation(bus, events, at, payload, pipeline)
+            await mirror.catch_up()  # type: ignore[union-attr]
         except ValueError:
             return _bad("at is a ledger position (a whole number)")
         except ConfigError as exc:
             return _bad(str(exc))
         return RedirectResponse(f"/conversations/{new}", 303)
+
+    async def re_execute_action(request: Request) -> Response:
+        form, refused = await authorized(request)
+        if refused is not None:
+            return refused
+        bus = mirror.bus if mirror is not None else None
+        if bus is None or pipeline is None:
+            return Response("re-execute runs live: start the UI with --url\n", 409, media_type="text/plain")
+        cid = request.path_params["cid"]
+        events = await asyncio.to_thread(index.events, cid)
+        try:
+            budget = int(form.get("max_requests", ""))
+            await actions.re_execute_step(bus, events, form.get("step", ""), budget, pipeline)
+            await mirror.catch_up()  # type: ignore[union-attr]
+        except ValueError:
+            return _bad("max_requests is a whole number")
+        except ConfigError as exc:
+            return _bad(str(exc))
+        return RedirectResponse(f"/conversations/{cid}", 303)
 
     async def export_action(request: Request) -> Response:
         _, refused = await authorized(request)
@@ -179,6 +199,7 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         Route("/live", live),
         Route("/conversations/{cid}/export", export_action, methods=["POST"]),
         Route("/conversations/{cid}/fork", fork_action, methods=["POST"]),
+        Route("/conversations/{cid}/re-execute", re_execute_action, methods=["POST"]),
         Route("/agents", agents_page),
         Route("/stalls", stalls_page),
         Route("/integrity", integrity_page),

@@ -26,7 +26,8 @@ GAP_MS = 1000
 
 def _step(conversation_id: str, task_id: str) -> str:
     # Subtask ids are the conversation's root task id plus `_<step>`: the step is what a person named.
-    return task_id.rsplit("_", 1)[-1] if "_" in task_id else "(whole conversation)"
+    # Split at the first `_`: root ids are UUIDs, and a re-run step is `<step>_rerunN`.
+    return task_id.split("_", 1)[1] if "_" in task_id else "(whole conversation)"
 
 
 def _levels(tasks: Sequence[TaskState]) -> dict[str, int]:
@@ -187,7 +188,7 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
 <h1>Conversation {badge(st.status.value)}<span class="sr">{e(cid)}</span></h1>
 <p id="state" data-status="{e(st.status.value)}" data-at="{at}">{e(st.capability or "")} · started {when(st.started_at)} ·
 {duration(st.duration_ms)} · {st.events} events · {len(st.subtasks)} steps{when_at}</p>{err}{result}
-{travel}{_actions(cid, at, live) if actions else ""}{diff}
+{travel}{_actions(cid, at, live, [(t.task_id, _step(cid, t.task_id)) for t in final.subtasks]) if actions else ""}{diff}
 <section><h2>Plan</h2><p class="hint">Stages read off the ledger: a step is drawn after every step that finished before it was asked.</p>{plan_graph(st)}</section>
 <section><h2>Waterfall</h2><p class="hint">The spans rebuilt from the ledger, as <code>ledgerbus trace show</code> draws them.</p>{waterfall([ev for ev in events if ev.position <= at])}</section>
 <section><h2>Timeline</h2><p class="hint"><span class="mark m-stall">stall</span> the orchestrator gave up on an attempt · <span class="mark m-backoff">backoff</span> a retry waits · <span class="mark m-gap">gap</span> over {GAP_MS} ms of silence · greyed: after the chosen position</p>
@@ -195,7 +196,7 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
     return layout(f"Conversation {cid}", body)
 
 
-def _actions(cid: str, at: int, live: bool) -> str:
+def _actions(cid: str, at: int, live: bool, steps: Sequence[tuple[str, str]] = ()) -> str:
     token = '<label>action token<input type="password" name="token" autocomplete="off" required></label>'
     out = (f'<form class="actions" method="post" action="/conversations/{e(cid)}/export">{token}'
            '<button type="submit">Export JSONL</button><span class="hint">the token `ledgerbus ui --actions` printed</span></form>')
@@ -205,6 +206,12 @@ def _actions(cid: str, at: int, live: bool) -> str:
                 '<input name="payload" placeholder=\'{"topic": "…"}\' size="30"></label>'
                 f'<button type="submit">Fork at position {at}</button><span class="hint">re-runs live as a new '
                 'conversation, as <code>ledgerbus fork</code> does</span></form>')
+        opts = "".join(f'<option value="{e(tid)}">{e(label)}</option>' for tid, label in steps)
+        out += (f'<form class="actions rerun" method="post" action="/conversations/{e(cid)}/re-execute">{token}'
+                f'<label>step<select name="step">{opts}</select></label><label>at most N requests'
+                '<input name="max_requests" type="number" min="1" value="3" required></label>'
+                '<button type="submit">Re-execute step</button><span class="hint">runs it again live beside the '
+                'recorded one, as <code>ledgerbus replay --mode re-execute --task</code> does</span></form>')
     return out
 
 

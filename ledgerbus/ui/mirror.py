@@ -33,6 +33,11 @@ class LiveMirror:
         self._recorder = Recorder(self._bus, self._store, durable=self.durable)
         await self._recorder.start()
 
+    async def catch_up(self) -> None:
+        """Until the mirror holds what the stream holds now (an action's page then shows what it did)."""
+        if self._recorder is not None:
+            await self._recorder.catch_up()
+
     @property
     def bus(self) -> Bus | None:
         return self._bus

@@ -70,3 +70,26 @@ def test_fork_action_reruns_a_conversation_live_and_is_refused_without_the_token
     root = next(iter(runs.world.store.read(EventFilter(conversation_ids=(fork_id,))))).envelope
     assert root.payload["topic"] == "forked from the UI"
     assert runs.world.store.envelopes(cid)[0].payload["topic"] == "ok"
+
+
+def test_re_execute_action_runs_a_step_again_beside_the_recorded_one(page: Any, runs: Runs) -> None:
+    from pathlib import Path
+
+    cid = runs.done.conversation_id
+    plans = str(Path(__file__).with_name("world.py")) + ":Plans"
+    printed: list[str] = []
+    with serve_ui(None, "--url", runs.world.server.url, "--actions", "--decomposer", plans, printed=printed) as url:
+        token = printed[0].split("token: ", 1)[1].strip()
+        assert page.request.post(f"{url}/conversations/{cid}/re-execute",
+                                 form={"step": f"{cid}_fetch", "max_requests": "1"}).status == 403
+        page.goto(f"{url}/conversations/{cid}")
+        form = page.locator("form.rerun")
+        form.locator('input[name="token"]').fill(token)
+        form.locator('select[name="step"]').select_option(label="fetch")
+        form.locator('input[name="max_requests"]').fill("1")
+        with page.expect_navigation(timeout=20000) as nav:
+            form.locator("button").click()
+        assert nav.value.status == 200, page.inner_text("main")
+        # Back on the conversation (the UI waits for its mirror to hold the re-run), beside the recorded step.
+        assert page.locator('article.task[data-task="fetch"]').get_attribute("data-status") == "DONE"
+        assert page.locator('article.task[data-task="fetch_rerun1"]').get_attribute("data-status") == "DONE"

@@ -199,7 +199,7 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
 def _actions(cid: str, at: int, live: bool, steps: Sequence[tuple[str, str]] = ()) -> str:
     token = '<label>action token<input type="password" name="token" autocomplete="off" required></label>'
     out = (f'<form class="actions" method="post" action="/conversations/{e(cid)}/export">{token}'
-           '<button type="submit">Export JSONL</button><span class="hint">the token `ledgerbus ui --actions` printed</span></form>')
+           '<button type="submit">Export JSONL</button><span class="hint">the token <code>ledgerbus ui --actions</code> printed</span></form>')
     if live:
         out += (f'<form class="actions fork" method="post" action="/conversations/{e(cid)}/fork">{token}'
                 f'<input type="hidden" name="at" value="{at}"><label>payload to merge (JSON, optional)'

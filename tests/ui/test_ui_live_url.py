@@ -72,7 +72,7 @@ def test_fork_action_reruns_a_conversation_live_and_is_refused_without_the_token
     assert runs.world.store.envelopes(cid)[0].payload["topic"] == "ok"
 
 
-def test_re_execute_action_runs_a_step_again_beside_the_recorded_one(page: Any, runs: Runs) -> None:
+def test_re_execute_action_runs_a_step_again_beside_the_recorded_one(page: Any, runs: Runs, shots: Any) -> None:
     from pathlib import Path
 
     cid = runs.done.conversation_id
@@ -92,4 +92,5 @@ def test_re_execute_action_runs_a_step_again_beside_the_recorded_one(page: Any, 
         assert nav.value.status == 200, page.inner_text("main")
         # Back on the conversation (the UI waits for its mirror to hold the re-run), beside the recorded step.
         assert page.locator('article.task[data-task="fetch"]').get_attribute("data-status") == "DONE"
+        page.screenshot(path=str(shots / "conversation-actions.png"))
         assert page.locator('article.task[data-task="fetch_rerun1"]').get_attribute("data-status") == "DONE"

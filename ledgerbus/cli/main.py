@@ -13,7 +13,7 @@ from ledgerbus.cli import ledger_cmds
 from ledgerbus.cli import schemas_cmd
 from ledgerbus.cli import trace_cmd
 from ledgerbus.cli import context_cmd, deadletters_cmd, security_cmd
-from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, record_cmd, server_cmd, stalls_cmd, tail_cmd
+from ledgerbus.cli import agent_cmd, agents_cmd, asyncapi_cmd, conversations_cmd, orchestrator_cmd, publish_cmd, record_cmd, server_cmd, stalls_cmd, tail_cmd, ui_cmd
 
 app = typer.Typer(
     name="ledgerbus",
@@ -63,6 +63,7 @@ app.command()(stalls_cmd.stalls)
 app.command()(agents_cmd.agents)
 app.command()(conversations_cmd.conversations)
 app.command()(asyncapi_cmd.asyncapi)
+app.command()(ui_cmd.ui)
 app.add_typer(agent_cmd.app, name="agent")
 app.add_typer(orchestrator_cmd.app, name="orchestrator")
 

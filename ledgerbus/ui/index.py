@@ -1,0 +1,141 @@
+"""The conversation list of a SQLite ledger, newest first, in pages whose cost does not grow with the ledger.
+
+A page walks the events table backwards from a cursor (the position where the previous page's oldest
+conversation began) and keeps the conversations that *begin* in that stretch, each checked by one look-up
+in the (conversation_id, position) index. Only the conversations on the page are folded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from ledgerbus.errors import StoreError
+from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
+from ledgerbus.eventstore.integrity import VerifyReport
+from ledgerbus.eventstore.fold import ConversationState, fold
+from ledgerbus.eventstore.sqlite import SQLiteEventStore
+from ledgerbus.ui.summary import Filters, Summary, matches, summarize
+
+#: Rows a filtered page may look at before it answers with what it found and a cursor to go on from.
+SCAN_BUDGET = 50_000
+_BATCH = 2_000
+
+
+class Page:
+    def __init__(self, rows: list[Summary], next_cursor: int | None) -> None:
+        self.rows, self.next_cursor = rows, next_cursor
+
+
+class LedgerIndex:
+    def __init__(self, path: Path) -> None:
+        self.store = SQLiteEventStore(path, readonly=True)
+        try:
+            self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the ledger {path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.store.close()
+        self._conn.close()
+
+    def last_position(self) -> int:
+        return self.store.last_position()
+
+    def _first_position(self, conversation_id: str) -> int | None:
+        row = self._conn.execute("SELECT MIN(position) FROM events WHERE conversation_id = ?",
+                                 (conversation_id,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def summary(self, conversation_id: str) -> Summary | None:
+        with self._lock:
+            first = self._first_position(conversation_id)
+        if first is None:
+            return None
+        return summarize(fold(self.store.envelopes(conversation_id), conversation_id), first)
+
+    def changed_since(self, after: int) -> list[str]:
+        """Conversations with an event past `after`, in the order they first appear there."""
+        with self._lock:
+            rows = self._conn.execute("SELECT conversation_id FROM events WHERE position > ? ORDER BY position",
+                                      (after,)).fetchall()
+        return list(dict.fromkeys(r[0] for r in rows))
+
+    def page(self, filters: Filters, *, before: int | None = None, size: int = 50) -> Page:
+        if filters.prefix:
+            return self._by_prefix(filters, size)
+        cursor = before if before is not None else self.last_position() + 1
+        out: list[Summary] = []
+        scanned = 0
+        starts: dict[str, int] = {}  # conversation id -> the position it began at
+        while len(out) < size and scanned < SCAN_BUDGET and cursor > 1:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT position, conversation_id FROM events WHERE position < ? ORDER BY position DESC LIMIT ?",
+                    (cursor, _BATCH)).fetchall()
+            if not rows:
+                cursor = 0
+                break
+            for pos, cid in rows:
+                scanned += 1
+                cursor = pos
+                if cid not in starts:
+                    with self._lock:
+                        starts[cid] = self._first_position(cid) or pos
+                if starts[cid] != pos:
+                    continue  # not where it began: its row comes when the walk gets there
+                s = summarize(fold(self.store.envelopes(cid), cid), pos)
+                if matches(s, filters):
+                    out.append(s)
+                    if len(out) >= size:
+                        break
+        more = cursor > 1 and (len(out) >= size or scanned >= SCAN_BUDGET)
+        return Page(out, cursor if more else None)
+
+    def _by_prefix(self, filters: Filters, size: int) -> Page:
+        out = []
+        for cid in self.store.conversations_starting(filters.prefix, limit=size):
+            s = self.summary(cid)
+            if s is not None and matches(s, filters):
+                out.append(s)
+        out.sort(key=lambda s: -s.first_position)
+        return Page(out, None)
+
+    def events(self, conversation_id: str) -> list[StoredEvent]:
+        return list(self.store.read(EventFilter(conversation_ids=(conversation_id,))))
+
+    def recent_verdicts(self, limit: int = 200) -> list[tuple[int, str, str, str, str, int]]:
+        """The newest verdicts on attempts and dead letters: (position, conversation, task, from → to, code, attempt)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT position, conversation_id, task_id, sender || ' → ' || recipient, json_extract(error, '$.code'), attempt"
+                " FROM envelopes WHERE action = 'ERROR' ORDER BY position DESC LIMIT ?", (limit * 5,)).fetchall()
+        keep = {"NO_RECEIPT", "STALLED", "TIMED_OUT", "DEADLINE_EXCEEDED", "DEAD_LETTER", "BREAKER_OPEN"}
+        return [tuple(r) for r in rows if r[4] in keep][:limit]  # type: ignore[misc]
+
+    def running(self, limit: int = 500) -> list[ConversationState]:
+        """Folded states of the newest conversations still RUNNING (where a stall can be happening now)."""
+        page = self.page(Filters(status="RUNNING"), size=limit)
+        return [fold(self.store.envelopes(s.conversation_id), s.conversation_id) for s in page.rows]
+
+    def agents(self) -> list[tuple[str, int, int, int, int]]:
+        """Per agent: (name, requests asked of it, acks, responses, errors) — every agent that took part."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT recipient, SUM(action = 'REQUEST'), 0, 0, 0 FROM events GROUP BY recipient UNION ALL "
+                "SELECT sender, 0, SUM(action = 'ACK'), SUM(action = 'RESPONSE'), SUM(action = 'ERROR') FROM events"
+                " GROUP BY sender").fetchall()
+        out: dict[str, list[int]] = {}
+        for name, req, ack, resp, err in rows:
+            acc = out.setdefault(name, [0, 0, 0, 0])
+            for i, v in enumerate((req, ack, resp, err)):
+                acc[i] += int(v or 0)
+        return [(n, *v) for n, v in sorted(out.items())]  # type: ignore[misc]
+
+    def rejects(self) -> list[Rejected]:
+        return self.store.rejects()
+
+    def verify(self) -> VerifyReport:
+        return self.store.verify()

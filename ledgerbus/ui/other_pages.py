@@ -1,0 +1,68 @@
+"""Agents, Stalls & dead letters, Integrity: one question each, answered from the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ledgerbus.eventstore.base import Rejected
+from ledgerbus.eventstore.integrity import VerifyReport
+from ledgerbus.orchestrator.stalls import Stall
+from ledgerbus.ui.html import copyable, duration, e, layout
+from ledgerbus.ui.summary import in_words
+
+
+def _link(cid: str, position: int | None = None) -> str:
+    href = f"/conversations/{cid}" + (f"?at={position}" if position is not None else "")
+    return copyable(cid, short=13, href=href)
+
+
+def agents(rows: Sequence[tuple[str, int, int, int, int]]) -> str:
+    body = "".join(
+        f'<tr data-agent="{e(n)}"><td><a href="/?agent={e(n)}">{e(n)}</a></td><td class="num">{req}</td>'
+        f'<td class="num">{ack}</td><td class="num">{resp}</td><td class="num">{err}</td>'
+        f'<td class="num">{"—" if not req else f"{100 * err / req:.0f} %"}</td></tr>'
+        for n, req, ack, resp, err in rows)
+    return layout("Agents", f"""<h1>Agents</h1><p class="hint">Every address that took part in this ledger: what was
+asked of it and how it answered. Follow a name for its conversations.</p>
+<div class="scroll"><table class="agents"><thead><tr><th>agent</th><th>requests to it</th><th>acks</th><th>responses</th>
+<th>errors sent</th><th>errors per request</th></tr></thead><tbody>{body}</tbody></table></div>""", nav="agents")
+
+
+def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, int]], rejects: Sequence[Rejected]) -> str:
+    live = "".join(
+        f'<tr class="stall"><td>{_link(s.conversation_id)}</td><td>{e(s.task_id.rsplit("_", 1)[-1])}</td><td>{e(s.agent)}</td>'
+        f'<td><span class="code">{e(s.code)}</span> {e(in_words(s.code))}</td><td class="num">{duration(s.silent_ms)}</td>'
+        f'<td class="num">{s.attempt}</td></tr>' for s in now)
+    live_t = (f'<div class="scroll"><table><thead><tr><th>conversation</th><th>step</th><th>agent</th><th>what</th>'
+              f'<th>silent for</th><th>attempt</th></tr></thead><tbody>{live}</tbody></table></div>'
+              if now else '<p class="empty" id="no-stalls">No running task is past its limits (failure-policy defaults).</p>')
+    hist = "".join(
+        f'<tr data-position="{pos}"><td class="num"><a href="/conversations/{e(cid)}?at={pos}">{pos}</a></td>'
+        f'<td>{_link(cid, pos)}</td><td>{e((tid or "").rsplit("_", 1)[-1])}</td><td>{e(agent)}</td>'
+        f'<td><span class="code">{e(code)}</span> {e(in_words(code))}</td><td class="num">{attempt}</td></tr>'
+        for pos, cid, tid, agent, code, attempt in past)
+    hist_t = (f'<div class="scroll"><table class="verdicts"><thead><tr><th>pos</th><th>conversation</th><th>step</th>'
+              f'<th>from → to</th><th>code</th><th>attempt</th></tr></thead><tbody>{hist}</tbody></table></div>'
+              if past else '<p class="empty">None recorded.</p>')
+    rej = "".join(f'<tr><td class="num">{r.position}</td><td><code>{e(r.subject)}</code></td><td>{e(r.code)}</td>'
+                  f'<td>{e(r.reason)}</td></tr>' for r in rejects[-200:])
+    rej_t = (f'<div class="scroll"><table><thead><tr><th>pos</th><th>subject</th><th>code</th><th>reason</th></tr></thead>'
+             f'<tbody>{rej}</tbody></table></div>' if rejects else '<p class="empty">None.</p>')
+    return layout("Stalls & dead letters", f"""<h1>Stalls &amp; dead letters</h1>
+<h2>Stalled now</h2><p class="hint">Running tasks past the default receipt, stall or timeout windows, as `ledgerbus stalls` computes them.</p>{live_t}
+<h2>Recorded verdicts</h2><p class="hint">The newest stalls, timeouts, missing receipts, open breakers and dead letters in the ledger: the orchestrator's verdicts, and the agents' own.</p>{hist_t}
+<h2>Rejected messages</h2><p class="hint">Ledger messages that were not valid envelopes: kept, never dropped.</p>{rej_t}""", nav="stalls")
+
+
+def integrity(report: VerifyReport) -> str:
+    verdict = ('<p class="ok" id="verdict"><span class="badge s-done">✔ INTACT</span> every conversation\'s hash chain '
+               'checks out</p>' if report.ok else
+               f'<p id="verdict"><span class="badge s-failed">✖ {len(report.issues)} FINDINGS</span></p>')
+    rows = "".join(
+        f'<tr data-position="{i.position or ""}"><td class="num">{"—" if i.position is None else i.position}</td>'
+        f'<td>{e(i.kind.value)}</td><td>{_link(i.conversation_id, i.position) if i.conversation_id else ""}</td>'
+        f'<td>{e(i.message)}</td></tr>' for i in report.issues)
+    table = (f'<div class="scroll"><table class="findings"><thead><tr><th>pos</th><th>finding</th><th>conversation</th>'
+             f'<th>what</th></tr></thead><tbody>{rows}</tbody></table></div>' if rows else "")
+    return layout("Integrity", f"""<h1>Integrity</h1><p class="hint">`ledgerbus verify` on this file: {report.events} events
+in {report.conversations} conversations, each checked against its hash chain.</p>{verdict}{table}""", nav="integrity")

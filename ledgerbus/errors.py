@@ -1,4 +1,23 @@
-"""One exception hierarchy: everything ledgerbus raises derives from LedgerbusError."""
+"""One exception hierarchy: everything ledgerbus raises derives from LedgerbusError.
+
+Every public exception is defined here (other modules re-export the ones they raise, so
+`from ledgerbus.agents.sdk import AgentError` keeps working). Timeouts are also built-in
+`TimeoutError`s, so `except TimeoutError` catches them as well. The tree:
+
+    LedgerbusError
+    ├── ConfigError
+    ├── ServerError
+    │   └── AuthorizationError
+    ├── InvalidMessage
+    │   └── UnknownCapability
+    ├── AgentError (alias RemoteError)
+    ├── TaskTimeout (also a TimeoutError)
+    ├── StoreError
+    ├── ConductorLost
+    ├── BudgetExhausted
+    ├── RedriveError
+    └── UnknownAgent
+"""
 
 from __future__ import annotations
 
@@ -52,19 +71,30 @@ class UnknownCapability(InvalidMessage):
         self.capability = capability
 
 
-class RemoteError(LedgerbusError):
-    """An agent answered with an ERROR envelope."""
+class AgentError(LedgerbusError):
+    """An agent's ERROR answer, on both sides: a handler raises it to answer with an ERROR of its choosing,
+    and a requester receives one when the agent it asked answered with an ERROR.
+
+    `retryable=True` tells the orchestrator the failure may go away (a flaky dependency);
+    the default is not to retry, because retrying a deterministic failure only burns budget.
+    `sender` is the agent that answered with it when it was received (None when raised by a handler).
+    """
 
     def __init__(self, code: str, message: str, *, retryable: bool = False,
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, sender: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
         self.details = details or {}
+        self.sender = sender
 
 
-class TaskTimeout(LedgerbusError):
+#: The name the requester side has always used: the same class, so either name catches both.
+RemoteError = AgentError
+
+
+class TaskTimeout(LedgerbusError, TimeoutError):
     """No answer arrived before the task's deadline."""
 
 
@@ -74,3 +104,15 @@ class StoreError(LedgerbusError):
 
 class ConductorLost(LedgerbusError):
     """This orchestrator lost its claim on a conversation (another took it over): it stopped conducting it."""
+
+
+class BudgetExhausted(LedgerbusError):
+    """re-execute reached its --max-requests budget; the step is not sent."""
+
+
+class RedriveError(LedgerbusError):
+    """A dead letter cannot be re-driven (already re-driven, or its request cannot be read)."""
+
+
+class UnknownAgent(LedgerbusError):
+    """Nothing serves this agent type: no live instance in the directory and no durable consumer."""

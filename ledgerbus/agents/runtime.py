@@ -487,7 +487,10 @@ class AgentRuntime:
         except AgentError as exc:
             if await self._late(job):
                 return
-            await self._fail(job, exc.code, exc.message, retryable=exc.retryable, details=exc.details)
+            if exc.sender is None:  # the handler's own answer
+                await self._fail(job, exc.code, exc.message, retryable=exc.retryable, details=exc.details)
+            else:  # one a sub-request received and the handler let through: its failure, as any exception
+                await self._fail(job, ErrorCode.HANDLER_ERROR, f"RemoteError: {exc}", retryable=exc.retryable)
             return
         except Exception as exc:
             if await self._late(job):

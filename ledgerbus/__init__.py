@@ -17,6 +17,11 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "ledgerbus.errors",
     "ServerError": "ledgerbus.errors",
     "AuthorizationError": "ledgerbus.errors",
+    "PublishError": "ledgerbus.errors",
+    "PublishTimeout": "ledgerbus.errors",
+    "NoLedgerStream": "ledgerbus.errors",
+    "PublishRefused": "ledgerbus.errors",
+    "ConnectionClosed": "ledgerbus.errors",
     "InvalidMessage": "ledgerbus.errors",
     "UnknownCapability": "ledgerbus.errors",
     "AgentError": "ledgerbus.errors",
@@ -120,7 +125,8 @@ if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus.bus.server import EmbeddedServer, ServerConfig
     from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig
     from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, ConductorLost, ConfigError,
-                                  InvalidMessage, LedgerbusError, RedriveError, RemoteError, ServerError,
+                                  ConnectionClosed, InvalidMessage, LedgerbusError, NoLedgerStream, PublishError,
+                                  PublishRefused, PublishTimeout, RedriveError, RemoteError, ServerError,
                                   StoreError, TaskTimeout, UnknownAgent, UnknownCapability)
     from ledgerbus.eventstore.base import EventFilter, EventStore, StoredEvent
     from ledgerbus.eventstore.fold import (ConversationState, ConversationStatus, TaskState, TaskStatus, apply,

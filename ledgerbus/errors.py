@@ -2,12 +2,19 @@
 
 Every public exception is defined here (other modules re-export the ones they raise, so
 `from ledgerbus.agents.sdk import AgentError` keeps working). Timeouts are also built-in
-`TimeoutError`s, so `except TimeoutError` catches them as well. The tree:
+`TimeoutError`s, so `except TimeoutError` catches them as well. An error that stands for one of
+nats-py's is also that library's exception, so code written to catch those keeps working.
+The tree:
 
     LedgerbusError
     ├── ConfigError
     ├── ServerError
-    │   └── AuthorizationError
+    │   ├── AuthorizationError
+    │   └── PublishError
+    │       ├── PublishTimeout (also a TimeoutError and nats.errors.TimeoutError)
+    │       ├── NoLedgerStream (also nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)
+    │       ├── PublishRefused (also nats.js.errors.APIError)
+    │       └── ConnectionClosed (also nats.errors.ConnectionClosedError)
     ├── InvalidMessage
     │   └── UnknownCapability
     ├── AgentError (alias RemoteError)
@@ -22,6 +29,9 @@ Every public exception is defined here (other modules re-export the ones they ra
 from __future__ import annotations
 
 from typing import Any
+
+import nats.errors
+import nats.js.errors
 
 
 class LedgerbusError(Exception):
@@ -38,6 +48,56 @@ class ServerError(LedgerbusError):
 
 class AuthorizationError(ServerError):
     """The server refused the credentials, or the user may not do what was asked (a permissions violation)."""
+
+
+class PublishError(ServerError):
+    """An append to the ledger failed: JetStream did not confirm that it stored the envelope.
+
+    `Bus.publish` and `Bus.publish_async` raise only this (and InvalidMessage for an envelope the codec
+    refuses); the subclasses say why. Nothing is known to be stored: publishing the same envelope again
+    is safe, JetStream deduplicates it by id.
+    """
+
+    default = "the ledger did not confirm the append"
+
+    def __init__(self, message: str | None = None) -> None:
+        # Not super().__init__: the nats-py bases' constructors take other arguments (or none).
+        Exception.__init__(self, message or self.default)
+
+    __str__ = Exception.__str__  # the nats-py bases print a fixed text instead of the message
+
+
+class PublishTimeout(PublishError, nats.errors.TimeoutError):
+    """No acknowledgement within the timeout: the server is slow, unreachable or reconnecting."""
+
+    default = "no acknowledgement of the append in time (the server is slow, down or reconnecting)"
+
+
+class NoLedgerStream(PublishError, nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
+    """No stream stores the subject: the ledger stream does not exist, or the server has no JetStream."""
+
+    default = "no stream stores this subject (is the ledger stream created and JetStream enabled?)"
+
+
+class PublishRefused(PublishError, nats.js.errors.APIError):
+    """JetStream answered the append with an API error; `code`, `err_code` and `description` are the server's."""
+
+    default = "JetStream refused the append"
+
+    def __init__(self, message: str | None = None, *, code: int | None = None, err_code: int | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+        self.stream = None
+        self.seq = None
+
+
+class ConnectionClosed(PublishError, nats.errors.ConnectionClosedError):
+    """The connection to NATS is closed (closed by this process, or it gave up reconnecting)."""
+
+    default = "the connection to NATS is closed"
 
 
 def is_authorization_failure(exc: BaseException | str) -> bool:

@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "RemoteError": "ledgerbus.errors",
     "TaskTimeout": "ledgerbus.errors",
     "StoreError": "ledgerbus.errors",
+    "StoreConflict": "ledgerbus.errors",
+    "StoreUnavailable": "ledgerbus.errors",
     "ConductorLost": "ledgerbus.errors",
     "BudgetExhausted": "ledgerbus.errors",
     "RedriveError": "ledgerbus.errors",
@@ -127,7 +129,8 @@ if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, ConductorLost, ConfigError,
                                   ConnectionClosed, InvalidMessage, LedgerbusError, NoLedgerStream, PublishError,
                                   PublishRefused, PublishTimeout, RedriveError, RemoteError, ServerError,
-                                  StoreError, TaskTimeout, UnknownAgent, UnknownCapability)
+                                  StoreConflict, StoreError, StoreUnavailable, TaskTimeout, UnknownAgent,
+                                  UnknownCapability)
     from ledgerbus.eventstore.base import EventFilter, EventStore, StoredEvent
     from ledgerbus.eventstore.fold import (ConversationState, ConversationStatus, TaskState, TaskStatus, apply,
                                            fold)

@@ -3,7 +3,7 @@
 Every public exception is defined here (other modules re-export the ones they raise, so
 `from ledgerbus.agents.sdk import AgentError` keeps working). Timeouts are also built-in
 `TimeoutError`s, so `except TimeoutError` catches them as well. An error that stands for one of
-nats-py's is also that library's exception, so code written to catch those keeps working.
+nats-py's or sqlite3's is also that library's exception, so code written to catch those keeps working.
 The tree:
 
     LedgerbusError
@@ -20,6 +20,8 @@ The tree:
     ├── AgentError (alias RemoteError)
     ├── TaskTimeout (also a TimeoutError)
     ├── StoreError
+    │   ├── StoreConflict (also sqlite3.IntegrityError)
+    │   └── StoreUnavailable (also sqlite3.OperationalError)
     ├── ConductorLost
     ├── BudgetExhausted
     ├── RedriveError
@@ -28,6 +30,7 @@ The tree:
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import nats.errors
@@ -160,6 +163,14 @@ class TaskTimeout(LedgerbusError, TimeoutError):
 
 class StoreError(LedgerbusError):
     """The event store could not be read or written."""
+
+
+class StoreConflict(StoreError, sqlite3.IntegrityError):
+    """A write conflicts with what the store holds (a constraint of the ledger's tables refused it)."""
+
+
+class StoreUnavailable(StoreError, sqlite3.OperationalError):
+    """SQLite could not write: the file is locked by another writer, read-only, or the disk is full."""
 
 
 class ConductorLost(LedgerbusError):

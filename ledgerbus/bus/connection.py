@@ -201,17 +201,17 @@ class Bus:
         if ensure_consumer and env.action is Action.REQUEST and env.recipient not in self.request_consumers.ready:
             await self.request_consumers.ensure(env.recipient)
         subject = self.subjects.of(env)
-        try:
-            # Tracing on: a PRODUCER span, whose context goes into env.traceparent and the headers.
-            with tracing.send_span(self.subjects.prefix, env) as trace_headers:
+        # Tracing on: a PRODUCER span, whose context goes into env.traceparent and the headers.
+        with tracing.send_span(self.subjects.prefix, env) as trace_headers:
+            try:  # inside the span, so that it records the error the caller gets
                 return await self.js.publish(
                     subject,
                     self.codec.encode(env),
                     timeout=timeout,
                     headers={**envelope_headers(env), **trace_headers},
                 )
-        except nats.errors.Error as exc:
-            raise publish_error(exc, subject) from exc
+            except nats.errors.Error as exc:
+                raise publish_error(exc, subject) from exc
 
     async def publish_async(self, env: Envelope) -> asyncio.Future[api.PubAck]:
         """Pipelined append: returns a future for the PubAck without waiting for it.
@@ -220,22 +220,25 @@ class Bus:
         if env.action is Action.REQUEST and env.recipient not in self.request_consumers.ready:
             await self.request_consumers.ensure(env.recipient)
         subject = self.subjects.of(env)
-        try:
-            if not tracing_setup.enabled():
-                return translated(await self.js.publish_async(subject, self.codec.encode(env),
-                                                              headers=envelope_headers(env)), subject)
-            span, trace_headers = tracing.start_send(self.subjects.prefix, env)
-            headers = envelope_headers(env)  # with the traceparent the span just wrote into env
-            headers.update(trace_headers)
+        if not tracing_setup.enabled():
             try:
-                fut = await self.js.publish_async(subject, self.codec.encode(env), headers=headers)
-            except BaseException as exc:
-                tracing.end_send(span, exc)
+                fut = await self.js.publish_async(subject, self.codec.encode(env), headers=envelope_headers(env))
+            except nats.errors.Error as exc:
+                raise publish_error(exc, subject) from exc
+            return translated(fut, subject)
+        span, trace_headers = tracing.start_send(self.subjects.prefix, env)
+        headers = envelope_headers(env)  # with the traceparent the span just wrote into env
+        headers.update(trace_headers)
+        try:
+            fut = translated(await self.js.publish_async(subject, self.codec.encode(env), headers=headers), subject)
+        except BaseException as exc:
+            failure = publish_error(exc, subject)
+            tracing.end_send(span, failure)
+            if failure is exc:
                 raise
-        except nats.errors.Error as exc:
-            raise publish_error(exc, subject) from exc
+            raise failure from exc
         tracing.end_send_when_acked(span, fut)
-        return translated(fut, subject)
+        return fut
 
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> api.PubAck:
         """Append raw bytes (tests and tools that speak the wire format directly)."""

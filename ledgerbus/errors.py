@@ -83,7 +83,8 @@ class NoLedgerStream(PublishError, nats.js.errors.NoStreamResponseError, nats.er
 
 
 class PublishRefused(PublishError, nats.js.errors.APIError):
-    """JetStream answered the append with an API error; `code`, `err_code` and `description` are the server's."""
+    """JetStream answered the append with an API error (`code`, `err_code` and `description` are the server's),
+    or the client would not send it (larger than the server's max_payload: `code` None)."""
 
     default = "JetStream refused the append"
 

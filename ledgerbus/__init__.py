@@ -16,11 +16,24 @@ _EXPORTS: dict[str, str] = {
     "LedgerbusError": "ledgerbus.errors",
     "ConfigError": "ledgerbus.errors",
     "ServerError": "ledgerbus.errors",
+    "AuthorizationError": "ledgerbus.errors",
+    "PublishError": "ledgerbus.errors",
+    "PublishTimeout": "ledgerbus.errors",
+    "NoLedgerStream": "ledgerbus.errors",
+    "PublishRefused": "ledgerbus.errors",
+    "ConnectionClosed": "ledgerbus.errors",
     "InvalidMessage": "ledgerbus.errors",
     "UnknownCapability": "ledgerbus.errors",
+    "AgentError": "ledgerbus.errors",
     "RemoteError": "ledgerbus.errors",
     "TaskTimeout": "ledgerbus.errors",
     "StoreError": "ledgerbus.errors",
+    "StoreConflict": "ledgerbus.errors",
+    "StoreUnavailable": "ledgerbus.errors",
+    "ConductorLost": "ledgerbus.errors",
+    "BudgetExhausted": "ledgerbus.errors",
+    "RedriveError": "ledgerbus.errors",
+    "UnknownAgent": "ledgerbus.errors",
     # wire contract
     "Envelope": "ledgerbus.schemas.envelope",
     "ErrorInfo": "ledgerbus.schemas.envelope",
@@ -57,7 +70,6 @@ _EXPORTS: dict[str, str] = {
     "TaskStatus": "ledgerbus.eventstore.fold",
     # agents
     "Agent": "ledgerbus.agents.sdk",
-    "AgentError": "ledgerbus.agents.sdk",
     "Context": "ledgerbus.agents.context",
     "AgentRuntime": "ledgerbus.agents.runtime",
     "Directory": "ledgerbus.agents.directory",
@@ -109,13 +121,16 @@ if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus.agents.context import Context
     from ledgerbus.agents.directory import Directory
     from ledgerbus.agents.runtime import AgentRuntime
-    from ledgerbus.agents.sdk import Agent, AgentError
+    from ledgerbus.agents.sdk import Agent
     from ledgerbus.bus.connection import Bus
     from ledgerbus.bus.requester import Requester
     from ledgerbus.bus.server import EmbeddedServer, ServerConfig
     from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig
-    from ledgerbus.errors import (ConfigError, InvalidMessage, LedgerbusError, RemoteError, ServerError,
-                                  StoreError, TaskTimeout, UnknownCapability)
+    from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, ConductorLost, ConfigError,
+                                  ConnectionClosed, InvalidMessage, LedgerbusError, NoLedgerStream, PublishError,
+                                  PublishRefused, PublishTimeout, RedriveError, RemoteError, ServerError,
+                                  StoreConflict, StoreError, StoreUnavailable, TaskTimeout, UnknownAgent,
+                                  UnknownCapability)
     from ledgerbus.eventstore.base import EventFilter, EventStore, StoredEvent
     from ledgerbus.eventstore.fold import (ConversationState, ConversationStatus, TaskState, TaskStatus, apply,
                                            fold)

@@ -1,8 +1,40 @@
-"""One exception hierarchy: everything ledgerbus raises derives from LedgerbusError."""
+"""One exception hierarchy: everything ledgerbus raises derives from LedgerbusError.
+
+Every public exception is defined here (other modules re-export the ones they raise, so
+`from ledgerbus.agents.sdk import AgentError` keeps working). Timeouts are also built-in
+`TimeoutError`s, so `except TimeoutError` catches them as well. An error that stands for one of
+nats-py's or sqlite3's is also that library's exception, so code written to catch those keeps working.
+The tree:
+
+    LedgerbusError
+    ├── ConfigError
+    ├── ServerError
+    │   ├── AuthorizationError
+    │   └── PublishError
+    │       ├── PublishTimeout (also a TimeoutError and nats.errors.TimeoutError)
+    │       ├── NoLedgerStream (also nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)
+    │       ├── PublishRefused (also nats.js.errors.APIError)
+    │       └── ConnectionClosed (also nats.errors.ConnectionClosedError)
+    ├── InvalidMessage
+    │   └── UnknownCapability
+    ├── AgentError (alias RemoteError)
+    ├── TaskTimeout (also a TimeoutError)
+    ├── StoreError
+    │   ├── StoreConflict (also sqlite3.IntegrityError)
+    │   └── StoreUnavailable (also sqlite3.OperationalError)
+    ├── ConductorLost
+    ├── BudgetExhausted
+    ├── RedriveError
+    └── UnknownAgent
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
+
+import nats.errors
+import nats.js.errors
 
 
 class LedgerbusError(Exception):
@@ -19,6 +51,57 @@ class ServerError(LedgerbusError):
 
 class AuthorizationError(ServerError):
     """The server refused the credentials, or the user may not do what was asked (a permissions violation)."""
+
+
+class PublishError(ServerError):
+    """An append to the ledger failed: JetStream did not confirm that it stored the envelope.
+
+    `Bus.publish` and `Bus.publish_async` raise only this (and InvalidMessage for an envelope the codec
+    refuses); the subclasses say why. Nothing is known to be stored: publishing the same envelope again
+    is safe, JetStream deduplicates it by id.
+    """
+
+    default = "the ledger did not confirm the append"
+
+    def __init__(self, message: str | None = None) -> None:
+        # Not super().__init__: the nats-py bases' constructors take other arguments (or none).
+        Exception.__init__(self, message or self.default)
+
+    __str__ = Exception.__str__  # the nats-py bases print a fixed text instead of the message
+
+
+class PublishTimeout(PublishError, nats.errors.TimeoutError):
+    """No acknowledgement within the timeout: the server is slow, unreachable or reconnecting."""
+
+    default = "no acknowledgement of the append in time (the server is slow, down or reconnecting)"
+
+
+class NoLedgerStream(PublishError, nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
+    """No stream stores the subject: the ledger stream does not exist, or the server has no JetStream."""
+
+    default = "no stream stores this subject (is the ledger stream created and JetStream enabled?)"
+
+
+class PublishRefused(PublishError, nats.js.errors.APIError):
+    """JetStream answered the append with an API error (`code`, `err_code` and `description` are the server's),
+    or the client would not send it (larger than the server's max_payload: `code` None)."""
+
+    default = "JetStream refused the append"
+
+    def __init__(self, message: str | None = None, *, code: int | None = None, err_code: int | None = None,
+                 description: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+        self.stream = None
+        self.seq = None
+
+
+class ConnectionClosed(PublishError, nats.errors.ConnectionClosedError):
+    """The connection to NATS is closed (closed by this process, or it gave up reconnecting)."""
+
+    default = "the connection to NATS is closed"
 
 
 def is_authorization_failure(exc: BaseException | str) -> bool:
@@ -52,19 +135,30 @@ class UnknownCapability(InvalidMessage):
         self.capability = capability
 
 
-class RemoteError(LedgerbusError):
-    """An agent answered with an ERROR envelope."""
+class AgentError(LedgerbusError):
+    """An agent's ERROR answer, on both sides: a handler raises it to answer with an ERROR of its choosing,
+    and a requester receives one when the agent it asked answered with an ERROR.
+
+    `retryable=True` tells the orchestrator the failure may go away (a flaky dependency);
+    the default is not to retry, because retrying a deterministic failure only burns budget.
+    `sender` is the agent that answered with it when it was received (None when raised by a handler).
+    """
 
     def __init__(self, code: str, message: str, *, retryable: bool = False,
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, sender: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
         self.details = details or {}
+        self.sender = sender
 
 
-class TaskTimeout(LedgerbusError):
+#: The name the requester side has always used: the same class, so either name catches both.
+RemoteError = AgentError
+
+
+class TaskTimeout(LedgerbusError, TimeoutError):
     """No answer arrived before the task's deadline."""
 
 
@@ -72,5 +166,25 @@ class StoreError(LedgerbusError):
     """The event store could not be read or written."""
 
 
+class StoreConflict(StoreError, sqlite3.IntegrityError):
+    """A write conflicts with what the store holds (a constraint of the ledger's tables refused it)."""
+
+
+class StoreUnavailable(StoreError, sqlite3.OperationalError):
+    """SQLite could not write: the file is locked by another writer, read-only, or the disk is full."""
+
+
 class ConductorLost(LedgerbusError):
     """This orchestrator lost its claim on a conversation (another took it over): it stopped conducting it."""
+
+
+class BudgetExhausted(LedgerbusError):
+    """re-execute reached its --max-requests budget; the step is not sent."""
+
+
+class RedriveError(LedgerbusError):
+    """A dead letter cannot be re-driven (already re-driven, or its request cannot be read)."""
+
+
+class UnknownAgent(LedgerbusError):
+    """Nothing serves this agent type: no live instance in the directory and no durable consumer."""

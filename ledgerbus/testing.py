@@ -122,11 +122,11 @@ class AgentHarness:
         waiting for it to be stored (an answer can reach us over core NATS before the stream has it)."""
         from nats.js import api
 
-        from ledgerbus.cli.live import stored_events
+        from ledgerbus.eventstore.jetstream import JetStreamLedger
 
         subject = self.bus.subjects.conversation(conversation_id)
         if until is None:
-            return [e.envelope for e in await stored_events(self.bus, subject)]
+            return [e.envelope for e in await JetStreamLedger(self.bus).envelopes(conversation_id)]
         events: list[Envelope] = []
         seen = asyncio.Event()
 

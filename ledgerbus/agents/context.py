@@ -77,7 +77,7 @@ class Context:
         causationId is the request being handled, and it inherits the deadline. Its idempotency key
         derives from this task's key and the call's position, so a retried task asks again with the
         same keys and gets the recorded answers instead of repeating the work. An ERROR answer raises
-        RemoteError; no answer in time raises TaskTimeout.
+        AgentError (alias RemoteError); no answer in time raises TaskTimeout.
         """
         if self._requester is None:
             raise ConfigError("this context cannot make sub-requests")

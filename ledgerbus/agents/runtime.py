@@ -33,7 +33,7 @@ from ledgerbus.agents.sdk import Agent, AgentError, Registration
 from ledgerbus.aio import cancel_and_wait, expire_at
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, consumer_name
-from ledgerbus.errors import InvalidMessage
+from ledgerbus.errors import InvalidMessage, PublishRefused
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer
@@ -51,7 +51,12 @@ _MAX_ERROR_TEXT = 4096
 _RECREATE_AFTER = 2
 #: What the server or client refuses outright (too large, a bad request): publishing it again cannot
 #: succeed, so the outcome becomes an ERROR that can be sent, never a redelivery loop.
-_REFUSED = (nats.errors.MaxPayloadError, nats.js.errors.BadRequestError)
+_REFUSED = (nats.errors.MaxPayloadError, nats.js.errors.BadRequestError)  # as nats-py says it (the results bucket)
+
+
+def _refused(exc: BaseException) -> bool:
+    # A PublishRefused with code None: the client's max_payload; 400: a limit of the server's.
+    return isinstance(exc, _REFUSED) or (isinstance(exc, PublishRefused) and exc.code in (None, 400))
 
 
 async def _nak(msg: Msg) -> None:
@@ -487,7 +492,10 @@ class AgentRuntime:
         except AgentError as exc:
             if await self._late(job):
                 return
-            await self._fail(job, exc.code, exc.message, retryable=exc.retryable, details=exc.details)
+            if exc.sender is None:  # the handler's own answer
+                await self._fail(job, exc.code, exc.message, retryable=exc.retryable, details=exc.details)
+            else:  # one a sub-request received and the handler let through: its failure, as any exception
+                await self._fail(job, ErrorCode.HANDLER_ERROR, f"RemoteError: {exc}", retryable=exc.retryable)
             return
         except Exception as exc:
             if await self._late(job):
@@ -529,7 +537,9 @@ class AgentRuntime:
                 pending.append(await self.results.put_async(job.key, rec))
             pending.append(await self.bus.publish_async(resp))
             await self._confirm(*pending)
-        except _REFUSED as exc:
+        except Exception as exc:
+            if not _refused(exc):
+                raise
             # The server (or the client, for its max_payload) will never take this answer: say so with an
             # ERROR that fits, rather than leave the request to be redelivered until it is dead-lettered.
             await self._fail(job, ErrorCode.INVALID_OUTPUT,
@@ -578,7 +588,9 @@ class AgentRuntime:
                                   details={"unencodable": repr(err.details)[:_MAX_ERROR_TEXT]} if err.details else {})
         try:
             await self.bus.publish(env)
-        except _REFUSED as exc:
+        except Exception as exc:
+            if not _refused(exc):
+                raise
             # Refused by the server as it is: the smallest ERROR that still says what happened. If even
             # that is refused the request stays unacked, is redelivered, and ends as a dead letter.
             log.warning("%s: the ERROR for %s was refused (%s); sending it shortened", self.instance, req.id, exc)

@@ -18,26 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ledgerbus.errors import ConfigError, LedgerbusError
+from ledgerbus.errors import AgentError as AgentError, ConfigError  # AgentError: re-exported, handlers raise it
 from ledgerbus.schemas.capability import Capability, CapabilityRegistry, registry as default_registry
 from ledgerbus.schemas.envelope import is_address
 
 Handler = Callable[..., Awaitable[Any]]
-
-
-class AgentError(LedgerbusError):
-    """Raise from a handler to answer with an ERROR of your choosing.
-
-    `retryable=True` tells the orchestrator the failure may go away (a flaky dependency);
-    the default is not to retry, because retrying a deterministic failure only burns budget.
-    """
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False, details: dict[str, Any] | None = None):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.details = details or {}
 
 
 @dataclass

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
@@ -18,6 +19,7 @@ from ledgerbus.bus import client
 from ledgerbus.bus import headers as H
 from ledgerbus.bus.appends import PipelinedJetStream
 from ledgerbus.bus.consumers import RequestConsumers
+from ledgerbus.bus.publisherrors import publish_error, translated
 from ledgerbus.bus.server import EmbeddedServer
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
@@ -192,34 +194,49 @@ class Bus:
         A REQUEST to a type this connection has not sent to before first makes sure the type's consumer
         exists, so the request waits for its first instance (`ensure_consumer=False`: copied history, or
         a conductor's own root REQUEST, which no one else is to take).
+
+        Raises InvalidMessage for an envelope the codec refuses, else PublishError (a ServerError) saying
+        why the append failed: PublishTimeout, NoLedgerStream, PublishRefused or ConnectionClosed.
         """
         if ensure_consumer and env.action is Action.REQUEST and env.recipient not in self.request_consumers.ready:
             await self.request_consumers.ensure(env.recipient)
+        subject = self.subjects.of(env)
         # Tracing on: a PRODUCER span, whose context goes into env.traceparent and the headers.
         with tracing.send_span(self.subjects.prefix, env) as trace_headers:
-            return await self.js.publish(
-                self.subjects.of(env),
-                self.codec.encode(env),
-                timeout=timeout,
-                headers={**envelope_headers(env), **trace_headers},
-            )
+            try:  # inside the span, so that it records the error the caller gets
+                return await self.js.publish(
+                    subject,
+                    self.codec.encode(env),
+                    timeout=timeout,
+                    headers={**envelope_headers(env), **trace_headers},
+                )
+            except nats.errors.Error as exc:
+                raise publish_error(exc, subject) from exc
 
     async def publish_async(self, env: Envelope) -> asyncio.Future[api.PubAck]:
-        """Pipelined append: returns a future for the PubAck without waiting for it."""
+        """Pipelined append: returns a future for the PubAck without waiting for it.
+
+        Raises, or fails the future with, the errors `publish` raises."""
         if env.action is Action.REQUEST and env.recipient not in self.request_consumers.ready:
             await self.request_consumers.ensure(env.recipient)
+        subject = self.subjects.of(env)
         if not tracing_setup.enabled():
-            return await self.js.publish_async(
-                self.subjects.of(env), self.codec.encode(env), headers=envelope_headers(env)
-            )
+            try:
+                fut = await self.js.publish_async(subject, self.codec.encode(env), headers=envelope_headers(env))
+            except nats.errors.Error as exc:
+                raise publish_error(exc, subject) from exc
+            return translated(fut, subject)
         span, trace_headers = tracing.start_send(self.subjects.prefix, env)
         headers = envelope_headers(env)  # with the traceparent the span just wrote into env
         headers.update(trace_headers)
         try:
-            fut = await self.js.publish_async(self.subjects.of(env), self.codec.encode(env), headers=headers)
+            fut = translated(await self.js.publish_async(subject, self.codec.encode(env), headers=headers), subject)
         except BaseException as exc:
-            tracing.end_send(span, exc)
-            raise
+            failure = publish_error(exc, subject)
+            tracing.end_send(span, failure)
+            if failure is exc:
+                raise
+            raise failure from exc
         tracing.end_send_when_acked(span, fut)
         return fut
 

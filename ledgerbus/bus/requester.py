@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 
 from ledgerbus.aio import within
 from ledgerbus.bus.connection import Bus
-from ledgerbus.errors import InvalidMessage, RemoteError, TaskTimeout
+from ledgerbus.errors import AgentError, InvalidMessage, TaskTimeout
 from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope, new_request
@@ -167,7 +167,7 @@ class Requester:
         timeout: float = 30.0,
         **kw: Any,
     ) -> Envelope:
-        """Send a REQUEST and return the RESPONSE envelope; an ERROR raises RemoteError."""
+        """Send a REQUEST and return the RESPONSE envelope; an ERROR raises AgentError (alias RemoteError)."""
         env = self.build(recipient, capability, payload, **kw)
         # Not through `stream`: the ACK need not wake this task, and one timeout covers the wait.
         final = _Final(env)
@@ -182,6 +182,7 @@ class Requester:
             self.unwatch(env.task_id, final)
         if ans.action is Action.ERROR:
             err = ans.error
-            raise RemoteError(err.code if err else "INTERNAL", err.message if err else "",
-                              retryable=bool(err and err.retryable), details=err.details if err else {})
+            raise AgentError(err.code if err else "INTERNAL", err.message if err else "",
+                             retryable=bool(err and err.retryable), details=err.details if err else {},
+                             sender=ans.sender)
         return ans

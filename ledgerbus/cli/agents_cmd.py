@@ -72,7 +72,7 @@ async def _agents(name: str | None, history: int, url: str | None, prefix: str |
 
     from ledgerbus.agents.directory import Directory
     from ledgerbus.cli.live import connect, stored_events
-    from ledgerbus.cli.payloads import UnknownAgent
+    from ledgerbus.errors import UnknownAgent
     from ledgerbus.cli.progress import bar
 
     bus = await connect(url, data_dir, prefix=prefix)

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError, ServerError, StoreError
+from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError, PublishError, ServerError, StoreError
 
 T = TypeVar("T")
 
@@ -41,7 +41,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except ServerError as exc:
-        fail(str(exc), 2)
+        # A publish the server refused (a permissions violation) surfaces as a timeout: say the refusal.
+        from ledgerbus.cli.connopts import denial
+
+        fail((denial() if isinstance(exc, PublishError) else None) or str(exc), 2)
     except (InvalidMessage, ConfigError, StoreError) as exc:
         fail(str(exc), 2 if isinstance(exc, StoreError) else 1)
     except LedgerbusError as exc:

@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError
-
-
-class UnknownAgent(LedgerbusError):
-    """Nothing serves this agent type: no live instance in the directory and no durable consumer."""
+from ledgerbus.errors import ConfigError, InvalidMessage, UnknownAgent as UnknownAgent  # re-exported
 
 
 def read_payload(arg: str) -> dict[str, Any]:

@@ -27,10 +27,6 @@ from ledgerbus.security.binding import check_sender
 log = logging.getLogger("ledgerbus.recorder")
 
 
-class Gap(Exception):
-    pass
-
-
 # Fetch errors in a row (timeouts aside) after which the consumer is re-created: one alone is usually a
 # reconnect that passes by itself.
 _RECREATE_AFTER = 2

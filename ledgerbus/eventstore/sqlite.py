@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from ledgerbus.errors import InvalidMessage, StoreError
+from ledgerbus.errors import InvalidMessage, StoreConflict, StoreError, StoreUnavailable
 from ledgerbus.eventstore.base import Damaged, EventFilter, Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite_checkpoint import Checkpointer
 from ledgerbus.eventstore.sqlite_schema import ensure_schema, has_stored_at, legacy_columns
@@ -62,6 +62,15 @@ _NO_END = (GENESIS, 0, 0)
 
 class _NotFresh(Exception):
     """A batch presumed fresh repeats an event within itself: it is redone with the lookup."""
+
+
+def _store_error(exc: Exception, path: Path) -> StoreError:
+    """The StoreError for what sqlite3 raised writing the ledger at `path` (each is also the sqlite3 error)."""
+    if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, disk full, I/O
+        return StoreUnavailable(f"cannot write the ledger {path}: {exc}")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreConflict(f"the ledger {path} refused the batch: {exc}")
+    return StoreError(f"cannot write the ledger {path}: {exc}")
 
 
 def _by_position(ev: StoredEvent) -> int:
@@ -191,6 +200,13 @@ class SQLiteEventStore:
         in the same transaction, so the mirror and its resume point can never disagree.
         """
         batch = sorted(events, key=_by_position)
+        try:
+            return self._append(batch, rejects, checkpoint, gaps)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+
+    def _append(self, batch: list[StoredEvent], rejects: Sequence[Rejected], checkpoint: int | None,
+                gaps: Sequence[tuple[int, int]]) -> int:
         with self._lock:
             conn = self.db.conn
             presume = True

@@ -16,12 +16,10 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-import nats.errors
-
 from ledgerbus.agents.directory import Directory
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester
-from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError
+from ledgerbus.errors import ConfigError, ConnectionClosed, InvalidMessage, LedgerbusError, PublishError
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskState, TaskStatus, fold
 from ledgerbus.ids import now_ms
 from ledgerbus.orchestrator.aggregate import Outcome
@@ -160,9 +158,9 @@ class Orchestrator:
             try:
                 # Our own root REQUEST is not for anyone else to take: it creates no consumer for this name.
                 return await self.bus.publish(env, ensure_consumer=env.recipient != self.name)
-            except (LedgerbusError, nats.errors.ConnectionClosedError):
-                raise  # refused by the codec (too large…) or closed by us: retrying cannot help
             except Exception as exc:
+                if not _may_pass(exc):
+                    raise
                 self.bus.note_trouble()
                 if loop.time() + delay > give_up:
                     raise
@@ -694,6 +692,14 @@ class Orchestrator:
         log.debug("%s: request %s still queued for %s (%d pending, %d in instances' hands): waiting on",
                   run.root.conversation_id, request.id, request.recipient, view.num_pending, view.num_ack_pending)
         return True
+
+
+def _may_pass(exc: Exception) -> bool:
+    """Whether a failed publish is worth repeating: a timeout, an outage, a leader election may pass;
+    an envelope the codec refuses (too large…) or a connection closed by us will not."""
+    if isinstance(exc, ConnectionClosed):
+        return False
+    return isinstance(exc, PublishError) or not isinstance(exc, LedgerbusError)
 
 
 async def _woken(wake: asyncio.Event, timeout: float) -> None:

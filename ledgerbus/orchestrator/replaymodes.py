@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from ledgerbus.bus.connection import Bus
-from ledgerbus.errors import ConfigError, LedgerbusError
+from ledgerbus.errors import BudgetExhausted as BudgetExhausted, ConfigError  # BudgetExhausted: re-exported
 from ledgerbus.eventstore.base import StoredEvent
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskState, fold
 from ledgerbus.ids import now_ms, uuid7
@@ -39,10 +39,6 @@ from ledgerbus.schemas.envelope import Envelope
 #: Decisions that depend on wall-clock load, not on logic: never a divergence.
 TIMING_CODES = frozenset({ErrorCode.RATE_LIMITED.value})
 _ANSWERS = (Action.ACK, Action.PROGRESS, Action.RESPONSE, Action.ERROR)
-
-
-class BudgetExhausted(LedgerbusError):
-    """re-execute reached its --max-requests budget; the step is not sent."""
 
 
 class Divergence(msgspec.Struct, frozen=True):

@@ -20,7 +20,7 @@ import msgspec
 from nats.js import api
 
 from ledgerbus.bus.connection import Bus
-from ledgerbus.errors import InvalidMessage, LedgerbusError
+from ledgerbus.errors import InvalidMessage, RedriveError as RedriveError  # RedriveError: re-exported
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer
@@ -161,10 +161,6 @@ async def find(bus: Bus, *, include_redriven: bool = False, timeout: float = 2.0
             if include_redriven or letter.redriven_by is None:
                 letters.append(letter)
     return letters
-
-
-class RedriveError(LedgerbusError):
-    pass
 
 
 async def redrive(bus: Bus, letter: Letter, *, sender: str | None = None) -> Envelope:

@@ -49,3 +49,11 @@ async def test_errors_and_bad_input_as_the_ledger_recorded_them(run_agent):
     bad = await run_agent(agent, "shop.buy", {"item": "tea", "quantity": 0}, validate=False)
     assert bad.error.code == "INVALID_MESSAGE" and "quantity" in bad.error.message
     assert bad.actions == ["REQUEST", "ERROR"]  # refused before the receipt: no ACK, no work
+
+
+async def test_a_conversation_can_be_read_back_from_the_ledger(run_agent):
+    conv = await run_agent(shop(), "shop.buy", {"item": "tea", "quantity": 1})
+    again = await run_agent.conversation(conv.conversation_id)
+    assert [e.id for e in again] == [e.id for e in conv.events]
+    assert [e.action.value for e in again] == ["REQUEST", "ACK", "PROGRESS", "PROGRESS", "RESPONSE"]
+    assert await run_agent.conversation("no-such-conversation") == []

@@ -81,8 +81,10 @@ def ui_url(runs: Runs) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Per module, not per session: Playwright's sync API keeps an event loop running in this thread while
+    # it is open, and every later test that calls asyncio.run() (tests/unit runs after tests/ui) would fail.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -43,13 +43,9 @@ def inbox_prefix(name: str) -> str:
     return f"_INBOX.{name}"
 
 
-def bucket(base: str, subjects: Subjects) -> str:
-    return subjects.bucket(base)
-
-
 def agent(name: str, subjects: Subjects) -> Permissions:
     stream, durable = subjects.stream, consumer_name(name)
-    results, agents = bucket(RESULTS_BUCKET, subjects), bucket(AGENTS_BUCKET, subjects)
+    results, agents = subjects.bucket(RESULTS_BUCKET), subjects.bucket(AGENTS_BUCKET)
     return Permissions(
         publish=[
             subjects.all(),
@@ -71,7 +67,7 @@ def agent(name: str, subjects: Subjects) -> Permissions:
 
 def client(name: str, subjects: Subjects) -> Permissions:
     stream = subjects.stream
-    agents, conductors = bucket(AGENTS_BUCKET, subjects), bucket(CONDUCTORS_BUCKET, subjects)
+    agents, conductors = subjects.bucket(AGENTS_BUCKET), subjects.bucket(CONDUCTORS_BUCKET)
     return Permissions(
         publish=[
             subjects.all(),

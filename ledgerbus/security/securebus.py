@@ -30,7 +30,7 @@ from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.security.deployment import Deployment
 from ledgerbus.security.keys import SIG_HEADER, Identity, envelope_signature_problem, verify_key
 from ledgerbus.agents.directory import DEFAULT_TTL
-from ledgerbus.security.permissions import AGENTS_BUCKET, CONDUCTORS_BUCKET, RESULTS_BUCKET, bucket, inbox_prefix
+from ledgerbus.security.permissions import AGENTS_BUCKET, CONDUCTORS_BUCKET, RESULTS_BUCKET, inbox_prefix
 
 log = logging.getLogger("ledgerbus.security")
 
@@ -183,7 +183,7 @@ async def provision(
     subjects = deployment.subjects
     for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL), (CONDUCTORS_BUCKET, None)):
         # Without rollups: one `Nats-Rollup: all` on an agent's own key would otherwise purge every key.
-        await buckets.ensure(admin.js, bucket(base, subjects), ttl=ttl, direct=True)
+        await buckets.ensure(admin.js, subjects.bucket(base), ttl=ttl, direct=True)
     for m in deployment.members.values():
         if m.role == "agent":
             settings = (consumers or {}).get(m.name, ConsumerSettings())

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from typing import Any
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -32,6 +33,9 @@ STATIC = Path(__file__).parent / "static"
 POLL_S = 0.25
 #: The failure-policy defaults (DESIGN.md), as `ledgerbus stalls` applies them without options.
 DEFAULT_POLICY = TaskPolicy()
+
+#: What a live action starts from: its form, the bus, the pipeline and the conversation's events.
+Live = tuple[dict[str, str], Any, "actions.Pipeline", list[Any]]
 
 
 def _time(text: str) -> int | None:
@@ -145,19 +149,25 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
                                   media_type="text/plain")
         return form, None
 
-    async def fork_action(request: Request) -> Response:
+    async def live_action(request: Request, verb: str) -> Live | Response:
+        """An action that runs live: its form, bus, pipeline and the conversation's events, or the refusal."""
         form, refused = await authorized(request)
         if refused is not None:
             return refused
         bus = mirror.bus if mirror is not None else None
         if bus is None or pipeline is None:
-            return Response("fork runs live: start the UI with --url\n", 409, media_type="text/plain")
-        cid = request.path_params["cid"]
-        events = await asyncio.to_thread(index.events, cid)
+            return Response(f"{verb} runs live: start the UI with --url\n", 409, media_type="text/plain")
+        return form, bus, pipeline, await asyncio.to_thread(index.events, request.path_params["cid"])
+
+    async def fork_action(request: Request) -> Response:
+        started = await live_action(request, "fork")
+        if isinstance(started, Response):
+            return started
+        form, bus, live_pipeline, events = started
         try:
             at = int(form.get("at", ""))
             payload = actions.fork_payload(form.get("payload", ""))
-            new = await actions.fork_conversation(bus, events, at, payload, pipeline)
+            new = await actions.fork_conversation(bus, events, at, payload, live_pipeline)
             await mirror.catch_up()  # type: ignore[union-attr]
         except ValueError:
             return _bad("at is a ledger position (a whole number)")
@@ -166,17 +176,14 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         return RedirectResponse(f"/conversations/{new}", 303)
 
     async def re_execute_action(request: Request) -> Response:
-        form, refused = await authorized(request)
-        if refused is not None:
-            return refused
-        bus = mirror.bus if mirror is not None else None
-        if bus is None or pipeline is None:
-            return Response("re-execute runs live: start the UI with --url\n", 409, media_type="text/plain")
+        started = await live_action(request, "re-execute")
+        if isinstance(started, Response):
+            return started
+        form, bus, live_pipeline, events = started
         cid = request.path_params["cid"]
-        events = await asyncio.to_thread(index.events, cid)
         try:
             budget = int(form.get("max_requests", ""))
-            await actions.re_execute_step(bus, events, form.get("step", ""), budget, pipeline)
+            await actions.re_execute_step(bus, events, form.get("step", ""), budget, live_pipeline)
             await mirror.catch_up()  # type: ignore[union-attr]
         except ValueError:
             return _bad("max_requests is a whole number")

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from conftest import Runs, serve_ui
+from uihelp import Runs, serve_ui
 
 
 def test_actions_are_off_unless_asked_for(page: Any, ui_url: str, runs: Runs) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from ledgerbus.eventstore.base import EventFilter
 from ledgerbus.eventstore.fold import ConversationStatus
 
-from conftest import Runs
+from uihelp import Runs
 
 
 def _position_of(runs: Runs, cid: str, code: str) -> int:

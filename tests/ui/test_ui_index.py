@@ -11,7 +11,7 @@ from ledgerbus.ids import uuid7
 from ledgerbus.ui.index import LedgerIndex
 from ledgerbus.ui.summary import Filters
 
-from conftest import Runs
+from uihelp import Runs
 
 
 def _copies(runs: Runs, path: Path, n: int) -> list[str]:

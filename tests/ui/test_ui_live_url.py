@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import Runs, serve_ui
+from uihelp import Runs, serve_ui
 
 
 def _ui_consumers(runs: Runs) -> list[str]:

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from conftest import Runs, serve_ui
+from uihelp import Runs, serve_ui
 from test_ui_browser import _position_of
 
 

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -467,6 +467,16 @@ class SQLiteEventStore:
         with self._lock:
             return int(self.db.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
+    def held(self) -> tuple[int, int, int]:
+        """(first, last, how many) of the stream messages the file holds: envelopes, messages that were not
+        envelopes, and repeated ids, each at its own position; (0, 0, 0) for an empty ledger."""
+        with self._lock:
+            tables = [t for t in ("events", "rejects", "duplicates") if t in self.db.table_names()]
+            union = " UNION ALL ".join(f"SELECT position FROM {t}" for t in tables)
+            first, last, n = self.db.conn.execute(f"SELECT MIN(position), MAX(position), COUNT(*) FROM ({union})"
+                                                  ).fetchone()
+        return int(first or 0), int(last or 0), int(n)
+
     def _where(self, flt: EventFilter) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         args: list[Any] = []
@@ -505,7 +515,7 @@ class SQLiteEventStore:
         return int(row[0])
 
     def read(self, flt: EventFilter | None = None, *, batch: int = 5000, trusted: bool = False,
-             damaged: list[Damaged] | None = None) -> Iterator[StoredEvent]:
+             damaged: list[Damaged] | None = None) -> Generator[StoredEvent, None, None]:
         """Stream events in position order, `batch` rows per query (keyset pagination, bounded memory).
 
         `trusted=True` (replay) skips re-validating ids and addresses the recorder validated already:

@@ -34,7 +34,12 @@ _MAX_FILTERS = 64  # beyond this many subject filters, filter here instead (the 
 
 
 def subject_filters(prefix: str, flt: EventFilter) -> list[str]:
-    """The narrowest subject filters `lb.<recipient>.<action>.<conversation>` that cover `flt`."""
+    """The narrowest subject filters `lb.<recipient>.<action>.<conversation>` that cover `flt`.
+
+    No conversation or action asked for: the whole namespace, as the recorder mirrors it, so a message on
+    a subject no envelope has is seen (and rejected) by both."""
+    if not flt.conversation_ids and not flt.actions:
+        return [f"{prefix}.>"]
     cids = list(flt.conversation_ids) or ["*"]
     actions = list(flt.actions) or ["*"]
     subjects = [f"{prefix}.*.{a}.{c}" for a, c in itertools.product(actions, cids)]

@@ -45,7 +45,7 @@ def _history() -> list[tuple[str, Envelope | None]]:
         ("b.ack", _at(answer(b, Action.ACK), 2100)),
         ("a.resp", _at(answer(a, Action.RESPONSE, payload={"ok": True}), 1200)),
         ("b.err", _at(answer(b, Action.ERROR, error=ErrorInfo(code="BAD", message="no", retryable=False)), 2200)),
-        ("c.req", c),
+        ("c.req", c), ("stray", None),
     ]
 
 
@@ -148,7 +148,7 @@ async def test_after_and_until_are_positions(filled: Ledger) -> None:
 
 async def test_first_and_last_position_and_count_cover_every_message(filled: Ledger) -> None:
     assert await filled.source.first_position() == filled.positions["a.req"]
-    assert await filled.source.last_position() == filled.positions["c.req"]
+    assert await filled.source.last_position() == filled.positions["stray"]
     assert await filled.source.count() == len(_history())  # the message that is not an envelope included
 
 
@@ -161,11 +161,11 @@ async def test_an_empty_ledger(empty: Ledger) -> None:
 
 
 async def test_a_message_that_is_not_an_envelope_is_never_an_event_and_is_listed(filled: Ledger) -> None:
-    junk = filled.positions["junk"]
+    junk, stray = filled.positions["junk"], filled.positions["stray"]
     prefix = filled.bus.subjects.prefix
-    listed = [(junk, f"{prefix}.writing.REQUEST.beta-2", GARBAGE)]
+    listed = [(junk, f"{prefix}.writing.REQUEST.beta-2", GARBAGE), (stray, f"{prefix}.stray", GARBAGE)]
     events = await _read(filled.source)
-    assert junk not in {ev.position for ev in events}
+    assert not {junk, stray} & {ev.position for ev in events}
     assert [(r.position, r.subject, r.data) for r in filled.source.rejects] == listed
     assert {r.code for r in filled.source.rejects} == {"INVALID_MESSAGE"}
     assert filled.source.damaged == []
@@ -176,7 +176,7 @@ async def test_a_message_that_is_not_an_envelope_is_never_an_event_and_is_listed
     await _read(filled.source, EventFilter(conversation_ids=("alpha-1",)))
     assert filled.source.rejects == []
     await _read(filled.source, EventFilter(after=junk))
-    assert filled.source.rejects == []
+    assert [r.position for r in filled.source.rejects] == [stray]
 
 
 async def test_envelopes_of_one_conversation(filled: Ledger) -> None:

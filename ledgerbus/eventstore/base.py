@@ -111,8 +111,8 @@ class EventSource(Protocol):
         """Every message held that is not an envelope, in position order."""
         ...
 
-    async def conversation_ids(self) -> list[str]:
-        """Every conversation with an event, in the order each began."""
+    async def conversation_ids(self, *, limit: int | None = None) -> list[str]:
+        """Every conversation with an event (the first `limit` of them), in the order each began."""
         ...
 
     async def conversations_starting(self, prefix: str, *, limit: int = 10) -> list[str]:

@@ -94,7 +94,7 @@ class JetStreamLedger:
         return int((await self._state()).messages or 0)
 
     async def batches(self, flt: EventFilter | None = None, *, batch: int | None = None,
-                      subjects: Sequence[str] = ()) -> AsyncIterator[list[StoredEvent]]:
+                      subjects: Sequence[str] = ()) -> AsyncGenerator[list[StoredEvent], None]:
         """Events in position order, `batch` at a time (memory stays bounded by the batch).
 
         `subjects`: the subject filters to read instead of those `flt` implies (a caller that has a subject).
@@ -182,13 +182,16 @@ class JetStreamLedger:
             pass
         return list(self.rejects)
 
-    async def conversation_ids(self) -> list[str]:
-        # One pass; memory grows with the conversations, not the events.
+    async def conversation_ids(self, *, limit: int | None = None) -> list[str]:
+        # One pass, that ends once `limit` are found; memory grows with the conversations, not the events.
         seen: dict[str, None] = {}
-        async for chunk in self.batches():
-            for ev in chunk:
-                seen.setdefault(ev.envelope.conversation_id, None)
-        return list(seen)
+        async with contextlib.aclosing(self.batches()) as chunks:
+            async for chunk in chunks:
+                for ev in chunk:
+                    seen.setdefault(ev.envelope.conversation_id, None)
+                if limit is not None and len(seen) >= limit:
+                    break
+        return list(seen)[:limit]
 
     async def conversations_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
         """From the subjects of the stream's REQUESTs (every conversation begins with one), as the stream

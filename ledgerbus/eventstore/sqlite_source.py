@@ -96,8 +96,8 @@ class SQLiteSource:
     async def rejected(self) -> list[Rejected]:
         return await asyncio.to_thread(self.store.rejects)
 
-    async def conversation_ids(self) -> list[str]:
-        return await asyncio.to_thread(self.store.conversation_ids)
+    async def conversation_ids(self, *, limit: int | None = None) -> list[str]:
+        return await asyncio.to_thread(lambda: self.store.conversation_ids(limit=limit))
 
     async def conversations_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
         return await asyncio.to_thread(lambda: self.store.conversations_starting(prefix, limit=limit))

@@ -188,6 +188,7 @@ async def test_envelopes_of_one_conversation(filled: Ledger) -> None:
 
 async def test_conversation_ids_in_the_order_they_began(filled: Ledger) -> None:
     assert await filled.source.conversation_ids() == ["alpha-1", "beta-2", "gamma-3"]
+    assert await filled.source.conversation_ids(limit=2) == ["alpha-1", "beta-2"]
     assert await filled.source.conversations_starting("be") == ["beta-2"]
     assert await filled.source.conversations_starting("zz") == []
 

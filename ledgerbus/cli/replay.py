@@ -107,7 +107,7 @@ async def _replay(ledger: Path | None, url: str | None, prefix: str | None, flt:
         source, store = opened.source, opened.store
         if sink.selected:
             flt = _select(sink, flt, await resolve(source, sink.selected))
-        elif not sink.summary and store is not None:
+        elif not sink.summary:
             ids = await source.conversation_ids(limit=SMALL_LEDGER + 1)
             if 0 < len(ids) <= SMALL_LEDGER:
                 sink.select(ids)
@@ -117,8 +117,7 @@ async def _replay(ledger: Path | None, url: str | None, prefix: str | None, flt:
                 sink.feed(chunk)
                 advance(len(chunk))
         warn_damaged(source.damaged)
-        if store is None:
-            sink.rejected = len(source.rejects)
+        sink.rejected = len(source.rejects)
         sink.source = opened.where
         if store is not None:
             from ledgerbus.eventstore.compact import snapshot

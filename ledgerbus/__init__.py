@@ -53,11 +53,15 @@ _EXPORTS: dict[str, str] = {
     "ConsumerSettings": "ledgerbus.bus.streams",
     # event store
     "EventStore": "ledgerbus.eventstore.base",
+    "EventSource": "ledgerbus.eventstore.base",
     "EventFilter": "ledgerbus.eventstore.base",
     "StoredEvent": "ledgerbus.eventstore.base",
     "SQLiteEventStore": "ledgerbus.eventstore.sqlite",
     "Recorder": "ledgerbus.eventstore.recorder",
     "JetStreamLedger": "ledgerbus.eventstore.jetstream",
+    "SQLiteSource": "ledgerbus.eventstore.sqlite_source",
+    "Folds": "ledgerbus.eventstore.folds",
+    "fold_source": "ledgerbus.eventstore.folds",
     "Upcaster": "ledgerbus.eventstore.upcast",
     "VerifyReport": "ledgerbus.eventstore.integrity",
     "resimulate": "ledgerbus.orchestrator.replaymodes",
@@ -131,7 +135,9 @@ if TYPE_CHECKING:  # static type checkers see the real names
                                   PublishRefused, PublishTimeout, RedriveError, RemoteError, ServerError,
                                   StoreConflict, StoreError, StoreUnavailable, TaskTimeout, UnknownAgent,
                                   UnknownCapability)
-    from ledgerbus.eventstore.base import EventFilter, EventStore, StoredEvent
+    from ledgerbus.eventstore.base import EventFilter, EventSource, EventStore, StoredEvent
+    from ledgerbus.eventstore.folds import Folds, fold_source
+    from ledgerbus.eventstore.sqlite_source import SQLiteSource
     from ledgerbus.eventstore.fold import (ConversationState, ConversationStatus, TaskState, TaskStatus, apply,
                                            fold)
     from ledgerbus.eventstore.integrity import VerifyReport

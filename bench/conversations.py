@@ -50,7 +50,7 @@ async def run_conversations(orch: Any, capability: str, payloads: list[dict[str,
 
 
 async def conversations(env: BenchEnv) -> Figures:
-    from ledgerbus.agents.examples import ARTICLE, ContentPipeline
+    from ledgerbus.examples import ARTICLE, ContentPipeline
     from ledgerbus.bus.connection import Bus
     from ledgerbus.orchestrator.engine import Orchestrator
 

@@ -108,7 +108,7 @@ def test_each_agent_service_runs_that_agent_under_its_own_service_name(compose):
 
 
 def test_the_client_asks_the_orchestrator_something_it_accepts(compose):
-    from ledgerbus.agents.examples import ARTICLE, ContentPipeline  # noqa: F401  (registers the capability)
+    from ledgerbus.examples import ARTICLE, ContentPipeline  # noqa: F401  (registers the capability)
     from ledgerbus.schemas.capability import registry
 
     cmd = compose["services"]["client"]["command"]

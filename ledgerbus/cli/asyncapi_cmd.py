@@ -73,7 +73,7 @@ async def _build(specs: list[str], live: bool, server: str | None, url: str | No
 
         agents.update(from_agents(load_agent(s) for s in specs))
     if not live and not specs:
-        from ledgerbus.agents.examples import AGENTS
+        from ledgerbus.examples import AGENTS
 
         agents.update(from_agents(AGENTS))
     return build(agents, prefix=prefix or os.environ.get("LEDGERBUS_PREFIX") or "lb",

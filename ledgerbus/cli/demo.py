@@ -58,7 +58,7 @@ async def _demo(topic: str, subtopics: int, ledger: Path, url: str | None, data_
 
 
 async def _run_demo(topic: str, subtopics: int, ledger: Path, url: str | None, data_dir: Path) -> None:
-    from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+    from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline
     from ledgerbus.agents.runtime import AgentRuntime
     from ledgerbus.bus.connection import Bus
     from ledgerbus.eventstore.base import EventFilter

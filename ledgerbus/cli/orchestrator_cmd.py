@@ -48,7 +48,7 @@ def run_orchestrator(
 
 async def _serve(name: str, recover: bool, decomposer_spec: str | None, policies_spec: str | None,
                  url: str | None, prefix: str | None, data_dir: Path) -> None:
-    from ledgerbus.agents.examples import ContentPipeline
+    from ledgerbus.examples import ContentPipeline
     from ledgerbus.cli.agent_cmd import install_stop_signals
     from ledgerbus.cli.live import connect
     from ledgerbus.orchestrator.engine import Orchestrator

@@ -69,7 +69,7 @@ def check_json_schema(payload: dict[str, Any], schema: dict[str, Any]) -> None:
 
 def check_local(payload: dict[str, Any], capability: str) -> bool:
     """Validate against a capability this process has registered; False when it does not know it."""
-    import ledgerbus.agents.examples  # noqa: F401  (registers the built-in capabilities)
+    import ledgerbus.examples  # noqa: F401  (registers the built-in capabilities)
     from ledgerbus.schemas.capability import registry
 
     cap = registry.find(capability)

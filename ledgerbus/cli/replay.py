@@ -91,7 +91,7 @@ def replay(
 def _load(modules: list[str]) -> None:
     import importlib
 
-    for name in modules or ["ledgerbus.agents.examples"]:
+    for name in modules or ["ledgerbus.examples"]:
         try:
             importlib.import_module(name)
         except ImportError as exc:

@@ -22,7 +22,7 @@ def _print(data: Any) -> None:
 def decomposer_for(events: list[Any], decomposer: Any = None) -> Any:
     """The decomposer a conversation's capability needs: the user's (checked to declare it), else the
     example pipeline's for content.article, else one step (None)."""
-    from ledgerbus.agents.examples import ARTICLE, ContentPipeline
+    from ledgerbus.examples import ARTICLE, ContentPipeline
 
     cap = next((e.envelope.capability for e in events if e.envelope.action.value == "REQUEST"), "")
     if decomposer is not None:

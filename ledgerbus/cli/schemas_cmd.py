@@ -14,7 +14,7 @@ app = typer.Typer(help="JSON Schemas of the envelope and every capability (the l
 
 
 def _registry():  # type: ignore[no-untyped-def]
-    import ledgerbus.agents.examples  # noqa: F401  (registers the built-in capabilities)
+    import ledgerbus.examples  # noqa: F401  (registers the built-in capabilities)
     from ledgerbus.schemas.capability import registry
 
     return registry

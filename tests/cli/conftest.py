@@ -51,7 +51,7 @@ class Background:
         self.call(go())
 
     def orchestrator(self) -> None:
-        from ledgerbus.agents.examples import ContentPipeline
+        from ledgerbus.examples import ContentPipeline
         from ledgerbus.orchestrator.engine import Orchestrator
 
         async def go() -> None:
@@ -106,7 +106,7 @@ def background(nats_server: Any) -> Iterator[Background]:
 @pytest.fixture
 def examples(background: Background) -> Background:
     """The three offline example agents, live on the test's server."""
-    from ledgerbus.agents.examples import AGENTS
+    from ledgerbus.examples import AGENTS
 
     background.agents(*AGENTS)
     return background

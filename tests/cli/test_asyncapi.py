@@ -62,7 +62,7 @@ def test_document_of_the_example_agents_is_valid(cli, validator, tmp_path):
 
 
 def test_the_official_schema_rejects_a_broken_document(validator):
-    import ledgerbus.agents.examples as ex
+    import ledgerbus.examples as ex
 
     doc = build(from_agents(ex.AGENTS))
     assert not list(validator.iter_errors(doc))

@@ -36,7 +36,7 @@ class ServingAgents:
         self._stop: asyncio.Event | None = None
 
     async def _serve(self) -> None:
-        from ledgerbus.agents.examples import AGENTS
+        from ledgerbus.examples import AGENTS
         from ledgerbus.agents.runtime import AgentRuntime
 
         self._stop = asyncio.Event()

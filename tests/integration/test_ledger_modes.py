@@ -74,7 +74,7 @@ async def test_resimulate_reports_exactly_the_edited_decision(bus, ledger):
 
 
 async def test_re_execute_sends_no_more_than_its_budget(bus, ledger):
-    from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+    from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline
 
     root = new_request(sender="client", recipient="orchestrator", capability=ARTICLE,
                        payload={"topic": "write-ahead logs", "subtopics": 3})
@@ -97,7 +97,7 @@ async def test_re_execute_sends_no_more_than_its_budget(bus, ledger):
 
 
 async def test_fork_leaves_the_original_byte_identical(bus, ledger):
-    from ledgerbus.agents.examples import AGENTS, ContentPipeline
+    from ledgerbus.examples import AGENTS, ContentPipeline
 
     [original] = await record_articles(bus, ledger, ["bloom filters"])
     cid = original.conversation_id

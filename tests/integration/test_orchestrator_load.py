@@ -16,7 +16,7 @@ import pytest
 
 from orchestration_harness import start_all, stop_all
 
-from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline
 from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.eventstore.fold import ConversationStatus
 from ledgerbus.orchestrator.breaker import BreakerState

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline
 from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.bus.requester import Requester
 from ledgerbus.errors import RemoteError

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline
 from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester

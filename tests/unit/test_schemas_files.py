@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from ledgerbus.agents.examples import AGENTS, ARTICLE
+from ledgerbus.examples import AGENTS, ARTICLE
 from ledgerbus.schemas import export
 from ledgerbus.schemas.capability import CapabilityRegistry, registry as process_registry
 

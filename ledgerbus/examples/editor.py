@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ledgerbus.agents.context import Context
-from ledgerbus.agents.examples.editing import edit as edit_draft
-from ledgerbus.agents.examples.payloads import EditedArticle, EditRequest
+from ledgerbus.examples.editing import edit as edit_draft
+from ledgerbus.examples.payloads import EditedArticle, EditRequest
 from ledgerbus.agents.sdk import Agent
 
 agent = Agent("editor", description="Fixes structure, repeated words and length of a draft, listing each change.")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ledgerbus.agents.context import Context
-from ledgerbus.agents.examples.drafting import write_draft
-from ledgerbus.agents.examples.payloads import Draft, DraftRequest
+from ledgerbus.examples.drafting import write_draft
+from ledgerbus.examples.payloads import Draft, DraftRequest
 from ledgerbus.agents.sdk import Agent
 
 agent = Agent("writing", description="Writes a draft article from research notes (deterministic, offline).")

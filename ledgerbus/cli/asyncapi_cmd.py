@@ -51,7 +51,7 @@ async def _build(specs: list[str], live: bool, server: str | None, url: str | No
     import os
 
     import ledgerbus
-    from ledgerbus.schemas.asyncapi import build, from_agents
+    from ledgerbus.agents.asyncapi import build, from_agents
 
     agents: dict[str, list[Any]] = {}
     if live:

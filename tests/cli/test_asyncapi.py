@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from ledgerbus.schemas.asyncapi import build, from_agents
+from ledgerbus.agents.asyncapi import build, from_agents
 
 OFFICIAL = Path(__file__).parent.parent / "fixtures" / "asyncapi" / "asyncapi-3.0.0.schema.json"
 

@@ -198,3 +198,17 @@ def test_layer_check_sees_function_level_relative_and_facade_imports(tmp_path: P
     assert edges[("bus", "cli")] == ["ledgerbus/bus/late.py:2 imports ledgerbus.cli"]
     assert len(_layer_violations(edges, frozenset())) == 3  # bus→cli, schemas→eventstore, eventstore→(root)
     assert _layer_cycles(edges, frozenset()) == [["eventstore", "schemas"]]
+
+
+def test_layer_architecture_md_draws_these_layers() -> None:
+    text = (_ledgerbus_root().parent / "ARCHITECTURE.md").read_text()
+    picture = text.split("```\n")[1]
+    known = set().union(*_LAYERS)
+    rows = []
+    for line in picture.splitlines():  # a row: the layer's names, then what they hold
+        words = line.split()
+        names = words[: next((i for i, w in enumerate(words) if w not in known), len(words))]
+        if names:
+            rows.append(frozenset(names))
+    drawn = rows[::-1]  # the picture is drawn top layer first
+    assert drawn == [layer for layer in _LAYERS if layer != frozenset({"(root)"})]

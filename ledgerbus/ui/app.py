@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ledgerbus.errors import ConfigError
+from ledgerbus.errors import ConfigError, RedriveError
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.eventstore.timetravel import parse_point
 from ledgerbus.orchestrator.policy import TaskPolicy
@@ -131,7 +131,8 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
     async def stalls_page(request: Request) -> Response:
         def gather() -> str:
             now = find_stalls(index.running(), int(time.time() * 1000), lambda capability, agent: DEFAULT_POLICY)
-            return other_pages.stalls(now, index.recent_verdicts(), index.rejects())
+            return other_pages.stalls(now, index.recent_verdicts(), index.rejects(), index.dead_letters(),
+                                      redrive=token is not None and mirror is not None)
 
         return HTMLResponse(await asyncio.to_thread(gather))
 
@@ -191,6 +192,21 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
             return _bad(str(exc))
         return RedirectResponse(f"/conversations/{cid}", 303)
 
+    async def redrive_action(request: Request) -> Response:
+        _, refused = await authorized(request)
+        if refused is not None:
+            return refused
+        if mirror is None or mirror.bus is None:
+            return Response("re-drive runs live: start the UI with --url\n", 409, media_type="text/plain")
+        letter = request.path_params["lid"]
+        try:
+            await actions.redrive_letter(mirror.bus, letter)
+            await mirror.catch_up()
+        except (ConfigError, RedriveError) as exc:
+            return _bad(str(exc))
+        cid = await asyncio.to_thread(index.conversation_of, letter)
+        return RedirectResponse(f"/conversations/{cid}" if cid else "/stalls", 303)
+
     async def export_action(request: Request) -> Response:
         _, refused = await authorized(request)
         if refused is not None:
@@ -207,6 +223,7 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         Route("/conversations/{cid}/export", export_action, methods=["POST"]),
         Route("/conversations/{cid}/fork", fork_action, methods=["POST"]),
         Route("/conversations/{cid}/re-execute", re_execute_action, methods=["POST"]),
+        Route("/deadletters/{lid}/redrive", redrive_action, methods=["POST"]),
         Route("/agents", agents_page),
         Route("/stalls", stalls_page),
         Route("/integrity", integrity_page),

@@ -7,9 +7,11 @@ in the (conversation_id, position) index. Only the conversations on the page are
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
@@ -26,6 +28,17 @@ _BATCH = 2_000
 class Page:
     def __init__(self, rows: list[Summary], next_cursor: int | None) -> None:
         self.rows, self.next_cursor = rows, next_cursor
+
+
+class DeadLetter(NamedTuple):
+    position: int
+    id: str
+    conversation_id: str
+    task_id: str
+    capability: str
+    agent: str
+    deliveries: int | None
+    redriven_by: str | None
 
 
 class LedgerIndex:
@@ -55,6 +68,11 @@ class LedgerIndex:
         if first is None:
             return None
         return summarize(fold(self.store.envelopes(conversation_id), conversation_id), first)
+
+    def conversation_of(self, event_id: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT conversation_id FROM events WHERE id = ?", (event_id,)).fetchone()
+        return str(row[0]) if row else None
 
     def changed_since(self, after: int) -> list[str]:
         """Conversations with an event past `after`, in the order they first appear there."""
@@ -114,6 +132,31 @@ class LedgerIndex:
                 " FROM envelopes WHERE action = 'ERROR' ORDER BY position DESC LIMIT ?", (limit * 5,)).fetchall()
         keep = {"NO_RECEIPT", "STALLED", "TIMED_OUT", "DEADLINE_EXCEEDED", "DEAD_LETTER", "BREAKER_OPEN"}
         return [tuple(r) for r in rows if r[4] in keep][:limit]  # type: ignore[misc]
+
+    def dead_letters(self, limit: int = 200) -> list[DeadLetter]:
+        """The newest dead letters, each with the REQUEST that re-drove it, if one did.
+
+        A letter's id is `deadletter-<stream sequence>` (security.deadletters): a range of the id index, not a scan."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT position, id, conversation_id, CAST(envelope AS TEXT) FROM events WHERE id >= 'deadletter-'"
+                " AND id < 'deadletter.' ORDER BY position DESC LIMIT ?", (limit,)).fetchall()
+            out = []
+            for pos, lid, cid, raw in rows:
+                try:
+                    env = json.loads(raw)
+                except ValueError:
+                    continue  # a damaged row: Integrity shows it
+                err = env.get("error") or {}
+                if err.get("code") != "DEAD_LETTER":
+                    continue
+                again = self._conn.execute(
+                    "SELECT id FROM envelopes WHERE conversation_id = ? AND action = 'REQUEST' AND causation_id = ?"
+                    " ORDER BY position LIMIT 1", (cid, lid)).fetchone()
+                out.append(DeadLetter(pos, lid, cid, str(env.get("taskId", "")), str(env.get("capability", "")),
+                                      str(env.get("sender", "")), (err.get("details") or {}).get("deliveries"),
+                                      again[0] if again else None))
+        return out
 
     def running(self, limit: int = 500) -> list[ConversationState]:
         """Folded states of the newest conversations still RUNNING (where a stall can be happening now)."""

@@ -8,6 +8,7 @@ from ledgerbus.eventstore.base import Rejected
 from ledgerbus.eventstore.integrity import VerifyReport
 from ledgerbus.orchestrator.stalls import Stall
 from ledgerbus.ui.html import copyable, duration, e, layout
+from ledgerbus.ui.index import DeadLetter
 from ledgerbus.ui.summary import in_words
 
 
@@ -28,7 +29,30 @@ asked of it and how it answered. Follow a name for its conversations.</p>
 <th>errors sent</th><th>errors per request</th></tr></thead><tbody>{body}</tbody></table></div>""", nav="agents")
 
 
-def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, int]], rejects: Sequence[Rejected]) -> str:
+def _letters(letters: Sequence[DeadLetter], redrive: bool) -> str:
+    if not letters:
+        return '<p class="empty" id="no-letters">None: no request was given up on after MaxDeliver deliveries.</p>'
+    token = '<input type="password" name="token" autocomplete="off" required aria-label="action token" placeholder="token">'
+
+    def action(d: DeadLetter) -> str:
+        if d.redriven_by is not None:
+            return f're-driven as {copyable(d.redriven_by, short=13)}'
+        if not redrive:
+            return f'<code>ledgerbus deadletters redrive {e(d.id)}</code>'
+        return (f'<form class="actions redrive" method="post" action="/deadletters/{e(d.id)}/redrive">{token}'
+                '<button type="submit">Re-drive</button></form>')
+
+    body = "".join(
+        f'<tr data-letter="{e(d.id)}" data-position="{d.position}"><td class="num"><a href="/conversations/{e(d.conversation_id)}?at={d.position}">{d.position}</a></td>'
+        f'<td>{copyable(d.id)}</td><td>{_link(d.conversation_id, d.position)}</td><td>{e(d.task_id.split("_", 1)[1] if "_" in d.task_id else "(root task)")}</td>'
+        f'<td>{e(d.capability)}</td><td>{e(d.agent)}</td><td class="num">{"—" if d.deliveries is None else d.deliveries}</td>'
+        f'<td class="redriven">{action(d)}</td></tr>' for d in letters)
+    return (f'<div class="scroll"><table class="letters"><thead><tr><th>pos</th><th>letter</th><th>conversation</th><th>task</th>'
+            f'<th>capability</th><th>agent</th><th>deliveries</th><th>re-drive</th></tr></thead><tbody>{body}</tbody></table></div>')
+
+
+def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, int]], rejects: Sequence[Rejected],
+           letters: Sequence[DeadLetter] = (), redrive: bool = False) -> str:
     live = "".join(
         f'<tr class="stall"><td>{_link(s.conversation_id)}</td><td>{e(s.task_id.rsplit("_", 1)[-1])}</td><td>{e(s.agent)}</td>'
         f'<td><span class="code">{e(s.code)}</span> {e(in_words(s.code))}</td><td class="num">{duration(s.silent_ms)}</td>'
@@ -50,6 +74,7 @@ def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, i
              f'<tbody>{rej}</tbody></table></div>' if rejects else '<p class="empty">None.</p>')
     return layout("Stalls & dead letters", f"""<h1>Stalls &amp; dead letters</h1>
 <h2>Stalled now</h2><p class="hint">Running tasks past the default receipt, stall or timeout windows, as `ledgerbus stalls` computes them.</p>{live_t}
+<h2>Dead letters</h2><p class="hint">Requests JetStream delivered MaxDeliver times without an acknowledgement, as `ledgerbus deadletters list` shows them{"; re-drive sends one again as the next attempt of its task (the token `ledgerbus ui --actions` printed)" if redrive else ""}.</p>{_letters(letters, redrive)}
 <h2>Recorded verdicts</h2><p class="hint">The newest stalls, timeouts, missing receipts, open breakers and dead letters in the ledger: the orchestrator's verdicts, and the agents' own.</p>{hist_t}
 <h2>Rejected messages</h2><p class="hint">Ledger messages that were not valid envelopes: kept, never dropped.</p>{rej_t}""", nav="stalls")
 

@@ -26,6 +26,7 @@ class Runs:
         self.world = world
         self.done = world.run("test.ok", {"topic": "ok"})
         self.degraded = world.run("test.shaky", {"topic": "shaky"})
+        self.fanin = world.run("test.fanin", {"topic": "fan-in"})
 
 
 def _free_port() -> int:

@@ -29,9 +29,12 @@ SHAKY = TaskPolicy(receipt_timeout=1.0, stall_after=0.4, timeout=5.0, retry=Retr
 
 
 class Plans:
-    capabilities = frozenset({"test.ok", "test.shaky"})
+    capabilities = frozenset({"test.ok", "test.shaky", "test.fanin"})
 
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan:
+        if capability == "test.fanin":  # two independent steps, and one that needs both
+            return Plan([Step("left", "alpha.work", {"x": 1}), Step("right", "alpha.work", {"x": 2}),
+                         Step("join", "alpha.work", {"x": 3}, depends_on=("left", "right"))])
         steps = [Step("fetch", "alpha.work", {"x": 1})]
         if capability == "test.shaky":
             steps.append(Step("shaky", "shaky.work", {"x": 2}, depends_on=("fetch",)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ def ui(
     policies: str = PoliciesOption,
     actions: bool = typer.Option(False, "--actions", help="allow actions (export JSONL; with --url: fork, re-execute, "
                                                           "re-drive a dead letter), each with a token printed here"),
+    jaeger_url: str = typer.Option(None, "--jaeger-url", envvar=["LEDGERBUS_JAEGER_URL", "LEDGERBUS_JAEGER_UI"],
+                                   help="Jaeger UI that conversation pages link their trace to (default: the host of "
+                                        "OTEL_EXPORTER_OTLP_ENDPOINT at port 16686 when set; else no link)"),
     data_dir: Path = DataDirOption,
 ) -> None:
     """Serve a web view of a ledger: conversations (live), each one's plan, timeline and time travel.
@@ -59,6 +63,7 @@ def ui(
 
         from ledgerbus.ui.actions import new_token
         from ledgerbus.ui.app import create_app
+        from ledgerbus.ui.jaeger import jaeger_base
     except ImportError as exc:
         fail(f"the web UI needs its extra: pip install 'ledgerbus[ui]' ({exc.name} is missing)")
     from ledgerbus.errors import StoreError
@@ -95,7 +100,8 @@ def ui(
         return decomposer_for(list(events), chosen[0]), chosen[1]
 
     try:
-        app = create_app(path, token=token, mirror=mirror, pipeline=pipeline)
+        app = create_app(path, token=token, mirror=mirror, pipeline=pipeline,
+                         jaeger=jaeger_base(jaeger_url, os.environ))
     except StoreError as exc:
         fail(str(exc), 2)
     if token is not None:

@@ -56,9 +56,10 @@ def _bad(message: str) -> HTMLResponse:
 
 
 def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | None = None,
-               pipeline: actions.Pipeline | None = None) -> Starlette:
+               pipeline: actions.Pipeline | None = None, jaeger: str | None = None) -> Starlette:
     """The app over `ledger`. `token`: actions are on, and each request for one must carry it. `mirror`:
-    the file is the live stream's mirror, which runs while the app does."""
+    the file is the live stream's mirror, which runs while the app does. `jaeger`: the Jaeger UI that
+    conversation pages link their trace to."""
     if mirror is not None:
         SQLiteEventStore(ledger).close()  # the schema, so that the read-only index can open the new file
     index = LedgerIndex(ledger)
@@ -85,7 +86,7 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         except ValueError:
             return _bad("at and diff are ledger positions (whole numbers)")
         html = await asyncio.to_thread(conversation_page.render, cid, events, at, diff, token is not None,
-                                       mirror is not None)
+                                       mirror is not None, jaeger)
         return HTMLResponse(html)
 
     async def live(request: Request) -> Response:

@@ -16,6 +16,7 @@ from ledgerbus.orchestrator import plannote
 from ledgerbus.tracing import conventions as C
 from ledgerbus.tracing.rebuild import rebuild
 from ledgerbus.eventstore.timetravel import Change, Point, diff_conversations, state_at
+from ledgerbus.ui.jaeger import trace_url
 from ledgerbus.ui.html import badge, copyable, duration, e, layout, pretty, when
 from ledgerbus.ui.summary import in_words
 
@@ -222,7 +223,7 @@ def _diff(changes: Sequence[Change], a: int, b: int) -> str:
 
 
 def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: int | None,
-           actions: bool = False, live: bool = False) -> str:
+           actions: bool = False, live: bool = False, jaeger: str | None = None) -> str:
     positions = [ev.position for ev in events]
     last = positions[-1]
     at = last if at is None else at
@@ -254,10 +255,18 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
 {duration(st.duration_ms)} · {st.events} events · {len(st.subtasks)} steps{when_at}</p>{err}{result}
 {travel}{_actions(cid, at, live, [(t.task_id, _step(cid, t.task_id)) for t in final.subtasks]) if actions else ""}{diff}
 <section><h2>Plan</h2><p class="hint" id="plan-hint">{PLAN_HINTS[deps is not None]}</p>{plan_graph(st, deps)}</section>
-<section><h2>Waterfall</h2><p class="hint">The spans rebuilt from the ledger, as <code>ledgerbus trace show</code> draws them.</p>{waterfall([ev for ev in events if ev.position <= at])}</section>
+<section><h2>Waterfall</h2><p class="hint">The spans rebuilt from the ledger, as <code>ledgerbus trace show</code> draws them.{_jaeger_link(jaeger, cid)}</p>{waterfall([ev for ev in events if ev.position <= at])}</section>
 <section><h2>Timeline</h2><p class="hint"><span class="mark m-stall">stall</span> the orchestrator gave up on an attempt · <span class="mark m-backoff">backoff</span> a retry waits · <span class="mark m-gap">gap</span> over {GAP_MS} ms of silence · greyed: after the chosen position</p>
 {timeline(events, at, cid)}</section>"""
     return layout(f"Conversation {cid}", body)
+
+
+def _jaeger_link(base: str | None, cid: str) -> str:
+    if base is None:
+        return ""
+    url = trace_url(base, cid)
+    return (f' <a id="jaeger" href="{e(url)}" target="_blank" rel="noopener">Open the trace in Jaeger ↗</a>'
+            ' <span class="muted">(the same ids: the live trace, or the one <code>ledgerbus trace export</code> sent)</span>')
 
 
 def _actions(cid: str, at: int, live: bool, steps: Sequence[tuple[str, str]] = ()) -> str:

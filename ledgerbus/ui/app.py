@@ -27,12 +27,15 @@ from ledgerbus.ui.html import e, layout
 from ledgerbus.ui.index import LedgerIndex
 from ledgerbus.ui.mirror import LiveMirror
 from ledgerbus.ui.summary import Filters, matches
+from ledgerbus.ui.verifier import Verifier
 
 STATIC = Path(__file__).parent / "static"
 #: How often the live stream looks for new events in the file the recorder writes.
 POLL_S = 0.25
 #: The failure-policy defaults (DESIGN.md), as `ledgerbus stalls` applies them without options.
 DEFAULT_POLICY = TaskPolicy()
+#: How long the Integrity page waits for a verify before it answers with "under way" (and looks again).
+VERIFY_WAIT_S = 0.5
 
 #: What a live action starts from: its form, the bus, the pipeline and the conversation's events.
 Live = tuple[dict[str, str], Any, "actions.Pipeline", list[Any]]
@@ -63,6 +66,12 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
     if mirror is not None:
         SQLiteEventStore(ledger).close()  # the schema, so that the read-only index can open the new file
     index = LedgerIndex(ledger)
+    verifier = Verifier(ledger)
+
+    async def count_agents() -> None:
+        """The agents' counts, caught up at start-up a chunk at a time, so the first visit finds them ready."""
+        while not await asyncio.to_thread(index.count_agents, index.last_position()):
+            pass
 
     async def conversations(request: Request) -> Response:
         raw = dict(request.query_params)
@@ -119,15 +128,20 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if mirror is not None:
             await mirror.start()
+        counting = asyncio.ensure_future(count_agents())
         try:
             yield
         finally:
+            counting.cancel()
+            await verifier.stop()
             if mirror is not None:
                 await mirror.stop()
+            await asyncio.gather(counting, return_exceptions=True)
             index.close()
 
     async def agents_page(request: Request) -> Response:
-        return HTMLResponse(other_pages.agents(await asyncio.to_thread(index.agents)))
+        rows, upto, last = await asyncio.to_thread(index.agents)
+        return HTMLResponse(other_pages.agents(rows, upto, last))
 
     async def stalls_page(request: Request) -> Response:
         def gather() -> str:
@@ -138,7 +152,12 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         return HTMLResponse(await asyncio.to_thread(gather))
 
     async def integrity_page(request: Request) -> Response:
-        return HTMLResponse(other_pages.integrity(await asyncio.to_thread(index.verify)))
+        last = await asyncio.to_thread(index.last_position)
+        job = verifier.ensure(last)
+        if job is not None:  # a small ledger is verified before the page answers; a big one goes on meanwhile
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(job), VERIFY_WAIT_S)
+        return HTMLResponse(other_pages.integrity(verifier.status(), last, time.time()))
 
     async def authorized(request: Request) -> tuple[dict[str, str], Response | None]:
         if token is None:

@@ -15,10 +15,10 @@ from typing import NamedTuple
 
 from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
-from ledgerbus.eventstore.integrity import VerifyReport
-from ledgerbus.eventstore.fold import ConversationState, fold
+from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, fold
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.ui.summary import Filters, Summary, matches, summarize
+from ledgerbus.ui.tally import CHUNK, AgentRow, AgentTally
 
 #: Rows a filtered page may look at before it answers with what it found and a cursor to go on from.
 SCAN_BUDGET = 50_000
@@ -49,10 +49,17 @@ class LedgerIndex:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the ledger {path}: {exc}") from None
         self._lock = threading.Lock()
+        self._tally = AgentTally()
+        self._tally_lock = threading.Lock()  # one counter at a time: a page's and the start-up catch-up
+        self._tally_conn: sqlite3.Connection | None = None
+        self.path = path
 
     def close(self) -> None:
         self.store.close()
         self._conn.close()
+        with self._tally_lock:
+            if self._tally_conn is not None:
+                self._tally_conn.close()
 
     def last_position(self) -> int:
         return self.store.last_position()
@@ -159,26 +166,47 @@ class LedgerIndex:
         return out
 
     def running(self, limit: int = 500) -> list[ConversationState]:
-        """Folded states of the newest conversations still RUNNING (where a stall can be happening now)."""
-        page = self.page(Filters(status="RUNNING"), size=limit)
-        return [fold(self.store.envelopes(s.conversation_id), s.conversation_id) for s in page.rows]
+        """Folded states of the newest conversations still RUNNING (where a stall can be happening now), among
+        those that began in the last SCAN_BUDGET positions.
 
-    def agents(self) -> list[tuple[str, int, int, int, int]]:
-        """Per agent: (name, requests asked of it, acks, responses, errors) — every agent that took part."""
+        Only those whose last event is not the answer to their first REQUEST are folded: at a million events,
+        folding every conversation of the stretch to find the few running took most of a second."""
+        since = self.last_position() - SCAN_BUDGET
         with self._lock:
             rows = self._conn.execute(
-                "SELECT recipient, SUM(action = 'REQUEST'), 0, 0, 0 FROM events GROUP BY recipient UNION ALL "
-                "SELECT sender, 0, SUM(action = 'ACK'), SUM(action = 'RESPONSE'), SUM(action = 'ERROR') FROM events"
-                " GROUP BY sender").fetchall()
-        out: dict[str, list[int]] = {}
-        for name, req, ack, resp, err in rows:
-            acc = out.setdefault(name, [0, 0, 0, 0])
-            for i, v in enumerate((req, ack, resp, err)):
-                acc[i] += int(v or 0)
-        return [(n, *v) for n, v in sorted(out.items())]  # type: ignore[misc]
+                "SELECT f.conversation_id FROM (SELECT conversation_id, MIN(position) AS p FROM events WHERE position > ?"
+                " GROUP BY conversation_id) AS f JOIN events AS r ON r.position = f.p JOIN events AS a ON a.position ="
+                " (SELECT MAX(position) FROM events WHERE conversation_id = f.conversation_id)"
+                " WHERE NOT EXISTS (SELECT 1 FROM events AS b WHERE b.conversation_id = f.conversation_id AND b.position < f.p)"
+                " AND NOT (a.action IN ('RESPONSE', 'ERROR') AND a.sender = r.recipient AND a.recipient = r.sender"
+                " AND a.sender != a.recipient) ORDER BY f.p DESC LIMIT ?", (since, limit)).fetchall()
+        states = [fold(self.store.envelopes(cid), cid) for (cid,) in rows]
+        return [st for st in states if st.status is ConversationStatus.RUNNING]
+
+    def agents(self, *, steps: int = 1) -> tuple[list[AgentRow], int, int]:
+        """Per agent: (name, requests asked of it, acks, responses, errors) — every agent that took part —
+        counted up to a position, after at most `steps` more chunks (tally.py): (rows, counted up to, last)."""
+        last = self.last_position()
+        for _ in range(steps):
+            if self.count_agents(last):
+                break
+        with self._tally_lock:
+            return self._tally.rows(), self._tally.upto, last
+
+    def count_agents(self, last: int) -> bool:
+        """Count one more chunk of positions towards `last`; True once they are all counted."""
+        with self._tally_lock:
+            start = self._tally.upto
+            end = min(last, start + CHUNK)
+            if end > start:
+                # A connection of its own: the page queries must not queue behind a chunk.
+                if self._tally_conn is None:
+                    self._tally_conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                rows = self._tally_conn.execute(
+                    "SELECT sender, recipient, action, COUNT(*) FROM events WHERE position > ? AND position <= ?"
+                    " GROUP BY sender, recipient, action", (start, end)).fetchall()
+                self._tally.add(rows, end)
+            return end >= last
 
     def rejects(self) -> list[Rejected]:
         return self.store.rejects()
-
-    def verify(self) -> VerifyReport:
-        return self.store.verify()

@@ -44,6 +44,13 @@ def test_redrive_is_refused_without_the_token_and_resends_the_request_with_it(pa
         page.goto(url + "/stalls")
         done = page.locator(f'table.letters tr[data-letter="{letter}"] td.redriven')
         assert "re-driven as" in done.inner_text() and done.locator("form").count() == 0
+        # Nobody takes the request again: past the default receipt window it is stalled now, on the same page.
+        for _ in range(40):
+            if page.locator("table.stalls-now tr.stall", has_text="NO_RECEIPT").count():
+                break
+            page.wait_for_timeout(250)  # the page is not live: look again until the verdict is due (2 s)
+            page.reload()
+        assert "ghost" in page.locator("table.stalls-now tr.stall").inner_text()
         # Once is all: a second re-drive is refused with the reason.
         again = page.request.post(f"{url}/deadletters/{letter}/redrive", form={"token": token})
         assert again.status == 400 and "already redriven" in again.text()

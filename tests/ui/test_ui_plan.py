@@ -64,3 +64,20 @@ def test_a_ledger_without_the_recorded_plan_still_gets_inferred_stages(page: Any
         assert "timing" in page.inner_text("#plan-hint") and page.locator("svg.edges").count() == 0
         assert page.locator("article.task[data-deps]").count() == 0
         assert page.locator('article.task[data-task="join"]').get_attribute("data-status") == "DONE"
+
+
+def test_on_a_narrow_window_the_stages_stack_and_the_arrows_follow(browser: Any, ui_url: str, runs: Runs,
+                                                                   shots: Path) -> None:
+    ctx = browser.new_context(viewport={"width": 420, "height": 800})
+    try:
+        page = ctx.new_page()
+        page.goto(f"{ui_url}/conversations/{runs.fanin.conversation_id}")
+        page.wait_for_selector("svg.edges path[data-from]", state="attached")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 420
+        join = page.locator('article.task[data-task="join"]').bounding_box()
+        left = page.locator('article.task[data-task="left"]').bounding_box()
+        assert join["y"] > left["y"] + left["height"]  # below, not beside
+        assert _edges(page) == {("left", "join"), ("right", "join")}
+        page.locator("section", has=page.locator("#plan-hint")).screenshot(path=str(shots / "plan-narrow.png"))
+    finally:
+        ctx.close()

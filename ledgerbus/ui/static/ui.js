@@ -69,9 +69,9 @@
         if (b.l >= a.r - 1) {  // side by side: right edge to left edge
           var y1 = (a.t + a.b) / 2, y2 = (b.t + b.b) / 2, mx = (a.r + b.l) / 2;
           d = "M" + a.r + "," + y1 + " C" + mx + "," + y1 + " " + mx + "," + y2 + " " + (b.l - 1) + "," + y2;
-        } else {  // stacked: bottom edge to top edge
-          var x1 = (a.l + a.r) / 2, x2 = (b.l + b.r) / 2, my = (a.b + b.t) / 2;
-          d = "M" + x1 + "," + a.b + " C" + x1 + "," + my + " " + x2 + "," + my + " " + x2 + "," + (b.t - 1);
+        } else {  // stacked: out of the left edge and down the margin, past the cards in between, into the left edge
+          var ya = (a.t + a.b) / 2, yb = (b.t + b.b) / 2, x = Math.min(a.l, b.l) - 14;
+          d = "M" + a.l + "," + ya + " C" + x + "," + ya + " " + x + "," + yb + " " + (b.l - 1) + "," + yb;
         }
         var p = document.createElementNS(ns, "path");
         p.setAttribute("d", d);

@@ -34,6 +34,8 @@ STATIC = Path(__file__).parent / "static"
 POLL_S = 0.25
 #: The failure-policy defaults (DESIGN.md), as `ledgerbus stalls` applies them without options.
 DEFAULT_POLICY = TaskPolicy()
+#: The pause between two chunks of the start-up count of the agents' events.
+COUNT_PAUSE_S = 0.1
 #: How long the Integrity page waits for a verify before it answers with "under way" (and looks again).
 VERIFY_WAIT_S = 0.5
 
@@ -69,9 +71,10 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
     verifier = Verifier(ledger)
 
     async def count_agents() -> None:
-        """The agents' counts, caught up at start-up a chunk at a time, so the first visit finds them ready."""
+        """The agents' counts, caught up at start-up a chunk at a time, so the first visit finds them ready;
+        a pause between chunks leaves the CPU to the pages people are opening meanwhile."""
         while not await asyncio.to_thread(index.count_agents, index.last_position()):
-            pass
+            await asyncio.sleep(COUNT_PAUSE_S)
 
     async def conversations(request: Request) -> Response:
         raw = dict(request.query_params)

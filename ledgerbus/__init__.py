@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 _EXPORTS: dict[str, str] = {
     # errors
     "LedgerbusError": "ledgerbus.errors",
@@ -105,7 +103,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = "ledgerbus._version" if name == "__version__" else _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ledgerbus' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
@@ -118,6 +116,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static type checkers see the real names
+    from ledgerbus._version import __version__
     from ledgerbus.agents.context import Context
     from ledgerbus.agents.directory import Directory
     from ledgerbus.agents.runtime import AgentRuntime

@@ -91,7 +91,11 @@ def replay(
 def _load(modules: list[str]) -> None:
     import importlib
 
-    for name in modules or ["ledgerbus.agents.examples"]:
+    if not modules:  # the built-in capabilities
+        from ledgerbus.examples import register
+
+        register()
+    for name in modules:
         try:
             importlib.import_module(name)
         except ImportError as exc:

@@ -101,7 +101,7 @@ def ui(
 
     try:
         app = create_app(path, token=token, mirror=mirror, pipeline=pipeline,
-                         jaeger=jaeger_base(jaeger_url, os.environ))
+                         jaeger=jaeger_base(jaeger_url, os.environ), policies=chosen[1])
     except StoreError as exc:
         fail(str(exc), 2)
     if token is not None:

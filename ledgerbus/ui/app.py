@@ -20,11 +20,12 @@ from starlette.staticfiles import StaticFiles
 from ledgerbus.errors import ConfigError, RedriveError
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.eventstore.timetravel import parse_point
-from ledgerbus.orchestrator.policy import TaskPolicy
+from ledgerbus.orchestrator.policy import BreakerPolicy, PolicySet, TaskPolicy
 from ledgerbus.orchestrator.stalls import find_stalls
-from ledgerbus.ui import actions, conversation_page, list_page, other_pages
+from ledgerbus.schemas.directory import InstanceInfo
+from ledgerbus.ui import actions, agents_page, agentview, capschemas, conversation_page, list_page, other_pages
 from ledgerbus.ui.html import e, layout
-from ledgerbus.ui.index import LedgerIndex
+from ledgerbus.ui.index import OUTCOME_WINDOW, LedgerIndex
 from ledgerbus.ui.mirror import LiveMirror
 from ledgerbus.ui.summary import Filters, matches
 from ledgerbus.ui.verifier import Verifier
@@ -32,10 +33,14 @@ from ledgerbus.ui.verifier import Verifier
 STATIC = Path(__file__).parent / "static"
 #: How often the live stream looks for new events in the file the recorder writes.
 POLL_S = 0.25
+#: How often the Stalls & dead letters page's stream looks again: a stall begins with silence, not an event.
+STALLS_POLL_S = 1.0
 #: The failure-policy defaults (DESIGN.md), as `ledgerbus stalls` applies them without options.
 DEFAULT_POLICY = TaskPolicy()
 #: The pause between two chunks of the start-up count of the agents' events.
 COUNT_PAUSE_S = 0.1
+#: How long the Agents page waits for the agent directory before it shows the page without it.
+DIRECTORY_WAIT_S = 2.0
 #: How long the Integrity page waits for a verify before it answers with "under way" (and looks again).
 VERIFY_WAIT_S = 0.5
 
@@ -61,10 +66,12 @@ def _bad(message: str) -> HTMLResponse:
 
 
 def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | None = None,
-               pipeline: actions.Pipeline | None = None, jaeger: str | None = None) -> Starlette:
+               pipeline: actions.Pipeline | None = None, jaeger: str | None = None,
+               policies: PolicySet | None = None) -> Starlette:
     """The app over `ledger`. `token`: actions are on, and each request for one must carry it. `mirror`:
     the file is the live stream's mirror, which runs while the app does. `jaeger`: the Jaeger UI that
-    conversation pages link their trace to."""
+    conversation pages link their trace to. `policies`: the breaker settings the Agents page rebuilds the
+    orchestrator's breakers with (default: the failure-policy defaults)."""
     if mirror is not None:
         SQLiteEventStore(ledger).close()  # the schema, so that the read-only index can open the new file
     index = LedgerIndex(ledger)
@@ -142,17 +149,81 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
             await asyncio.gather(counting, return_exceptions=True)
             index.close()
 
-    async def agents_page(request: Request) -> Response:
+    breaker_for = policies.breaker_for if policies is not None else (lambda agent: BreakerPolicy())
+    registry = capschemas.package_registry()
+
+    async def live_instances() -> tuple[dict[str, list[InstanceInfo]] | None, str]:
+        """The agent directory, when the UI follows a server (None for a file), and why it could not be read."""
+        if mirror is None or mirror.bus is None:
+            return None, ""
+        from ledgerbus.agents.directory import Directory
+
+        try:
+            return await asyncio.wait_for(Directory(mirror.bus).live_types(), DIRECTORY_WAIT_S), ""
+        except Exception as exc:  # the server gone or slow: the rest of the page still answers from the ledger
+            return {}, f"the agent directory could not be read: {exc or type(exc).__name__}"
+
+    async def agents(request: Request) -> Response:
         rows, upto, last = await asyncio.to_thread(index.agents)
-        return HTMLResponse(other_pages.agents(rows, upto, last))
+        instances, trouble = await live_instances()
+
+        def gather() -> str:
+            now = int(time.time() * 1000)
+            caps = capschemas.capabilities(index.capabilities(), instances)
+            facts = agents_page.Facts(
+                capabilities=caps,
+                schemas=capschemas.schemas_for({c for cs in caps.values() for c in cs}, instances, registry),
+                views=agentview.replay(index.outcome_rows(), now, breaker_for),
+                load=agentview.load(index.running()), instances=instances, window=OUTCOME_WINDOW, now_ms=now)
+            note = f'<p class="err" id="directory-error">{e(trouble)}</p>' if trouble else ""
+            return agents_page.render(rows, facts, other_pages._counting(upto, last) + note)
+
+        return HTMLResponse(await asyncio.to_thread(gather))
+
+    redrive = token is not None and mirror is not None
+
+    class StallsView:
+        """What the Stalls & dead letters page is made of, read again only when the ledger has grown: between
+        two events only the stalls now can change (time passes), and those are computed from the kept folds."""
+
+        def __init__(self) -> None:
+            self.upto = -1
+            self.running: list[Any] = []
+            self.verdicts: list[tuple[int, str, str, str, str, int]] = []
+            self.letters: list[Any] = []
+
+        def parts(self) -> dict[str, str]:
+            last = index.last_position()
+            if last != self.upto:
+                self.upto = last
+                self.running, self.verdicts, self.letters = index.running(), index.recent_verdicts(), index.dead_letters()
+            now = find_stalls(self.running, int(time.time() * 1000), lambda capability, agent: DEFAULT_POLICY)
+            return other_pages.stalls_live(now, self.verdicts, self.letters, redrive=redrive)
 
     async def stalls_page(request: Request) -> Response:
         def gather() -> str:
             now = find_stalls(index.running(), int(time.time() * 1000), lambda capability, agent: DEFAULT_POLICY)
-            return other_pages.stalls(now, index.recent_verdicts(), index.rejects(), index.dead_letters(),
-                                      redrive=token is not None and mirror is not None)
+            return other_pages.stalls(now, index.recent_verdicts(), index.rejects(), index.dead_letters(), redrive=redrive)
 
         return HTMLResponse(await asyncio.to_thread(gather))
+
+    async def live_stalls(request: Request) -> Response:
+        """The page's changing parts, each sent again (by element id) when it differs from what was sent last."""
+        view = StallsView()
+
+        async def stream() -> AsyncIterator[str]:
+            sent: dict[str, str] = {}
+            yield "retry: 1000\n\n"
+            while not await request.is_disconnected():
+                parts = await asyncio.to_thread(view.parts)
+                changed = {k: v for k, v in parts.items() if sent.get(k) != v}
+                if changed:
+                    sent.update(changed)
+                    yield f"event: parts\ndata: {json.dumps(changed)}\n\n"
+                await asyncio.sleep(STALLS_POLL_S)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def integrity_page(request: Request) -> Response:
         last = await asyncio.to_thread(index.last_position)
@@ -247,8 +318,9 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         Route("/conversations/{cid}/fork", fork_action, methods=["POST"]),
         Route("/conversations/{cid}/re-execute", re_execute_action, methods=["POST"]),
         Route("/deadletters/{lid}/redrive", redrive_action, methods=["POST"]),
-        Route("/agents", agents_page),
+        Route("/agents", agents),
         Route("/stalls", stalls_page),
+        Route("/live/stalls", live_stalls),
         Route("/integrity", integrity_page),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ], lifespan=lifespan)

@@ -13,16 +13,21 @@ import threading
 from pathlib import Path
 from typing import NamedTuple
 
+import msgspec
+
 from ledgerbus.errors import StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, fold
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
+from ledgerbus.ui.agentview import Row
 from ledgerbus.ui.summary import Filters, Summary, matches, summarize
 from ledgerbus.ui.tally import CHUNK, AgentRow, AgentTally
 
 #: Rows a filtered page may look at before it answers with what it found and a cursor to go on from.
 SCAN_BUDGET = 50_000
 _BATCH = 2_000
+#: Positions the Agents page replays for breakers, recent errors and stalls.
+OUTCOME_WINDOW = 20_000
 
 
 class Page:
@@ -39,6 +44,21 @@ class DeadLetter(NamedTuple):
     agent: str
     deliveries: int | None
     redriven_by: str | None
+
+
+class _Code(msgspec.Struct):
+    code: str = ""
+
+
+class _Outcome(msgspec.Struct):
+    """The fields of an envelope agentview.replay needs (msgspec skips the rest without building them)."""
+
+    taskId: str = ""
+    attempt: int | None = 1
+    error: _Code | None = None
+
+
+_OUTCOME = msgspec.json.Decoder(_Outcome)
 
 
 class LedgerIndex:
@@ -193,6 +213,29 @@ class LedgerIndex:
         with self._tally_lock:
             return self._tally.rows(), self._tally.upto, last
 
+    def capabilities(self) -> dict[str, tuple[str, ...]]:
+        """Per agent: the capabilities it was asked for, as far as the counts have got."""
+        with self._tally_lock:
+            return self._tally.capabilities()
+
+    def outcome_rows(self, window: int = OUTCOME_WINDOW) -> list[Row]:
+        """The requests, answers and errors of the last `window` positions, in position order, for
+        agentview.replay: a fixed stretch, so the Agents page costs the same at any ledger size."""
+        since = self.last_position() - window
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT position, timestamp, conversation_id, sender, recipient, action, envelope FROM events"
+                " WHERE position > ? AND action IN ('REQUEST', 'RESPONSE', 'ERROR') ORDER BY position", (since,)).fetchall()
+        out = []
+        for p, ts, cid, s, r, a, raw in rows:
+            try:
+                env = _OUTCOME.decode(raw)
+            except msgspec.DecodeError:
+                continue  # a damaged row: Integrity shows it
+            code = env.error.code if env.error is not None else None
+            out.append(Row(p, ts, cid, s, r, a, env.taskId, env.attempt or 1, code))
+        return out
+
     def count_agents(self, last: int) -> bool:
         """Count one more chunk of positions towards `last`; True once they are all counted."""
         with self._tally_lock:
@@ -203,8 +246,8 @@ class LedgerIndex:
                 if self._tally_conn is None:
                     self._tally_conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
                 rows = self._tally_conn.execute(
-                    "SELECT sender, recipient, action, COUNT(*) FROM events WHERE position > ? AND position <= ?"
-                    " GROUP BY sender, recipient, action", (start, end)).fetchall()
+                    "SELECT sender, recipient, action, capability, COUNT(*) FROM events WHERE position > ? AND position <= ?"
+                    " GROUP BY sender, recipient, action, capability", (start, end)).fetchall()
                 self._tally.add(rows, end)
             return end >= last
 

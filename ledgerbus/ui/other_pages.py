@@ -61,10 +61,13 @@ def _letters(letters: Sequence[DeadLetter], redrive: bool) -> str:
             f'<th>capability</th><th>agent</th><th>deliveries</th><th>re-drive</th></tr></thead><tbody>{body}</tbody></table></div>')
 
 
-def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, int]], rejects: Sequence[Rejected],
-           letters: Sequence[DeadLetter] = (), redrive: bool = False) -> str:
+def stalls_live(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, int]],
+                letters: Sequence[DeadLetter] = (), redrive: bool = False) -> dict[str, str]:
+    """The parts of the Stalls & dead letters page that change as the ledger grows (and, for the stalls now,
+    as time passes), by element id: what the page shows at first, and what its live stream sends again."""
     live = "".join(
-        f'<tr class="stall"><td>{_link(s.conversation_id)}</td><td>{e(s.task_id.rsplit("_", 1)[-1])}</td><td>{e(s.agent)}</td>'
+        f'<tr class="stall" data-conversation="{e(s.conversation_id)}" data-task="{e(s.task_id)}"><td>{_link(s.conversation_id)}</td>'
+        f'<td>{e(s.task_id.rsplit("_", 1)[-1])}</td><td>{e(s.agent)}</td>'
         f'<td><span class="code">{e(s.code)}</span> {e(in_words(s.code))}</td><td class="num">{duration(s.silent_ms)}</td>'
         f'<td class="num">{s.attempt}</td></tr>' for s in now)
     live_t = (f'<div class="scroll"><table class="stalls-now"><thead><tr><th>conversation</th><th>step</th><th>agent</th><th>what</th>'
@@ -78,14 +81,21 @@ def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, i
     hist_t = (f'<div class="scroll"><table class="verdicts"><thead><tr><th>pos</th><th>conversation</th><th>step</th>'
               f'<th>from → to</th><th>code</th><th>attempt</th></tr></thead><tbody>{hist}</tbody></table></div>'
               if past else '<p class="empty">None recorded.</p>')
+    return {"stalls-now": live_t, "letters": _letters(letters, redrive), "verdicts": hist_t}
+
+
+def stalls(now: Sequence[Stall], past: Sequence[tuple[int, str, str, str, str, int]], rejects: Sequence[Rejected],
+           letters: Sequence[DeadLetter] = (), redrive: bool = False) -> str:
+    parts = stalls_live(now, past, letters, redrive)
     rej = "".join(f'<tr><td class="num">{r.position}</td><td><code>{e(r.subject)}</code></td><td>{e(r.code)}</td>'
                   f'<td>{e(r.reason)}</td></tr>' for r in rejects[-200:])
     rej_t = (f'<div class="scroll"><table><thead><tr><th>pos</th><th>subject</th><th>code</th><th>reason</th></tr></thead>'
              f'<tbody>{rej}</tbody></table></div>' if rejects else '<p class="empty">None.</p>')
     return layout("Stalls & dead letters", f"""<h1>Stalls &amp; dead letters</h1>
-<h2>Stalled now</h2><p class="hint">Running tasks past the default receipt, stall or timeout windows, as `ledgerbus stalls` computes them.</p>{live_t}
-<h2>Dead letters</h2><p class="hint">Requests JetStream delivered MaxDeliver times without an acknowledgement, as `ledgerbus deadletters list` shows them{"; re-drive sends one again as the next attempt of its task (the token `ledgerbus ui --actions` printed)" if redrive else ""}.</p>{_letters(letters, redrive)}
-<h2>Recorded verdicts</h2><p class="hint">The newest stalls, timeouts, missing receipts, open breakers and dead letters in the ledger: the orchestrator's verdicts, and the agents' own.</p>{hist_t}
+<p class="hint" aria-live="polite"><span id="live-state" data-live-stalls>this page follows the ledger: new stalls and dead letters appear here</span></p>
+<h2>Stalled now</h2><p class="hint">Running tasks past the default receipt, stall or timeout windows, as `ledgerbus stalls` computes them.</p><div id="stalls-now" class="live-part">{parts["stalls-now"]}</div>
+<h2>Dead letters</h2><p class="hint">Requests JetStream delivered MaxDeliver times without an acknowledgement, as `ledgerbus deadletters list` shows them{"; re-drive sends one again as the next attempt of its task (the token `ledgerbus ui --actions` printed)" if redrive else ""}.</p><div id="letters" class="live-part">{parts["letters"]}</div>
+<h2>Recorded verdicts</h2><p class="hint">The newest stalls, timeouts, missing receipts, open breakers and dead letters in the ledger: the orchestrator's verdicts, and the agents' own.</p><div id="verdicts" class="live-part">{parts["verdicts"]}</div>
 <h2>Rejected messages</h2><p class="hint">Ledger messages that were not valid envelopes: kept, never dropped.</p>{rej_t}""", nav="stalls")
 
 

@@ -19,12 +19,15 @@ class AgentTally:
     def __init__(self) -> None:
         self.upto = 0  # every event at a position up to this one is counted
         self._counts: dict[str, list[int]] = {}
+        self._capabilities: dict[str, set[str]] = {}
 
-    def add(self, rows: Iterable[tuple[str, str, str, int]], upto: int) -> None:
-        """Fold in (sender, recipient, action, count) rows of the positions after `self.upto` up to `upto`."""
-        for sender, recipient, action, n in rows:
+    def add(self, rows: Iterable[tuple[str, str, str, str, int]], upto: int) -> None:
+        """Fold in (sender, recipient, action, capability, count) rows of the positions after `self.upto` up to
+        `upto`."""
+        for sender, recipient, action, capability, n in rows:
             if action == "REQUEST":
                 self._acc(recipient)[0] += n
+                self._capabilities.setdefault(recipient, set()).add(capability)
             else:
                 acc = self._acc(sender)
                 slot = {"ACK": 1, "RESPONSE": 2, "ERROR": 3}.get(action)
@@ -41,3 +44,7 @@ class AgentTally:
     def rows(self) -> list[AgentRow]:
         """Per agent: (name, requests asked of it, acks, responses, errors), by name."""
         return [(n, *v) for n, v in sorted(self._counts.items())]  # type: ignore[misc]
+
+    def capabilities(self) -> dict[str, tuple[str, ...]]:
+        """Per agent: the capabilities it was asked for, by name."""
+        return {n: tuple(sorted(c)) for n, c in self._capabilities.items()}

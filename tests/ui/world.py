@@ -29,12 +29,14 @@ SHAKY = TaskPolicy(receipt_timeout=1.0, stall_after=0.4, timeout=5.0, retry=Retr
 
 
 class Plans:
-    capabilities = frozenset({"test.ok", "test.shaky", "test.fanin"})
+    capabilities = frozenset({"test.ok", "test.shaky", "test.fanin", "test.broken"})
 
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan:
         if capability == "test.fanin":  # two independent steps, and one that needs both
             return Plan([Step("left", "alpha.work", {"x": 1}), Step("right", "alpha.work", {"x": 2}),
                          Step("join", "alpha.work", {"x": 3}, depends_on=("left", "right"))])
+        if capability == "test.broken":  # one step, on an agent type that fails every time
+            return Plan([Step("work", "broken.work", {"x": 1})])
         steps = [Step("fetch", "alpha.work", {"x": 1})]
         if capability == "test.shaky":
             steps.append(Step("shaky", "shaky.work", {"x": 2}, depends_on=("fetch",)))
@@ -113,6 +115,34 @@ class World:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
             self.server.stop()
+
+
+class Broken(Exception):
+    retryable = True  # so the orchestrator tries again, and each failure counts against the breaker
+
+
+def open_breaker(world: World) -> tuple[Any, Any, Any]:
+    """An agent type `broken` whose handler fails every time, under an orchestrator of its own that retries it
+    until its breaker opens (the default policy: five failures in a row) and the next attempt is refused:
+    (the conversation's result, the orchestrator, the agent's runtime), both still running."""
+    async def go() -> tuple[Any, Any, Any]:
+        reg = CapabilityRegistry()
+        broken = Agent("broken", registry=reg)
+
+        @broken.capability("broken.work", input=dict, output=dict)
+        async def work(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+            raise Broken(f"attempt {ctx.attempt}: the upstream is down")
+
+        rt = await AgentRuntime(broken, world.bus, claim_lease=0.6).start()
+        retry = TaskPolicy(receipt_timeout=2.0, stall_after=2.0, timeout=5.0, retry=RetryPolicy(7, Backoff(0.02, 1.5, 0.1)))
+        orch = Orchestrator(world.bus, name="orchestrator-b", decomposer=Plans(), registry=reg, rng=random.Random(5),
+                            policies=PolicySet(default=retry, rate=RateLimitPolicy(global_rate=None, agent_rate=None)))
+        await orch.start()
+        result = await asyncio.wait_for(orch.run("test.broken", {"topic": "broken"}), 30)
+        await world.recorder.catch_up()
+        return result, orch, rt
+
+    return world.call(go(), 40)  # type: ignore[no-any-return]
 
 
 def dead_letter(url: str) -> tuple[str, str]:

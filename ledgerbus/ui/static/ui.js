@@ -42,6 +42,30 @@
     open();
   }
 
+  // Stalls & dead letters: its changing parts sent again by the server when they change; rows that were not
+  // there before flash, as new conversations do in the list.
+  var stallsState = document.querySelector("#live-state[data-live-stalls]");
+  if (stallsState && window.EventSource) {
+    var keyOf = function (tr) {
+      return tr.getAttribute("data-letter") || tr.getAttribute("data-position") ||
+        (tr.getAttribute("data-conversation") || "") + " " + (tr.getAttribute("data-task") || "");
+    };
+    var feed = new EventSource("/live/stalls");
+    feed.addEventListener("parts", function (m) {
+      var parts = JSON.parse(m.data);
+      Object.keys(parts).forEach(function (id) {
+        var box = document.getElementById(id);
+        if (!box) return;
+        var seen = {};
+        box.querySelectorAll("tbody tr").forEach(function (tr) { seen[keyOf(tr)] = true; });
+        box.innerHTML = parts[id];
+        box.querySelectorAll("tbody tr").forEach(function (tr) { if (!seen[keyOf(tr)]) tr.classList.add("flash"); });
+      });
+    });
+    feed.onopen = function () { stallsState.textContent = "live: new stalls and dead letters appear here"; document.body.setAttribute("data-live", "open"); };
+    feed.onerror = function () { stallsState.textContent = "reconnecting…"; };
+  }
+
   // The recorded plan's edges: one arrow per dependency, from the step's card to its dependent's, drawn
   // again when the layout changes (columns side by side on a wide window, stacked on a narrow one).
   var graph = document.querySelector(".graph.recorded");

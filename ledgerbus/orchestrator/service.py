@@ -177,13 +177,10 @@ async def _take(orch: Orchestrator, root: Envelope) -> None:
         return
     # Only a conversation someone took up before (a claim taken over, or an ACK to the requester in the
     # ledger) has history to resume from: a new one goes straight to work, with no read of the ledger.
-    events: list[Envelope] = []
+    events: list[Envelope] = [root]
     if not held.fresh or await root_acknowledged(orch.bus, root):
         events = await conversation_events(orch.bus, root.conversation_id)
-    if len(events) > 1:
-        await orch.resume(events, claim=held)
-    else:
-        await orch.conduct(held, orch._conduct(root, publish_root=False))
+    await orch.take(held, root, events)
 
 
 async def _refuse(orch: Orchestrator, root: Envelope, exc: InvalidMessage) -> None:

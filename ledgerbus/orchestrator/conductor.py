@@ -123,7 +123,8 @@ class Conductor:
         final = None
         if outcome is not Outcome.FAILED:
             final, outcome = self._assemble(root, outputs(results), failed, outcome, reasons)
-        return await self.finish(run, final, reports, outcome, reasons)
+        raised = [r.raised for r in results.values() if r.raised is not None]
+        return await self.finish(run, final, reports, outcome, reasons, raised)
 
     def _assemble(self, root: Envelope, produced: dict[str, Any], failed: set[str], outcome: Outcome,
                   reasons: list[str]) -> tuple[dict[str, Any] | None, Outcome]:
@@ -139,7 +140,7 @@ class Conductor:
             return dict(produced), Outcome.DEGRADED
 
     async def finish(self, run: Run, final: dict[str, Any] | None, reports: list[StepReport],
-                     outcome: Outcome, reasons: list[str]) -> ConversationResult:
+                     outcome: Outcome, reasons: list[str], raised: list[Exception] | None = None) -> ConversationResult:
         """Answer the root REQUEST with the conversation's outcome: its end in the ledger."""
         root = run.root
         payload = ConversationOutcome(status=outcome.value, result=final, steps=reports, reasons=reasons)
@@ -154,7 +155,7 @@ class Conductor:
                 err = ErrorInfo(code="DEGRADED", message="; ".join(reasons), details={})
             env = answer(root, Action.RESPONSE, payload=body, error=err)
         await self.emitter.emit(run, env)
-        return ConversationResult(root.conversation_id, run.state.status, final, payload, run.state)
+        return ConversationResult(root.conversation_id, run.state.status, final, payload, run.state, raised or [])
 
     async def _run_step(self, run: Run, plan: Plan, step: Step, ctx: PlanContext) -> StepResult:
         task_id = step_task_id(run.root.conversation_id, step.id)
@@ -170,7 +171,8 @@ class Conductor:
             return await self.supervisor.task(TaskCall(run, step, task_id, step.capability, payload))
         except Exception as exc:  # isolation: a bug in one step's plumbing fails that step, not the conversation
             log.exception("step %s failed in the orchestrator", step.id)
-            return StepResult(step, task_id, False, error=ErrorInfo(code=ErrorCode.INTERNAL.value, message=f"{type(exc).__name__}: {exc}"))
+            return StepResult(step, task_id, False, raised=exc, error=ErrorInfo(
+                code=ErrorCode.INTERNAL.value, message=f"{type(exc).__name__}: {exc}"))
 
 
 def why(exc: BaseException) -> str:

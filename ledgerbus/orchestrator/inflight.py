@@ -23,6 +23,9 @@ class ConversationResult:
     result: dict[str, Any] | None
     outcome: ConversationOutcome
     state: ConversationState
+    #: Exceptions in the orchestrator that failed steps (each step's reason names it too), e.g. a
+    #: replay's spent request budget (BudgetExhausted): told apart by type, not by the reasons' text.
+    raised: list[Exception] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -39,6 +42,7 @@ class StepResult:
     fallback: bool = False
     error: ErrorInfo | None = None
     attempts: int = 0
+    raised: Exception | None = None  # what failed the step in the orchestrator itself, if anything
 
 
 @dataclass

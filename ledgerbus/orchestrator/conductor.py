@@ -15,7 +15,6 @@ import msgspec
 
 from ledgerbus.errors import ConfigError, LedgerbusError
 from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, TaskState
-from ledgerbus.orchestrator.aggregate import Outcome
 from ledgerbus.orchestrator.decisions import Emitter
 from ledgerbus.orchestrator.inflight import ConversationResult, Run, StepResult, rebuild, step_task_id
 from ledgerbus.orchestrator.outcome import ConversationOutcome, StepReport
@@ -100,7 +99,7 @@ class Conductor:
         except Exception as exc:  # the decomposer is user code: its bug fails this conversation only
             if not isinstance(exc, LedgerbusError):
                 log.exception("the decomposer failed to plan %s", root.capability)
-            return await self.finish(run, None, [], Outcome.FAILED, [f"could not plan {root.capability}: {why(exc)}"])
+            return await self.finish(run, None, [], ConversationStatus.FAILED, [f"could not plan {root.capability}: {why(exc)}"])
         results = recorded_results(plan, run.state)
         await run_dag(plan, root.payload, results, self._step_runner(run, plan))
         return await self._aggregate(run, plan, results)
@@ -116,18 +115,18 @@ class Conductor:
         fallbacks = {k for k, r in results.items() if r.ok and r.fallback}
         outcome = plan.outcome(done, failed, fallbacks)
         # A required step failed but others produced something: hand back what exists, say what is missing.
-        if outcome is Outcome.FAILED and done:
-            outcome = Outcome.DEGRADED
+        if outcome is ConversationStatus.FAILED and done:
+            outcome = ConversationStatus.DEGRADED
         reports = [step_report(s, results.get(s.id), root.conversation_id) for s in plan.order()]
         reasons = [reason(r) for r in reports if r.status != "DONE" or r.fallback]
         final = None
-        if outcome is not Outcome.FAILED:
+        if outcome is not ConversationStatus.FAILED:
             final, outcome = self._assemble(root, outputs(results), failed, outcome, reasons)
         raised = [r.raised for r in results.values() if r.raised is not None]
         return await self.finish(run, final, reports, outcome, reasons, raised)
 
-    def _assemble(self, root: Envelope, produced: dict[str, Any], failed: set[str], outcome: Outcome,
-                  reasons: list[str]) -> tuple[dict[str, Any] | None, Outcome]:
+    def _assemble(self, root: Envelope, produced: dict[str, Any], failed: set[str], outcome: ConversationStatus,
+                  reasons: list[str]) -> tuple[dict[str, Any] | None, ConversationStatus]:
         """The conversation's result from its steps' (the decomposer's `assemble`, if it has one)."""
         assemble = getattr(self.decomposer, "assemble", None)
         ctx = PlanContext(root.payload, dict(produced))
@@ -137,21 +136,21 @@ class Conductor:
             log.exception("the decomposer failed to assemble %s", root.capability)
             reasons.append(f"could not assemble the result of {root.capability}: {why(exc)}; "
                            "the result holds each step's output instead")
-            return dict(produced), Outcome.DEGRADED
+            return dict(produced), ConversationStatus.DEGRADED
 
     async def finish(self, run: Run, final: dict[str, Any] | None, reports: list[StepReport],
-                     outcome: Outcome, reasons: list[str], raised: list[Exception] | None = None) -> ConversationResult:
+                     outcome: ConversationStatus, reasons: list[str], raised: list[Exception] | None = None) -> ConversationResult:
         """Answer the root REQUEST with the conversation's outcome: its end in the ledger."""
         root = run.root
-        payload = ConversationOutcome(status=outcome.value, result=final, steps=reports, reasons=reasons)
+        payload = ConversationOutcome(status=outcome, result=final, steps=reports, reasons=reasons)
         body: dict[str, Any] = msgspec.to_builtins(payload)
-        if outcome is Outcome.FAILED:
+        if outcome is ConversationStatus.FAILED:
             env = answer(root, Action.ERROR, error=ErrorInfo(
                 code=ErrorCode.DEPENDENCY_FAILED.value, message="; ".join(reasons) or "the conversation failed",
                 details={"outcome": body}))
         else:
             err = None
-            if outcome is Outcome.DEGRADED:
+            if outcome is ConversationStatus.DEGRADED:
                 err = ErrorInfo(code="DEGRADED", message="; ".join(reasons), details={})
             env = answer(root, Action.RESPONSE, payload=body, error=err)
         await self.emitter.emit(run, env)

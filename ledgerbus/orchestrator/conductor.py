@@ -19,6 +19,7 @@ from ledgerbus.orchestrator.decisions import Emitter
 from ledgerbus.orchestrator.inflight import ConversationResult, Run, StepResult, rebuild, step_task_id
 from ledgerbus.orchestrator.outcome import ConversationOutcome, StepReport
 from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, Step
+from ledgerbus.orchestrator.plannote import plan_note
 from ledgerbus.orchestrator.report import reason, step_report
 from ledgerbus.orchestrator.schedule import RunStep, outputs, recorded_results, run_dag, split
 from ledgerbus.orchestrator.supervisor import Supervisor, TaskCall
@@ -100,6 +101,8 @@ class Conductor:
             if not isinstance(exc, LedgerbusError):
                 log.exception("the decomposer failed to plan %s", root.capability)
             return await self.finish(run, None, [], ConversationStatus.FAILED, [f"could not plan {root.capability}: {why(exc)}"])
+        if (note := plan_note(root, plan, self.name)) is not None and note.id not in run.applied:  # resumed: recorded
+            await self.emitter.emit(run, note)  # the plan's edges, for whoever reads the ledger (plannote.py)
         results = recorded_results(plan, run.state)
         await run_dag(plan, root.payload, results, self._step_runner(run, plan))
         return await self._aggregate(run, plan, results)

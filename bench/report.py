@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.conversations import ENVELOPES_PER_CONVERSATION
 from bench.harness import Measure, Report, Row, Target, fmt
+from bench.peers import report as peers_report
 
 Figures = dict[str, Measure]
 
@@ -60,6 +61,7 @@ def build(f: Figures) -> Report:
                         f"at {int(small.rsplit('.', 1)[1]):,} events", f[small]))
     rows += _external_rows(f)
     rows += _scale_rows(f)
+    rows += peers_report.cluster_rows(f)
     rows += [
         Row("tracing", "sequential step p50, tracing on (all sampled)", g("trace.on.p50"), "tracing off", g("trace.off.p50")),
         Row("tracing", "tracing off: code on a step's path (3 send + 1 process span checks)", g("trace.off.path_ns")),
@@ -67,7 +69,13 @@ def build(f: Figures) -> Report:
         Row("tracing", "agent CPU per step, tracing on", g("trace.on.cpu_agent"), "tracing off", g("trace.off.cpu_agent")),
     ]
     rows = [r for r in rows if r.value is not None]
-    return Report(rows=rows, targets=targets(f), notes=_floor_notes(f))
+    tables = []
+    if any(k.startswith("peer.") for k in f):
+        tables = [("The content pipeline on ledgerbus and its peers (bench/peers):", peers_report.systems_table(f)),
+                  ("How each system ran, and what it had on disk before a step counted as done:",
+                   peers_report.setup_table(f))]
+    notes = _floor_notes(f) + peers_report.failures(f)
+    return Report(rows=rows, targets=targets(f), notes=notes, tables=tables)
 
 
 def _floor_notes(f: Figures) -> list[str]:
@@ -171,6 +179,7 @@ def targets(f: Figures) -> list[Target]:
     r = _ratio(g("lb3.conc.rate"), g("js.async.rate"), 1 / 3)
     out.append(_check("the same, agent without idempotency record (the three appends the target counts)", r,
                       r is not None and r >= 0.8, f"{r:.2f}×" if r is not None else ""))
+    out += peers_report.targets(f)
     r = _ratio(g("lb.conc.rate"), g("fs.conc.rate"))
     out.append(_check("durable steps/s in flight ≥ 1.5 × FastStream request-reply/s", r,
                       r is not None and r >= 1.5, f"{r:.2f}×" if r is not None else ""))

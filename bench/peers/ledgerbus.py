@@ -14,6 +14,7 @@ INFO = PeerInfo(
     setup="embedded nats-server (JetStream file store); Orchestrator + ContentPipeline in the client process, "
           "research/writing/editor AgentRuntimes in one agent process (bench.workers agents 3 3)",
     durability="every envelope a JetStream append, `sync_interval: always` (fsync before each PubAck)",
+    peer=False,
 )
 
 #: The agents' concurrency: enough for 200 conversations' research steps at once.

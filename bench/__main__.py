@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, conversations, ledger, scale, steps, tracing_bench
+from bench import baselines, conversations, ledger, scale, steps, tracing_bench, ui_million
 from bench.peers import section as peers_section
 from bench.env import BenchEnv, Sizes
 from bench.harness import Measure, Report, markdown, plain, rows_table, targets_table
@@ -42,6 +42,7 @@ BENCHES: dict[str, list[Bench]] = {
     "ledger": [ledger.ledger],
     "scale": [scale.scale],
     "tracing": [tracing_bench.tracing],
+    "ui": [ui_million.ui],
     "peers": [peers_section.peers],
 }
 

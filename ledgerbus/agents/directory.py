@@ -20,6 +20,7 @@ from ledgerbus.agents.sdk import Agent
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus import buckets
 from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.ttl import DEFAULT_TTL
 from ledgerbus.ids import now_ms
 from ledgerbus.schemas.capability import Capability
 from ledgerbus.schemas.directory import CapabilityInfo, InstanceInfo
@@ -27,7 +28,6 @@ from ledgerbus.schemas.directory import CapabilityInfo, InstanceInfo
 log = logging.getLogger("ledgerbus.directory")
 
 BUCKET = "LB_AGENTS"
-DEFAULT_TTL = 10.0
 
 
 _enc = msgspec.json.Encoder()

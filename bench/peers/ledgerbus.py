@@ -40,11 +40,12 @@ class LedgerbusDriver:
     async def start(self, workdir: Path) -> None:
         from bench.conversations import unlimited_policies
         from bench.procs import spawn
-        from ledgerbus.agents.examples import ContentPipeline
+        from ledgerbus.examples import ContentPipeline, register
         from ledgerbus.bus.connection import Bus
         from ledgerbus.bus.streams import LedgerConfig
         from ledgerbus.orchestrator.engine import Orchestrator
 
+        register()  # the example capabilities, so the orchestrator validates the pipeline's payloads
         url, agents_url = await self.urls(workdir)
         self.bus = await Bus.connect(url, prefix="peers", name="bench-peers",
                                      ledger=LedgerConfig(replicas=self.replicas))
@@ -53,7 +54,7 @@ class LedgerbusDriver:
         self.orch = await Orchestrator(self.bus, decomposer=ContentPipeline(), policies=unlimited_policies()).start()
 
     async def run(self, topic: str) -> Json:
-        from ledgerbus.agents.examples import ARTICLE
+        from ledgerbus.examples import ARTICLE
 
         res = await self.orch.run(ARTICLE, {"topic": topic, "subtopics": 3})
         if not res.ok:

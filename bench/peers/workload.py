@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledgerbus.agents.examples.topics import subtopics
+from ledgerbus.examples.topics import subtopics
 
 Json = dict[str, Any]
 

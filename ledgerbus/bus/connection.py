@@ -15,11 +15,11 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from ledgerbus.bus import client
+from ledgerbus.bus._nats import client
 from ledgerbus.bus import headers as H
-from ledgerbus.bus.appends import PipelinedJetStream
+from ledgerbus.bus._nats.appends import PipelinedJetStream
 from ledgerbus.bus.consumers import RequestConsumers
-from ledgerbus.bus.publisherrors import publish_error, translated
+from ledgerbus.bus._nats.errors import publish_error, translated
 from ledgerbus.bus.server import EmbeddedServer
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects

@@ -19,7 +19,7 @@ import typer
 from nats.js import api
 
 from ledgerbus.bus.connection import URL_ENV, Bus
-from ledgerbus.bus.pulls import datetime_ms
+from ledgerbus.bus._nats.pulls import datetime_ms
 from ledgerbus.bus.server import EmbeddedServer, port_open
 from ledgerbus.errors import AuthorizationError, ConfigError, InvalidMessage, ServerError, is_authorization_failure
 from ledgerbus.eventstore.base import Rejected, StoredEvent

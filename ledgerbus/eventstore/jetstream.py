@@ -19,7 +19,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from ledgerbus.bus.connection import Bus
-from ledgerbus.bus.pulls import stored_ms, stream_sequence
+from ledgerbus.bus._nats.pulls import stored_ms, stream_sequence
 from ledgerbus.errors import InvalidMessage, StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
 

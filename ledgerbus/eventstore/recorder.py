@@ -18,7 +18,7 @@ from nats.js.errors import NotFoundError
 
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
-from ledgerbus.bus.pulls import datetime_ms, stored_ms, stream_sequence
+from ledgerbus.bus._nats.pulls import datetime_ms, stored_ms, stream_sequence
 from ledgerbus.errors import InvalidMessage
 from ledgerbus.eventstore.base import Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite import SQLiteEventStore

@@ -18,8 +18,9 @@ from typing import Any
 
 from nats.js import api
 
-from ledgerbus.bus import buckets, client
-from ledgerbus.bus.appends import PipelinedJetStream
+from ledgerbus.bus import buckets
+from ledgerbus.bus._nats import client
+from ledgerbus.bus._nats.appends import PipelinedJetStream
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client as NatsClient
 
-from ledgerbus.bus import client
+from ledgerbus.bus._nats import client
 from ledgerbus.bus.connection import Bus, envelope_headers
 from ledgerbus.pytest_plugin import NatsServer
 from ledgerbus.schemas.envelope import new_request

@@ -23,7 +23,7 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 
 from ledgerbus.aio import within
-from ledgerbus.bus.pulls import quicken
+from ledgerbus.bus._nats.pulls import quicken
 
 _NO_RESPONDERS = "503"
 _NOT_FOUND = "404"

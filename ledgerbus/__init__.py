@@ -72,7 +72,7 @@ _EXPORTS: dict[str, str] = {
     "Agent": "ledgerbus.agents.sdk",
     "Context": "ledgerbus.agents.context",
     "AgentRuntime": "ledgerbus.agents.runtime",
-    "Directory": "ledgerbus.agents.directory",
+    "Directory": "ledgerbus.bus.directory",
     # orchestrator
     "Orchestrator": "ledgerbus.orchestrator.engine",
     "ConversationResult": "ledgerbus.orchestrator.inflight",
@@ -119,7 +119,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus.agents.context import Context
-    from ledgerbus.agents.directory import Directory
+    from ledgerbus.bus.directory import Directory
     from ledgerbus.agents.runtime import AgentRuntime
     from ledgerbus.agents.sdk import Agent
     from ledgerbus.bus.connection import Bus

@@ -24,10 +24,11 @@ from nats.aio.msg import Msg
 
 from ledgerbus.agents.claims import settle
 from ledgerbus.agents.context import Context, sub_requester
-from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, describe
+from ledgerbus.agents.directory import describe
+from ledgerbus.bus.directory import Announcer, Directory, InstanceInfo
 from ledgerbus.agents.job import Job, Phase
 from ledgerbus.agents.limits import DEFAULT_TASK_TIMEOUT, task_limit
-from ledgerbus.agents.rejection import reject_raw
+from ledgerbus.bus.rejection import reject_raw
 from ledgerbus.agents.results import Claim, Recorded, ResultStore, slot
 from ledgerbus.agents.sdk import Agent, AgentError, Registration
 from ledgerbus.aio import cancel_and_wait, expire_at

@@ -83,7 +83,7 @@ async def resolve(bus: Any, agent: str, capability: str) -> Target:
     """Who serves `agent` and what `capability` accepts there; UnknownAgent / UnknownCapability otherwise."""
     from nats.js.errors import NotFoundError
 
-    from ledgerbus.agents.directory import Directory
+    from ledgerbus.bus.directory import Directory
     from ledgerbus.bus.streams import consumer_name
 
     live = await Directory(bus).live_types()

@@ -148,7 +148,7 @@ def status(
 async def _status(url: str | None, prefix: str | None, data_dir: Path, ledger: Path | None, fmt: Format) -> None:
     import asyncio
 
-    from ledgerbus.agents.directory import Directory
+    from ledgerbus.bus.directory import Directory
     from ledgerbus.cli.live import connect, uses_embedded
 
     from ledgerbus.bus.server import EmbeddedServer

@@ -19,8 +19,8 @@ from typing import Any
 
 import nats.errors
 
-from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, describe_capabilities
-from ledgerbus.agents.rejection import reject_raw
+from ledgerbus.bus.directory import Announcer, Directory, InstanceInfo, describe_capabilities
+from ledgerbus.bus.rejection import reject_raw
 from ledgerbus.bus.streams import ConsumerSettings
 from ledgerbus.errors import ConfigError, InvalidMessage, UnknownCapability
 from ledgerbus.ids import now_ms, uuid7

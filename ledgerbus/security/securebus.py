@@ -30,7 +30,7 @@ from ledgerbus.schemas.codes import ErrorCode
 from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.security.deployment import Deployment
 from ledgerbus.security.keys import SIG_HEADER, Identity, envelope_signature_problem, verify_key
-from ledgerbus.agents.directory import DEFAULT_TTL
+from ledgerbus.bus.directory import DEFAULT_TTL
 from ledgerbus.security.permissions import AGENTS_BUCKET, CONDUCTORS_BUCKET, RESULTS_BUCKET, inbox_prefix
 
 log = logging.getLogger("ledgerbus.security")

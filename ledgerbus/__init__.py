@@ -22,6 +22,11 @@ _EXPORTS: dict[str, str] = {
     "NoLedgerStream": "ledgerbus.errors",
     "PublishRefused": "ledgerbus.errors",
     "ConnectionClosed": "ledgerbus.errors",
+    "BusTimeout": "ledgerbus.errors",
+    "BusClosed": "ledgerbus.errors",
+    "NotFound": "ledgerbus.errors",
+    "Refused": "ledgerbus.errors",
+    "WrongRevision": "ledgerbus.errors",
     "InvalidMessage": "ledgerbus.errors",
     "UnknownCapability": "ledgerbus.errors",
     "AgentError": "ledgerbus.errors",
@@ -126,8 +131,9 @@ if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus.bus.requester import Requester
     from ledgerbus.bus.server import EmbeddedServer, ServerConfig
     from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig
-    from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, ConductorLost, ConfigError,
-                                  ConnectionClosed, InvalidMessage, LedgerbusError, NoLedgerStream, PublishError,
+    from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, BusClosed, BusTimeout,
+                                  ConductorLost, ConfigError, ConnectionClosed, InvalidMessage, NotFound, Refused,
+                                  WrongRevision, LedgerbusError, NoLedgerStream, PublishError,
                                   PublishRefused, PublishTimeout, RedriveError, RemoteError, ServerError,
                                   StoreConflict, StoreError, StoreUnavailable, TaskTimeout, UnknownAgent,
                                   UnknownCapability)

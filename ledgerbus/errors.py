@@ -10,6 +10,11 @@ The tree:
     ├── ConfigError
     ├── ServerError
     │   ├── AuthorizationError
+    │   ├── BusTimeout (also a TimeoutError)
+    │   ├── BusClosed
+    │   ├── NotFound
+    │   ├── Refused
+    │   │   └── WrongRevision
     │   └── PublishError
     │       ├── PublishTimeout (also a TimeoutError and nats.errors.TimeoutError)
     │       ├── NoLedgerStream (also nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)
@@ -51,6 +56,34 @@ class ServerError(LedgerbusError):
 
 class AuthorizationError(ServerError):
     """The server refused the credentials, or the user may not do what was asked (a permissions violation)."""
+
+
+class BusTimeout(ServerError, TimeoutError):
+    """NATS gave no answer in time: a fetch found nothing to deliver, or a request or read went unanswered."""
+
+
+class BusClosed(ServerError):
+    """The connection to NATS is closed (closed by this process, or it gave up reconnecting)."""
+
+
+class NotFound(ServerError):
+    """What was asked for is not on the server: a stream, a consumer, a stream message or a KV key."""
+
+
+class Refused(ServerError):
+    """JetStream answered with an API error (`code`, `err_code` and `description` are the server's), or the
+    client would not send the message (larger than the server's max_payload: `code` None)."""
+
+    def __init__(self, message: str = "JetStream refused the request", *, code: int | None = None,
+                 err_code: int | None = None, description: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+
+
+class WrongRevision(Refused):
+    """A conditional write lost: the KV entry (or subject) is no longer at the revision named."""
 
 
 class PublishError(ServerError):

@@ -10,15 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import msgspec
-import nats.errors
-from nats.js import api
 
 from ledgerbus.aio import cancel_and_wait
-from ledgerbus.bus import buckets
-from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.connection import Bucket, Bus
 from ledgerbus.ids import now_ms
 from ledgerbus.schemas.capability import Capability
 from ledgerbus.schemas.directory import CapabilityInfo, InstanceInfo
@@ -51,12 +47,12 @@ class Directory:
     def __init__(self, bus: Bus, *, ttl: float = DEFAULT_TTL) -> None:
         self.bus = bus
         self.ttl = ttl
-        self._kv: Any = None
+        self._kv: Bucket | None = None
 
-    async def bucket(self) -> Any:
+    async def bucket(self) -> Bucket:
         if self._kv is None:
             name = self.bus.subjects.bucket(BUCKET)
-            self._kv = await buckets.open_bucket(self.bus, name, ttl=self.ttl, direct=False)
+            self._kv = await self.bus.bucket(name, ttl=self.ttl, direct=False)
         return self._kv
 
     async def announce(self, info: InstanceInfo) -> None:
@@ -67,49 +63,21 @@ class Directory:
     async def withdraw(self, agent: str, instance: str) -> None:
         kv = await self.bucket()
         try:
-            # A delete marker, not kv.purge: that is a rollup, which our buckets refuse (see bus/buckets.py).
+            # A delete marker, not kv.purge: that is a rollup, which our buckets refuse (see bus/_nats/kv.py).
             await kv.delete(f"{agent}.{instance}")
         except Exception as exc:
             log.debug("withdraw failed: %s", exc)
 
     async def instances(self) -> list[InstanceInfo]:
-        """Live instances, read from the bucket's stream: the latest entry per key.
-
-        Not `kv.keys()`: nats-py's watcher can signal "initial values done" before values it has already
-        received, so it sometimes lists nothing while instances are live. A pull consumer created at the
-        latest entry per key knows exactly how many it has to deliver.
-        """
+        """Live instances: the latest entry per key of the bucket (Bucket.latest)."""
         kv = await self.bucket()
-        bucket = kv._name
-        stream = f"KV_{bucket}"
-        sub = await self.bus.js.pull_subscribe(
-            f"$KV.{bucket}.>", stream=stream,
-            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
-                                      ack_policy=api.AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True),
-        )
         out: list[InstanceInfo] = []
-        try:
-            left = (await sub.consumer_info()).num_pending or 0
-            while left > 0:
-                try:
-                    msgs = await sub.fetch(min(left, 256), timeout=2.0)
-                except nats.errors.TimeoutError:
-                    break
-                left -= len(msgs)
-                for msg in msgs:
-                    if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
-                        continue
-                    if msg.data:
-                        try:
-                            out.append(_dec.decode(msg.data))
-                        except msgspec.DecodeError as exc:
-                            # One foreign or damaged entry must not hide every live agent from routing.
-                            log.warning("directory entry %s skipped: %s", msg.subject, exc)
-        finally:
+        for key, data in await kv.latest():
             try:
-                await sub.unsubscribe()
-            except Exception:
-                pass
+                out.append(_dec.decode(data))
+            except msgspec.DecodeError as exc:
+                # One foreign or damaged entry must not hide every live agent from routing.
+                log.warning("directory entry %s skipped: %s", key, exc)
         horizon = now_ms() - int(self.ttl * 1000)
         return sorted((i for i in out if i.seen_at >= horizon), key=lambda i: (i.agent, i.instance))
 

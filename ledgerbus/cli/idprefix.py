@@ -61,8 +61,8 @@ def from_store(store: Any, prefix: str, limit: int = LISTED + 1) -> list[str]:
 async def from_stream(bus: Any, prefix: str) -> list[str]:
     """Conversation ids in the live stream that start with `prefix`, from the subjects of its REQUESTs
     (every conversation begins with one), as the stream counts them: no message is read."""
-    info = await bus.js.stream_info(bus.subjects.stream, subjects_filter=f"{bus.subjects.prefix}.*.REQUEST.*")
-    subjects = info.state.subjects or {}
+    info = await bus.stream_info(subjects_filter=f"{bus.subjects.prefix}.*.REQUEST.*")
+    subjects = info.subjects
     return sorted({s.rsplit(".", 1)[1] for s in subjects if s.rsplit(".", 1)[1].startswith(prefix)})
 
 

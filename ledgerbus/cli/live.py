@@ -16,10 +16,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import typer
-from nats.js import api
 
 from ledgerbus.bus.connection import URL_ENV, Bus
-from ledgerbus.bus._nats.pulls import datetime_ms
+from ledgerbus.bus.messages import datetime_ms, pending_after, stream_sequence
 from ledgerbus.bus.server import EmbeddedServer, port_open
 from ledgerbus.errors import AuthorizationError, ConfigError, InvalidMessage, ServerError, is_authorization_failure
 from ledgerbus.eventstore.base import Rejected, StoredEvent
@@ -177,44 +176,32 @@ async def read_events(bus: Bus, subject: str | None = None, *, last: int | None 
     Rejected (with the reason) so callers can show them rather than drop them. `on_progress(done, total)`
     is told how far through the positions the read is (for a progress bar).
     """
-    js = bus.js
-    stream = bus.subjects.stream
-    info = await js.stream_info(stream)
-    if info.state.messages == 0:
+    info = await bus.stream_info()
+    if info.messages == 0:
         return
-    end = info.state.last_seq
-    start = max(info.state.first_seq, end - last + 1) if last else info.state.first_seq
-    sub = await js.subscribe(subject or bus.subjects.all(), stream=stream, ordered_consumer=True,
-                             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                                                       opt_start_seq=start))
+    end = info.last_seq
+    start = max(info.first_seq, end - last + 1) if last else info.first_seq
+    sub = await bus.ordered(subject or bus.subjects.all(), start_seq=start)
     try:
         # The consumer knows how many messages match the filter: none means done, with no idle wait.
-        cinfo = await sub.consumer_info()
-        if (cinfo.num_pending or 0) + (cinfo.delivered.consumer_seq if cinfo.delivered else 0) == 0:
+        cinfo = await sub.info()
+        if cinfo.num_pending + cinfo.delivered_consumer_seq == 0:
             return
         while True:
             try:
-                msg = await sub.next_msg(timeout=idle)
-            except asyncio.TimeoutError:
+                msg = await sub.next(idle)
+            except TimeoutError:  # BusTimeout is one
                 return
-            except Exception as exc:  # nats.errors.TimeoutError is not an asyncio one in every version
-                if "timeout" in type(exc).__name__.lower():
-                    return
-                raise
-            meta = msg.metadata
-            seq = meta.sequence.stream
+            seq = stream_sequence(msg)
             if seq > end:
                 return
             if on_progress is not None:
                 on_progress(seq - start + 1, end - start + 1)
-            yield decode(bus, seq, msg.subject, msg.data, datetime_ms(meta.timestamp))
-            if meta.num_pending == 0 or seq >= end:
+            yield decode(bus, seq, msg.subject, msg.data, datetime_ms(msg.metadata.timestamp))
+            if pending_after(msg) == 0 or seq >= end:
                 return
     finally:
-        try:
-            await sub.unsubscribe()
-        except Exception:
-            pass
+        await sub.close()
 
 
 def decode(bus: Bus, seq: int, subject: str, data: bytes, stored_at: int | None = None) -> StoredEvent | Rejected:

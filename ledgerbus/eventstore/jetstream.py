@@ -9,18 +9,14 @@ applied here, so the result is exactly what the SQLite store returns for the sam
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator
 
-import nats.errors
-from nats.js import api
-from nats.js.errors import NotFoundError
-
 from ledgerbus.bus.connection import Bus
-from ledgerbus.bus._nats.pulls import stored_ms, stream_sequence
-from ledgerbus.errors import InvalidMessage, StoreError
+from ledgerbus.bus.messages import pending_after, stored_ms, stream_sequence
+from ledgerbus.bus.streams import ConsumerSpec
+from ledgerbus.errors import BusTimeout, InvalidMessage, NotFound, StoreError
 from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
 
 log = logging.getLogger("ledgerbus.eventstore.jetstream")
@@ -65,25 +61,24 @@ class JetStreamLedger:
         self.rejects: list[Rejected] = []  # messages that are not envelopes, seen during the last read
 
     async def last_position(self) -> int:
-        info = await self.bus.js.stream_info(self.bus.subjects.stream)
-        return int(info.state.last_seq or 0)
+        info = await self.bus.stream_info()
+        return info.last_seq
 
     async def first_position(self) -> int:
-        info = await self.bus.js.stream_info(self.bus.subjects.stream)
-        return int(info.state.first_seq or 0)
+        info = await self.bus.stream_info()
+        return info.first_seq
 
     async def count(self) -> int:
-        info = await self.bus.js.stream_info(self.bus.subjects.stream)
-        return int(info.state.messages or 0)
+        info = await self.bus.stream_info()
+        return info.messages
 
     async def batches(self, flt: EventFilter | None = None, *, batch: int = 1000) -> AsyncIterator[list[StoredEvent]]:
         """Events in position order, `batch` at a time (memory stays bounded by the batch)."""
         flt = flt or EventFilter()
-        js = self.bus.js
         stream = self.bus.subjects.stream
         try:
             end = await self.last_position()
-        except NotFoundError:
+        except NotFound:
             raise StoreError(f"no ledger stream {stream} on {self.bus.url}") from None
         if flt.until is not None:
             end = min(end, flt.until)
@@ -91,19 +86,15 @@ class JetStreamLedger:
         if end < start:
             return
         filters = subject_filters(self.bus.subjects.prefix, flt)
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            ack_policy=api.AckPolicy.NONE,
+        config = ConsumerSpec(
+            start_seq=start,
+            ack="none",
             inactive_threshold=60.0,  # the server cleans up after a reader that died
             mem_storage=True,
             max_ack_pending=-1,
+            filter_subjects=tuple(filters),
         )
-        if len(filters) == 1:
-            config.filter_subject = filters[0]
-        else:
-            config.filter_subjects = filters
-        sub = await js.pull_subscribe(filters[0], stream=stream, config=config)
+        sub = await self.bus.pull(config)
         decode = self.bus.codec.decode
         self.rejects = []
         try:
@@ -111,8 +102,8 @@ class JetStreamLedger:
             while not done:
                 try:
                     msgs = await sub.fetch(batch, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
-                    info = await sub.consumer_info()
+                except BusTimeout:
+                    info = await sub.info()
                     if not info.num_pending:
                         return
                     continue
@@ -131,16 +122,12 @@ class JetStreamLedger:
                         out.append(ev)
                     if seq >= end:
                         done = True
-                if msgs and not done and not msgs[-1].metadata.num_pending:
+                if msgs and not done and not pending_after(msgs[-1]):
                     done = True
                 if out:
                     yield out
         finally:
-            try:
-                await asyncio.shield(sub.unsubscribe())
-                await js.delete_consumer(stream, sub._consumer)  # type: ignore[attr-defined]
-            except Exception as exc:  # inactive_threshold removes it anyway
-                log.debug("could not delete the replay consumer: %s", exc)
+            await sub.close(delete=True)  # inactive_threshold removes it anyway if this cannot
 
     async def read(self, flt: EventFilter | None = None, *, batch: int = 1000) -> AsyncIterator[StoredEvent]:
         async for chunk in self.batches(flt, batch=batch):

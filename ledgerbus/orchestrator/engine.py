@@ -598,7 +598,7 @@ class Orchestrator:
         # An outage of our own connection (disconnect, reconnect, failed publish) makes agents look silent
         # for up to a stall window afterwards: those failures are not the agents' to pay for.
         window = policy.stall_after + policy.receipt_timeout + 1.0
-        ours = not self.bus.nc.is_connected or time.monotonic() - self.bus.trouble_at < window
+        ours = not self.bus.is_connected or time.monotonic() - self.bus.trouble_at < window
         if err.code in _AGENT_FAULTS and not ours:
             breaker.record_failure()
         else:

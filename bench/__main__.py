@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, conversations, ledger, scale, steps, tracing_bench
+from bench import baselines, conversations, ledger, scale, steps, tracing_bench, ui_million
 from bench.env import BenchEnv, Sizes
 from bench.harness import Measure, Report, markdown, plain, rows_table, targets_table
 from bench.report import build
@@ -41,6 +41,7 @@ BENCHES: dict[str, list[Bench]] = {
     "ledger": [ledger.ledger],
     "scale": [scale.scale],
     "tracing": [tracing_bench.tracing],
+    "ui": [ui_million.ui],
 }
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"

@@ -25,12 +25,13 @@ class Sizes:
     scale_types: int = 10
     scale_conversations: tuple[int, ...] = (100, 1000)
     tracing_steps: int = 6000  # CPU times tick at 10 ms: 6,000 steps resolve under 2 µs per step
+    ui_events: int = 1_000_000  # the ledger `ledgerbus ui` is timed on (bench/ui_million.py)
 
     @classmethod
     def quick(cls) -> "Sizes":
         return cls(steps_seq=20, steps_conc=200, inflight=20, js_seq=50, js_async=500, conversations=20,
                    conv_inflight=10, ledger_events=2000, replay_memory_events=5000, scale_instances=(2, 4),
-                   scale_types=2, scale_conversations=(10, 20), tracing_steps=50)
+                   scale_types=2, scale_conversations=(10, 20), tracing_steps=50, ui_events=5000)
 
 
 @dataclass

@@ -66,8 +66,20 @@ def build(f: Figures) -> Report:
         Row("tracing", "requester CPU per step, tracing on", g("trace.on.cpu_requester"), "tracing off", g("trace.off.cpu_requester")),
         Row("tracing", "agent CPU per step, tracing on", g("trace.on.cpu_agent"), "tracing off", g("trace.off.cpu_agent")),
     ]
+    rows += _ui_rows(f)
     rows = [r for r in rows if r.value is not None]
     return Report(rows=rows, targets=targets(f), notes=_floor_notes(f))
+
+
+def _ui_rows(f: Figures) -> list[Row]:
+    """bench/ui_million.py: each page of `ledgerbus ui` on a big ledger, its first request beside the median after."""
+    events = f.get("ui.events")
+    size = f", {int(events.median):,} events" if events is not None else ""
+    rows = [Row("ui", f"{k[3:]}{size}", v, "then (median)", f.get(k + ".median"), compare=False)
+            for k, v in f.items() if k.startswith("ui.") and not k.endswith((".median", ".events", ".ready"))
+            and k != "ui.events"]
+    rows.append(Row("ui", f"Integrity: the verdict of the background verify{size}", f.get("ui.verify.ready")))
+    return rows
 
 
 def _floor_notes(f: Figures) -> list[str]:
@@ -226,4 +238,13 @@ def targets(f: Figures) -> list[Target]:
                           f"worst run: {int(worst)} not DONE", worst == 0))
     else:
         out.append(Target("1,000 concurrent conversations complete, no task lost", "not measured in this run", None))
+    pages = {k[3:]: max(v.hi, f[k + ".median"].hi) for k, v in f.items()
+             if k.startswith("ui.") and k + ".median" in f}
+    if pages:
+        worst = max(pages, key=pages.__getitem__)
+        n = int(f["ui.events"].median) if "ui.events" in f else 0
+        out.append(Target(f"ledgerbus ui: every page under 1 s at {n:,} events", f"slowest: {worst}, {pages[worst]:.0f} ms",
+                          pages[worst] < 1000))
+    else:
+        out.append(Target("ledgerbus ui: every page under 1 s at 1,000,000 events", "not measured in this run", None))
     return out

@@ -124,7 +124,7 @@ class AgentHarness:
 
         subject = self.bus.subjects.conversation(conversation_id)
         if until is None:
-            return [e.envelope for e in await JetStreamLedger(self.bus).envelopes(conversation_id)]
+            return await JetStreamLedger(self.bus).envelopes(conversation_id)
         events: list[Envelope] = []
         seen = asyncio.Event()
 

@@ -24,7 +24,8 @@ def test_bench_quick_runs_and_writes_its_table(tmp_path: Path) -> None:
         assert heading in text, heading
     # Every group produced its figures (a group that silently measured nothing would pass otherwise).
     for figure in ("sequential step p50 latency", "content pipeline conversations/s", "replay from SQLite",
-                   "memory per idle agent instance", "JetStream pipelined publish", "raw nats-py durable step"):
+                   "memory per idle agent instance", "JetStream pipelined publish", "raw nats-py durable step",
+                   "conversation page (the newest)", "ledgerbus ui: every page under 1 s"):
         assert figure in text, figure
     assert "FAILED to run" not in text
     assert "sequential step p50 latency" in proc.stdout  # the table goes to stdout too

@@ -15,6 +15,7 @@ import msgspec
 
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bucket, Bus
+from ledgerbus.bus.ttl import DEFAULT_TTL
 from ledgerbus.ids import now_ms
 from ledgerbus.schemas.capability import Capability
 from ledgerbus.schemas.directory import CapabilityInfo, InstanceInfo
@@ -22,7 +23,7 @@ from ledgerbus.schemas.directory import CapabilityInfo, InstanceInfo
 log = logging.getLogger("ledgerbus.directory")
 
 BUCKET = "LB_AGENTS"
-DEFAULT_TTL = 10.0
+
 
 
 _enc = msgspec.json.Encoder()

@@ -37,10 +37,22 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Invoked from async code (the app called in-process, as tests do): a loop of its own, on a thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledgerbus-cli") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; ledgerbus errors become one line and an exit code, not a traceback."""
     try:
-        return asyncio.run(coro)
+        return _run(coro)
     except ServerError as exc:
         # A publish or a read the server refused (a permissions violation) surfaces as a timeout: say the refusal.
         from ledgerbus.cli.connopts import denial

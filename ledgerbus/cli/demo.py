@@ -58,13 +58,14 @@ async def _demo(topic: str, subtopics: int, ledger: Path, url: str | None, data_
 
 
 async def _run_demo(topic: str, subtopics: int, ledger: Path, url: str | None, data_dir: Path) -> None:
-    from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+    from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline, register
     from ledgerbus.agents.runtime import AgentRuntime
     from ledgerbus.bus.connection import Bus
     from ledgerbus.eventstore.base import EventFilter
     from ledgerbus.eventstore.fold import fold
     from ledgerbus.orchestrator.engine import Orchestrator
 
+    register()
     logging.basicConfig(level=logging.WARNING)
     with console.status("starting nats-server, agents, recorder and orchestrator…"):
         bus = await Bus.connect(url, data_dir=data_dir, name="ledgerbus-demo")

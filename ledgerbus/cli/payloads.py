@@ -69,8 +69,10 @@ def check_json_schema(payload: dict[str, Any], schema: dict[str, Any]) -> None:
 
 def check_local(payload: dict[str, Any], capability: str) -> bool:
     """Validate against a capability this process has registered; False when it does not know it."""
-    import ledgerbus.agents.examples  # noqa: F401  (registers the built-in capabilities)
+    from ledgerbus.examples import register
     from ledgerbus.schemas.capability import registry
+
+    register()  # the built-in capabilities
 
     cap = registry.find(capability)
     if cap is None:

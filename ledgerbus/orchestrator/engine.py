@@ -30,6 +30,7 @@ from ledgerbus.orchestrator.clock import ObserverClock
 from ledgerbus.orchestrator.inflight import ConversationResult, Run, StepResult, fallback_task_id, step_task_id
 from ledgerbus.orchestrator.outcome import ConversationOutcome, StepReport
 from ledgerbus.orchestrator.plan import Decomposer, Plan, PlanContext, SingleStepDecomposer, Step
+from ledgerbus.orchestrator.plannote import plan_note
 from ledgerbus.orchestrator.policy import FallbackCapability, FallbackValue, PolicySet, TaskPolicy
 from ledgerbus.orchestrator.ratelimit import RateLimiter
 from ledgerbus.orchestrator.receipts import QueueProbe, ReceiptWindow
@@ -365,6 +366,8 @@ class Orchestrator:
             if not isinstance(exc, LedgerbusError):
                 log.exception("the decomposer failed to plan %s", root.capability)
             return await self._finish(run, None, [], Outcome.FAILED, [f"could not plan {root.capability}: {_why(exc)}"])
+        if (note := plan_note(root, plan, self.name)) is not None and note.id not in run.applied:  # resumed: recorded
+            await self._emit(run, note)  # the plan's edges, for whoever reads the ledger (plannote.py)
         results: dict[str, StepResult] = {}
         running: dict[str, asyncio.Task[StepResult]] = {}
         ctx_results: dict[str, Any] = {}

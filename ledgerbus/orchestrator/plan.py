@@ -112,6 +112,10 @@ class Plan:
     def __contains__(self, step_id: object) -> bool:
         return step_id in self._by_id
 
+    def dependencies(self) -> dict[str, tuple[str, ...]]:
+        """Each step's dependencies, in plan order: the edges of the DAG (what the ledger records of it)."""
+        return {s.id: s.depends_on for s in self._steps}
+
     def order(self) -> list[Step]:
         """Every step after all its dependencies; among steps free to go, plan order first."""
         return list(self._order)

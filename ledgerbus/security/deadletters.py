@@ -13,6 +13,7 @@ whose `causationId` is the DEAD_LETTER, which is how a redriven letter is told a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import msgspec
 
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.messages import pending_after, stream_sequence
-from ledgerbus.errors import InvalidMessage, RedriveError as RedriveError  # RedriveError: re-exported
+from ledgerbus.errors import ConfigError, InvalidMessage, RedriveError as RedriveError  # RedriveError: re-exported
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer
@@ -179,3 +180,16 @@ async def redrive(bus: Bus, letter: Letter, *, sender: str | None = None) -> Env
     await bus.publish(env)
     return env
 
+
+
+async def redrive_named(bus: Bus, ids: Sequence[str], *, sender: str | None = None) -> list[tuple[str, Envelope]]:
+    """Re-drive the dead letters `ids` (none: every one not yet re-driven): (letter id, the new REQUEST) each.
+
+    What `ledgerbus deadletters redrive` and the web UI's re-drive action both run. ConfigError naming the
+    ids the ledger holds no dead letter for, before anything is sent."""
+    letters = {x.id: x for x in await find(bus, include_redriven=True)}
+    unknown = [i for i in ids if i not in letters]
+    if unknown:
+        raise ConfigError(f"no dead letter {', '.join(unknown)} in the ledger (see `ledgerbus deadletters list`)")
+    chosen = [letters[i] for i in ids] if ids else [x for x in letters.values() if x.redriven_by is None]
+    return [(letter.id, await redrive(bus, letter, sender=sender)) for letter in chosen]

@@ -19,13 +19,13 @@ from typing import Any
 from ledgerbus.bus.connection import Bus, Pull
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
+from ledgerbus.bus.ttl import DEFAULT_TTL
 from ledgerbus.errors import AuthorizationError, InvalidMessage, ServerError, is_authorization_failure
 from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import ErrorCode
 from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.security.deployment import Deployment
 from ledgerbus.security.keys import SIG_HEADER, Identity, envelope_signature_problem, verify_key
-from ledgerbus.bus.directory import DEFAULT_TTL
 from ledgerbus.security.permissions import AGENTS_BUCKET, CONDUCTORS_BUCKET, RESULTS_BUCKET, inbox_prefix
 
 log = logging.getLogger("ledgerbus.security")

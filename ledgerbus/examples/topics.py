@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledgerbus.agents.examples.payloads import MAX_SUBTOPICS, MAX_TOPIC_LENGTH
+from ledgerbus.examples.payloads import MAX_SUBTOPICS, MAX_TOPIC_LENGTH
 
 #: The angles a topic is researched from, in the order they are handed out. Sub-topics take the
 #: form "<topic>: <angle>", which `corpus.search` reads as subject plus re-ranking hint.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ledgerbus.agents.context import Context
-from ledgerbus.agents.examples.editing import edit as edit_draft
-from ledgerbus.agents.examples.payloads import EditedArticle, EditRequest
+from ledgerbus.examples.editing import edit as edit_draft
+from ledgerbus.examples.payloads import EditedArticle, EditRequest
 from ledgerbus.agents.sdk import Agent
+from ledgerbus.examples import own
 
-agent = Agent("editor", description="Fixes structure, repeated words and length of a draft, listing each change.")
+agent = Agent("editor", description="Fixes structure, repeated words and length of a draft, listing each change.",
+              registry=own.registry)
 
 
 @agent.capability("editor.edit")

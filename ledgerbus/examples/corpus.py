@@ -15,7 +15,7 @@ from importlib import resources
 
 import msgspec
 
-from ledgerbus.agents.examples.payloads import Note
+from ledgerbus.examples.payloads import Note
 
 
 class Document(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

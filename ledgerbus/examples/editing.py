@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ledgerbus.agents.examples.drafting import count_words
-from ledgerbus.agents.examples.payloads import EditedArticle, EditRequest
-from ledgerbus.agents.examples.topics import title_case
+from ledgerbus.examples.drafting import count_words
+from ledgerbus.examples.payloads import EditedArticle, EditRequest
+from ledgerbus.examples.topics import title_case
 
 #: Overused word -> a one-word stand-in. No value is also a key (so replacements are final), and
 #: each keeps the key's vowel or consonant sound at the start, so "an"/"a" before it stays right.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ledgerbus.agents.context import Context
-from ledgerbus.agents.examples.corpus import search as search_corpus
-from ledgerbus.agents.examples.payloads import ResearchNotes, ResearchQuery
+from ledgerbus.examples.corpus import search as search_corpus
+from ledgerbus.examples.payloads import ResearchNotes, ResearchQuery
 from ledgerbus.agents.sdk import Agent
+from ledgerbus.examples import own
 
-agent = Agent("research", description="Finds notes with sources on a topic in a bundled corpus (offline).")
+agent = Agent("research", description="Finds notes with sources on a topic in a bundled corpus (offline).",
+              registry=own.registry)
 
 
 @agent.capability("research.search")

@@ -6,8 +6,8 @@ connecting sentences (intro, conclusion, sources) say nothing about the topic be
 
 from __future__ import annotations
 
-from ledgerbus.agents.examples.payloads import Draft, DraftRequest, Note
-from ledgerbus.agents.examples.topics import normalize_topic, title_case
+from ledgerbus.examples.payloads import Draft, DraftRequest, Note
+from ledgerbus.examples.topics import normalize_topic, title_case
 
 SENTENCES_PER_PARAGRAPH = 3
 _TERMINAL = ".!?"

@@ -1,7 +1,7 @@
 """An agent that calls an LLM through any OpenAI-compatible HTTP endpoint — where real AI calls go.
 
     LEDGERBUS_LLM_URL=http://localhost:11434/v1 LEDGERBUS_LLM_MODEL=llama3.2 \\
-        ledgerbus agent run ledgerbus.agents.examples.llm:agent
+        ledgerbus agent run ledgerbus.examples.llm:agent
 
 The external call is the part that fails in production, so it sits behind a timeout and a circuit
 breaker: a slow provider becomes a retryable TIMED_OUT, a failing one UPSTREAM_ERROR, and after

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ledgerbus.agents.context import Context
-from ledgerbus.agents.examples.drafting import write_draft
-from ledgerbus.agents.examples.payloads import Draft, DraftRequest
+from ledgerbus.examples.drafting import write_draft
+from ledgerbus.examples.payloads import Draft, DraftRequest
 from ledgerbus.agents.sdk import Agent
+from ledgerbus.examples import own
 
-agent = Agent("writing", description="Writes a draft article from research notes (deterministic, offline).")
+agent = Agent("writing", description="Writes a draft article from research notes (deterministic, offline).",
+              registry=own.registry)
 
 
 @agent.capability("writing.draft")

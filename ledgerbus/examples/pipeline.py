@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from ledgerbus.agents.examples.payloads import Article, ArticleRequest
-from ledgerbus.agents.examples.topics import subtopics
+from ledgerbus.examples.payloads import Article, ArticleRequest
+from ledgerbus.examples.topics import subtopics
 from ledgerbus.errors import ConfigError
 from ledgerbus.orchestrator.aggregate import BestEffort, FanIn
 from ledgerbus.orchestrator.outcome import ConversationOutcome

@@ -52,7 +52,7 @@ class Publisher:
 
     def in_trouble(self, window: float) -> bool:
         """Whether our own connection is down, or was in trouble within the last `window` seconds."""
-        return not self.bus.nc.is_connected or time.monotonic() - self.bus.trouble_at < window
+        return not self.bus.is_connected or time.monotonic() - self.bus.trouble_at < window
 
 
 def _may_pass(exc: Exception) -> bool:

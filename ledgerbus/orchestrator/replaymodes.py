@@ -136,7 +136,7 @@ class _Playback:
 
     async def start(self, conversation_id: str) -> None:
         subject = f"{self.bus.subjects.prefix}.*.REQUEST.{conversation_id}"
-        self._sub = await self.bus.nc.subscribe(subject, cb=self._on_request)
+        self._sub = await self.bus.subscribe(subject, self._on_request)
 
     async def stop(self) -> None:
         if self._sub is not None:

@@ -20,6 +20,11 @@ _EXPORTS: dict[str, str] = {
     "NoLedgerStream": "ledgerbus.errors",
     "PublishRefused": "ledgerbus.errors",
     "ConnectionClosed": "ledgerbus.errors",
+    "BusTimeout": "ledgerbus.errors",
+    "BusClosed": "ledgerbus.errors",
+    "NotFound": "ledgerbus.errors",
+    "Refused": "ledgerbus.errors",
+    "WrongRevision": "ledgerbus.errors",
     "InvalidMessage": "ledgerbus.errors",
     "UnknownCapability": "ledgerbus.errors",
     "AgentError": "ledgerbus.errors",
@@ -74,7 +79,7 @@ _EXPORTS: dict[str, str] = {
     "Agent": "ledgerbus.agents.sdk",
     "Context": "ledgerbus.agents.context",
     "AgentRuntime": "ledgerbus.agents.runtime",
-    "Directory": "ledgerbus.agents.directory",
+    "Directory": "ledgerbus.bus.directory",
     # orchestrator
     "Orchestrator": "ledgerbus.orchestrator.engine",
     "ConversationResult": "ledgerbus.orchestrator.inflight",
@@ -122,15 +127,16 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static type checkers see the real names
     from ledgerbus._version import __version__
     from ledgerbus.agents.context import Context
-    from ledgerbus.agents.directory import Directory
+    from ledgerbus.bus.directory import Directory
     from ledgerbus.agents.runtime import AgentRuntime
     from ledgerbus.agents.sdk import Agent
     from ledgerbus.bus.connection import Bus
     from ledgerbus.bus.requester import Requester
     from ledgerbus.bus.server import EmbeddedServer, ServerConfig
     from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig
-    from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, ConductorLost, ConfigError,
-                                  ConnectionClosed, InvalidMessage, LedgerbusError, NoLedgerStream, PublishError,
+    from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, BusClosed, BusTimeout,
+                                  ConductorLost, ConfigError, ConnectionClosed, InvalidMessage, NotFound, Refused,
+                                  WrongRevision, LedgerbusError, NoLedgerStream, PublishError,
                                   PublishRefused, PublishTimeout, RedriveError, RemoteError, ServerError,
                                   StoreConflict, StoreError, StoreUnavailable, TaskTimeout, UnknownAgent,
                                   UnknownCapability)

@@ -55,7 +55,7 @@ async def _build(specs: list[str], live: bool, server: str | None, url: str | No
 
     agents: dict[str, list[Any]] = {}
     if live:
-        from ledgerbus.agents.directory import Directory
+        from ledgerbus.bus.directory import Directory
         from ledgerbus.cli.live import connect
 
         bus = await connect(url, data_dir, prefix=prefix)

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError, PublishError, ServerError, StoreError
+from ledgerbus.errors import (BusTimeout, ConfigError, InvalidMessage, LedgerbusError, PublishError, ServerError,
+                              StoreError)
 
 T = TypeVar("T")
 
@@ -53,10 +54,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return _run(coro)
     except ServerError as exc:
-        # A publish the server refused (a permissions violation) surfaces as a timeout: say the refusal.
+        # A publish or a read the server refused (a permissions violation) surfaces as a timeout: say the refusal.
         from ledgerbus.cli.connopts import denial
 
-        fail((denial() if isinstance(exc, PublishError) else None) or str(exc), 2)
+        fail((denial() if isinstance(exc, (PublishError, BusTimeout)) else None) or str(exc), 2)
     except (InvalidMessage, ConfigError, StoreError) as exc:
         fail(str(exc), 2 if isinstance(exc, StoreError) else 1)
     except LedgerbusError as exc:

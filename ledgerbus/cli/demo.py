@@ -146,9 +146,9 @@ class _Mirror:
         if self.recorder is not None:
             await self.recorder.catch_up(timeout)
             return
-        info = await self.bus.js.stream_info(self.bus.subjects.stream)
+        info = await self.bus.stream_info()
         deadline = asyncio.get_running_loop().time() + timeout
-        while await asyncio.to_thread(self.store.checkpoint) < info.state.last_seq:
+        while await asyncio.to_thread(self.store.checkpoint) < info.last_seq:
             if asyncio.get_running_loop().time() > deadline:
                 from ledgerbus.errors import StoreError
 
@@ -160,7 +160,7 @@ class _Mirror:
         if self.recorder is not None:
             await self.recorder.stop()
             try:
-                await self.bus.js.delete_consumer(self.bus.subjects.stream, self._durable)
+                await self.bus.delete_consumer(self._durable)
             except Exception as err:  # the server may be gone already; the consumer then goes with it or stays idle
                 logging.getLogger("ledgerbus.demo").debug("could not remove consumer %s: %s", self._durable, err)
         if self.store is not None:

@@ -11,20 +11,16 @@ SQLite store returns for the same filter (the contract both implement: base.Even
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
-import nats.errors
-from nats.js import api
-from nats.js.errors import NotFoundError
-
 from ledgerbus.bus.connection import Bus
-from ledgerbus.bus.pulls import stored_ms, stream_sequence
-from ledgerbus.errors import InvalidMessage, StoreError
+from ledgerbus.bus.messages import StreamInfo, pending_after, stored_ms, stream_sequence
+from ledgerbus.bus.streams import ConsumerSpec
+from ledgerbus.errors import BusTimeout, InvalidMessage, NotFound, StoreError
 from ledgerbus.eventstore.base import Damaged, EventFilter, Rejected, StoredEvent
 from ledgerbus.schemas.envelope import Envelope
 
@@ -76,12 +72,11 @@ class JetStreamLedger:
         self.rejects: list[Rejected] = []  # messages that are not envelopes, seen during the last read
         self.damaged: list[Damaged] = []  # always empty: what the stream cannot decode is a reject
 
-    async def _state(self, subjects_filter: str | None = None) -> Any:
+    async def _state(self, subjects_filter: str | None = None) -> StreamInfo:
         try:
-            info = await self.bus.js.stream_info(self.bus.subjects.stream, subjects_filter=subjects_filter)
-        except NotFoundError:
+            return await self.bus.stream_info(subjects_filter=subjects_filter)
+        except NotFound:
             raise StoreError(f"no ledger stream {self.bus.subjects.stream} on {self.bus.url}") from None
-        return info.state
 
     async def last_position(self) -> int:
         return int((await self._state()).last_seq or 0)
@@ -133,40 +128,30 @@ class JetStreamLedger:
 
     async def _fetched(self, start: int, filters: list[str], batch: int) -> AsyncGenerator[list[Any], None]:
         """The stream's messages on `filters` from sequence `start`, a fetch at a time, until the consumer
-        has none pending. Every nats-py call of a read is here."""
-        js = self.bus.js
-        stream = self.bus.subjects.stream
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            ack_policy=api.AckPolicy.NONE,
+        has none pending. Every call to the bus of a read is here."""
+        config = ConsumerSpec(
+            start_seq=start,
+            ack="none",
             inactive_threshold=60.0,  # the server cleans up after a reader that died
             mem_storage=True,
             max_ack_pending=-1,
+            filter_subjects=tuple(filters),
         )
-        if len(filters) == 1:
-            config.filter_subject = filters[0]
-        else:
-            config.filter_subjects = filters
-        sub = await js.pull_subscribe(filters[0], stream=stream, config=config)
+        sub = await self.bus.pull(config)
         try:
             while True:
                 try:
                     msgs = await sub.fetch(batch, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
-                    info = await sub.consumer_info()
+                except BusTimeout:
+                    info = await sub.info()
                     if not info.num_pending:
                         return
                     continue
                 yield msgs
-                if msgs and not msgs[-1].metadata.num_pending:
+                if msgs and not pending_after(msgs[-1]):
                     return
         finally:
-            try:
-                await asyncio.shield(sub.unsubscribe())
-                await js.delete_consumer(stream, sub._consumer)  # type: ignore[attr-defined]
-            except Exception as exc:  # inactive_threshold removes it anyway
-                log.debug("could not delete the replay consumer: %s", exc)
+            await sub.close(delete=True)  # inactive_threshold removes it anyway if this cannot
 
     async def read(self, flt: EventFilter | None = None, *, batch: int | None = None,
                    subjects: Sequence[str] = ()) -> AsyncIterator[StoredEvent]:
@@ -197,7 +182,7 @@ class JetStreamLedger:
         """From the subjects of the stream's REQUESTs (every conversation begins with one), as the stream
         counts them: no message is read."""
         state = await self._state(f"{self.bus.subjects.prefix}.*.REQUEST.*")
-        found = {s.rsplit(".", 1)[1] for s in state.subjects or {}}
+        found = {s.rsplit(".", 1)[1] for s in state.subjects}
         return sorted(c for c in found if c.startswith(prefix))[:limit]
 
     async def close(self) -> None:

@@ -321,7 +321,7 @@ async def import_into_stream(bus: Any, lines: Iterable[bytes], *, window: int = 
             report.snapshots += entry.snapshot is not None
             continue  # a stream holds envelopes only; compacted history stays in SQLite
         env = decode_entry(entry)
-        fut = await bus.js.publish_async(bus.subjects.of(env), entry.raw, headers=envelope_headers(env))
+        fut = await bus.publish_raw_async(bus.subjects.of(env), entry.raw, headers=envelope_headers(env))
         pending.append(fut)
         report.events += 1
         if len(pending) >= window:

@@ -6,9 +6,8 @@ runs.
 
 from __future__ import annotations
 
-from nats.js.errors import NotFoundError
-
 from ledgerbus.bus.connection import Bus
+from ledgerbus.errors import NotFound
 from ledgerbus.eventstore.fold import ConversationStatus
 from ledgerbus.eventstore.folds import fold_source
 from ledgerbus.eventstore.jetstream import JetStreamLedger
@@ -43,7 +42,7 @@ async def root_acknowledged(bus: Bus, root: Envelope) -> bool:
     """
     subject = f"{bus.subjects.prefix}.{root.answer_to}.{Action.ACK.value}.{root.conversation_id}"
     try:
-        await bus.js.get_last_msg(bus.subjects.stream, subject)
-    except NotFoundError:
+        await bus.last_msg(subject)
+    except NotFound:
         return False
     return True

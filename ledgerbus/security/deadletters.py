@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from nats.js import api
 
 from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.messages import pending_after, stream_sequence
 from ledgerbus.errors import ConfigError, InvalidMessage, RedriveError as RedriveError  # RedriveError: re-exported
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codes import Action, ErrorCode
@@ -76,7 +76,7 @@ class DeadLetterWatcher:
 
     async def start(self) -> "DeadLetterWatcher":
         subject = ADVISORY.format(stream=self.bus.subjects.stream, consumer=self.consumer)
-        self._sub = await self.bus.nc.subscribe(subject, queue=self.queue, cb=self._on_advisory)
+        self._sub = await self.bus.subscribe(subject, self._on_advisory, queue=self.queue)
         return self
 
     async def stop(self) -> None:
@@ -102,7 +102,7 @@ class DeadLetterWatcher:
             log.warning("could not dead-letter stream sequence %d: %s", adv.stream_seq, exc)
 
     async def letter_for(self, adv: MaxDeliveries) -> Envelope | None:
-        raw = await self.bus.js.get_msg(adv.stream, adv.stream_seq)
+        raw = await self.bus.get_msg(adv.stream_seq, stream=adv.stream)
         try:
             req = self.bus.codec.decode(raw.data or b"")
         except InvalidMessage:
@@ -124,31 +124,28 @@ class Letter:
 
 async def _scan(bus: Bus, timeout: float) -> list[tuple[int, Envelope]]:
     """Every decodable REQUEST and ERROR envelope in the ledger with its stream sequence."""
-    info = await bus.js.stream_info(bus.subjects.stream)
-    last = info.state.last_seq
+    info = await bus.stream_info()
+    last = info.last_seq
     out: list[tuple[int, Envelope]] = []
-    if info.state.messages == 0:
+    if info.messages == 0:
         return out
     prefix = bus.subjects.prefix
-    sub = await bus.js.subscribe(
-        bus.subjects.all(), stream=bus.subjects.stream, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL,
-        config=api.ConsumerConfig(filter_subjects=[f"{prefix}.*.REQUEST.>", f"{prefix}.*.ERROR.>"]),
-    )
+    sub = await bus.ordered(bus.subjects.all(), filter_subjects=(f"{prefix}.*.REQUEST.>", f"{prefix}.*.ERROR.>"))
     try:
         while True:
             try:
-                msg = await sub.next_msg(timeout=timeout)
+                msg = await sub.next(timeout)
             except Exception:
                 break  # nothing more within the timeout: the filtered tail is empty
-            seq = msg.metadata.sequence.stream
+            seq = stream_sequence(msg)
             try:
                 out.append((seq, bus.codec.decode(msg.data)))
             except InvalidMessage:
                 pass
-            if seq >= last or msg.metadata.num_pending == 0:
+            if seq >= last or pending_after(msg) == 0:
                 break
     finally:
-        await sub.unsubscribe()
+        await sub.close()
     return out
 
 
@@ -172,7 +169,7 @@ async def redrive(bus: Bus, letter: Letter, *, sender: str | None = None) -> Env
     if letter.redriven_by is not None:
         raise RedriveError(f"{letter.id} was already redriven by request {letter.redriven_by}")
     try:
-        raw = await bus.js.get_msg(bus.subjects.stream, letter.request_seq)
+        raw = await bus.get_msg(letter.request_seq)
         req = bus.codec.decode(raw.data or b"")
     except Exception as exc:
         raise RedriveError(f"the request of {letter.id} (stream sequence {letter.request_seq}) cannot be read: {exc}") from None

@@ -44,7 +44,7 @@ class LiveMirror:
             await self._recorder.stop()
         if self._bus is not None:
             with contextlib.suppress(Exception):  # already gone with the server: nothing left to clean
-                await self._bus.js.delete_consumer(self._bus.subjects.stream, self.durable)
+                await self._bus.delete_consumer(self.durable)
             await self._bus.close()
         if self._store is not None:
             self._store.close()

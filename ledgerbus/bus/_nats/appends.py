@@ -23,7 +23,8 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 
 from ledgerbus.aio import within
-from ledgerbus.bus.pulls import quicken
+from ledgerbus.bus._nats.compat import PLAIN
+from ledgerbus.bus._nats.pulls import quicken
 
 _NO_RESPONDERS = "503"
 _NOT_FOUND = "404"
@@ -70,12 +71,53 @@ def _api_error(err: dict[str, Any]) -> Exception:
     return nats.js.errors.APIError(description=repr(err))  # pragma: no cover - from_error always raises
 
 
+def _signed(signer: Any, ledger_prefix: str, subject: str, payload: bytes,
+            headers: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`headers` with the signer's signature of `payload` when `subject` is the ledger's."""
+    if signer is None or not subject.startswith(ledger_prefix):
+        return headers
+    return {**(headers or {}), **signer.signature_headers(subject, payload)}
+
+
+class PlainJetStream(JetStreamContext):
+    """nats-py's own JetStream context (its public API only), signing what it appends to the ledger."""
+
+    def __init__(self, conn: Any, *, signer: Any = None, ledger_prefix: str = "", **kw: Any) -> None:
+        super().__init__(conn, **kw)
+        self._signer = signer
+        self._ledger_prefix = ledger_prefix
+
+    async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
+                      stream: str | None = None, headers: dict[str, Any] | None = None,
+                      msg_ttl: float | None = None) -> api.PubAck:
+        return await super().publish(subject, payload, timeout=timeout, stream=stream,
+                                     headers=_signed(self._signer, self._ledger_prefix, subject, payload, headers),
+                                     msg_ttl=msg_ttl)
+
+    async def publish_async(self, subject: str, payload: bytes = b"", wait_stall: float | None = None,
+                            stream: str | None = None, headers: dict[str, Any] | None = None,
+                            msg_ttl: float | None = None) -> "asyncio.Future[api.PubAck]":
+        return await super().publish_async(subject, payload, wait_stall=wait_stall, stream=stream,
+                                           headers=_signed(self._signer, self._ledger_prefix, subject, payload,
+                                                           headers), msg_ttl=msg_ttl)
+
+
+def make_jetstream(nc: Any, *, signer: Any = None, ledger_prefix: str = "") -> JetStreamContext:
+    """The connection's JetStream context: the pipelined one, or nats-py's own under LEDGERBUS_NATS_PLAIN."""
+    if PLAIN:
+        return PlainJetStream(nc, signer=signer, ledger_prefix=ledger_prefix)
+    return PipelinedJetStream(nc, signer=signer, ledger_prefix=ledger_prefix)
+
+
 class PipelinedJetStream(JetStreamContext):
     """A JetStreamContext whose `publish`, `publish_async` and `direct_get_last` share one reply inbox,
     and whose pull subscriptions hand queued messages over without a task each (`pulls.quicken`)."""
 
-    def __init__(self, conn: Any, *, max_pending: int = 4000, **kw: Any) -> None:
+    def __init__(self, conn: Any, *, max_pending: int = 4000, signer: Any = None, ledger_prefix: str = "",
+                 **kw: Any) -> None:
         super().__init__(conn, **kw)
+        self._signer = signer
+        self._ledger_prefix = ledger_prefix
         self._reply_prefix: str | None = None
         self._starting: asyncio.Future[None] | None = None
         self._waiting: dict[str, tuple[asyncio.Future[Any], bool]] = {}  # token -> (future, is a direct get)
@@ -169,6 +211,7 @@ class PipelinedJetStream(JetStreamContext):
     async def publish_async(self, subject: str, payload: bytes = b"", wait_stall: float | None = None,
                             stream: str | None = None, headers: dict[str, Any] | None = None,
                             msg_ttl: float | None = None) -> "asyncio.Future[api.PubAck]":
+        headers = _signed(self._signer, self._ledger_prefix, subject, payload, headers)
         if stream is not None or msg_ttl is not None:  # options ledgerbus never sets: nats-py's own path
             return await super().publish_async(subject, payload, wait_stall=wait_stall, stream=stream,
                                                 headers=headers, msg_ttl=msg_ttl)
@@ -178,9 +221,10 @@ class PipelinedJetStream(JetStreamContext):
                       stream: str | None = None, headers: dict[str, Any] | None = None,
                       msg_ttl: float | None = None) -> api.PubAck:
         if stream is not None or msg_ttl is not None:
-            return await super().publish(subject, payload, timeout=timeout, stream=stream, headers=headers,
+            return await super().publish(subject, payload, timeout=timeout, stream=stream,
+                                         headers=_signed(self._signer, self._ledger_prefix, subject, payload, headers),
                                          msg_ttl=msg_ttl)
-        fut = await self.publish_async(subject, payload, headers=headers)
+        fut = await self.publish_async(subject, payload, headers=headers)  # signed there
         return await within(fut, self._timeout if timeout is None else timeout,
                             nats.errors.TimeoutError)
 

@@ -178,31 +178,3 @@ def _one_shot_fetch(nc: Any, nms: str, deliver: str, queue: Any, take: Any, next
         return msgs
 
     return fetch
-
-
-def stream_sequence(msg: Any) -> int:
-    """`msg.metadata.sequence.stream`, read from the ack subject without building nats-py's Metadata
-    (a datetime and three objects per message: 8% of the recorder's CPU per event)."""
-    tokens: list[str] = msg.reply.split(".") if msg.reply else []
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>; other forms
-    # (domain and account hash, from servers in a cluster with domains) take nats-py's reading.
-    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[5])
-    return int(msg.metadata.sequence.stream)
-
-
-def stored_ms(msg: Any) -> int | None:
-    """When JetStream stored the message (unix ms), from the same ack subject: the observer's time the
-    fold's windows run on (DESIGN.md, "Time is the observer's"); None when the message carries none."""
-    tokens: list[str] = msg.reply.split(".") if msg.reply else []
-    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[7]) // 1_000_000
-    try:
-        return datetime_ms(msg.metadata.timestamp)
-    except Exception:  # not a JetStream message (core NATS): nobody stored it
-        return None
-
-
-def datetime_ms(value: Any) -> int | None:
-    """A stored message's datetime (nats-py's Metadata.timestamp, RawStreamMsg.time) as unix ms."""
-    return round(value.timestamp() * 1000) if value is not None else None

@@ -18,7 +18,7 @@ from ledgerbus.orchestrator.breaker import BreakerState, CircuitBreaker
 from ledgerbus.orchestrator.policy import BreakerPolicy
 
 #: The failures the orchestrator charges to an agent's breaker (the rest, bad input above all, are the
-#: requester's and give the slot back): the set in orchestrator/engine.py, kept in step by hand.
+#: requester's and give the slot back): the set in orchestrator/supervisor.py, kept in step by hand.
 AGENT_FAULTS = frozenset({"NO_RECEIPT", "STALLED", "TIMED_OUT", "HANDLER_ERROR", "INTERNAL", "INVALID_OUTPUT"})
 #: The orchestrator's verdicts on an attempt (its own ERRORs that end one); its other ERRORs are decisions.
 VERDICTS = frozenset({"NO_RECEIPT", "STALLED", "TIMED_OUT", "DEADLINE_EXCEEDED"})

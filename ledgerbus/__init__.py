@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 _EXPORTS: dict[str, str] = {
     # errors
     "LedgerbusError": "ledgerbus.errors",
@@ -22,6 +20,11 @@ _EXPORTS: dict[str, str] = {
     "NoLedgerStream": "ledgerbus.errors",
     "PublishRefused": "ledgerbus.errors",
     "ConnectionClosed": "ledgerbus.errors",
+    "BusTimeout": "ledgerbus.errors",
+    "BusClosed": "ledgerbus.errors",
+    "NotFound": "ledgerbus.errors",
+    "Refused": "ledgerbus.errors",
+    "WrongRevision": "ledgerbus.errors",
     "InvalidMessage": "ledgerbus.errors",
     "UnknownCapability": "ledgerbus.errors",
     "AgentError": "ledgerbus.errors",
@@ -53,11 +56,15 @@ _EXPORTS: dict[str, str] = {
     "ConsumerSettings": "ledgerbus.bus.streams",
     # event store
     "EventStore": "ledgerbus.eventstore.base",
+    "EventSource": "ledgerbus.eventstore.base",
     "EventFilter": "ledgerbus.eventstore.base",
     "StoredEvent": "ledgerbus.eventstore.base",
     "SQLiteEventStore": "ledgerbus.eventstore.sqlite",
     "Recorder": "ledgerbus.eventstore.recorder",
     "JetStreamLedger": "ledgerbus.eventstore.jetstream",
+    "SQLiteSource": "ledgerbus.eventstore.sqlite_source",
+    "Folds": "ledgerbus.eventstore.folds",
+    "fold_source": "ledgerbus.eventstore.folds",
     "Upcaster": "ledgerbus.eventstore.upcast",
     "VerifyReport": "ledgerbus.eventstore.integrity",
     "resimulate": "ledgerbus.orchestrator.replaymodes",
@@ -72,7 +79,7 @@ _EXPORTS: dict[str, str] = {
     "Agent": "ledgerbus.agents.sdk",
     "Context": "ledgerbus.agents.context",
     "AgentRuntime": "ledgerbus.agents.runtime",
-    "Directory": "ledgerbus.agents.directory",
+    "Directory": "ledgerbus.bus.directory",
     # orchestrator
     "Orchestrator": "ledgerbus.orchestrator.engine",
     "ConversationResult": "ledgerbus.orchestrator.inflight",
@@ -105,7 +112,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = "ledgerbus._version" if name == "__version__" else _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ledgerbus' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
@@ -118,20 +125,24 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static type checkers see the real names
+    from ledgerbus._version import __version__
     from ledgerbus.agents.context import Context
-    from ledgerbus.agents.directory import Directory
+    from ledgerbus.bus.directory import Directory
     from ledgerbus.agents.runtime import AgentRuntime
     from ledgerbus.agents.sdk import Agent
     from ledgerbus.bus.connection import Bus
     from ledgerbus.bus.requester import Requester
     from ledgerbus.bus.server import EmbeddedServer, ServerConfig
     from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig
-    from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, ConductorLost, ConfigError,
-                                  ConnectionClosed, InvalidMessage, LedgerbusError, NoLedgerStream, PublishError,
+    from ledgerbus.errors import (AgentError, AuthorizationError, BudgetExhausted, BusClosed, BusTimeout,
+                                  ConductorLost, ConfigError, ConnectionClosed, InvalidMessage, NotFound, Refused,
+                                  WrongRevision, LedgerbusError, NoLedgerStream, PublishError,
                                   PublishRefused, PublishTimeout, RedriveError, RemoteError, ServerError,
                                   StoreConflict, StoreError, StoreUnavailable, TaskTimeout, UnknownAgent,
                                   UnknownCapability)
-    from ledgerbus.eventstore.base import EventFilter, EventStore, StoredEvent
+    from ledgerbus.eventstore.base import EventFilter, EventSource, EventStore, StoredEvent
+    from ledgerbus.eventstore.folds import Folds, fold_source
+    from ledgerbus.eventstore.sqlite_source import SQLiteSource
     from ledgerbus.eventstore.fold import (ConversationState, ConversationStatus, TaskState, TaskStatus, apply,
                                            fold)
     from ledgerbus.eventstore.integrity import VerifyReport

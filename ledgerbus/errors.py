@@ -2,19 +2,25 @@
 
 Every public exception is defined here (other modules re-export the ones they raise, so
 `from ledgerbus.agents.sdk import AgentError` keeps working). Timeouts are also built-in
-`TimeoutError`s, so `except TimeoutError` catches them as well. An error that stands for one of
-nats-py's or sqlite3's is also that library's exception, so code written to catch those keeps working.
+`TimeoutError`s, so `except TimeoutError` catches them as well. nats-py's errors never leave the bus:
+ledgerbus/bus/_nats/errors.py translates each into one of these (this module does not import nats-py).
+An error that stands for one of sqlite3's is also sqlite3's exception, so code catching those keeps working.
 The tree:
 
     LedgerbusError
     ├── ConfigError
     ├── ServerError
     │   ├── AuthorizationError
+    │   ├── BusTimeout (also a TimeoutError)
+    │   ├── BusClosed
+    │   ├── NotFound
+    │   ├── Refused
+    │   │   └── WrongRevision
     │   └── PublishError
-    │       ├── PublishTimeout (also a TimeoutError and nats.errors.TimeoutError)
-    │       ├── NoLedgerStream (also nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError)
-    │       ├── PublishRefused (also nats.js.errors.APIError)
-    │       └── ConnectionClosed (also nats.errors.ConnectionClosedError)
+    │       ├── PublishTimeout (also a TimeoutError)
+    │       ├── NoLedgerStream
+    │       ├── PublishRefused
+    │       └── ConnectionClosed
     ├── InvalidMessage
     │   └── UnknownCapability
     ├── AgentError (alias RemoteError)
@@ -33,9 +39,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import nats.errors
-import nats.js.errors
-
 
 class LedgerbusError(Exception):
     """Base class of every error raised by ledgerbus."""
@@ -53,6 +56,34 @@ class AuthorizationError(ServerError):
     """The server refused the credentials, or the user may not do what was asked (a permissions violation)."""
 
 
+class BusTimeout(ServerError, TimeoutError):
+    """NATS gave no answer in time: a fetch found nothing to deliver, or a request or read went unanswered."""
+
+
+class BusClosed(ServerError):
+    """The connection to NATS is closed (closed by this process, or it gave up reconnecting)."""
+
+
+class NotFound(ServerError):
+    """What was asked for is not on the server: a stream, a consumer, a stream message or a KV key."""
+
+
+class Refused(ServerError):
+    """JetStream answered with an API error (`code`, `err_code` and `description` are the server's), or the
+    client would not send the message (larger than the server's max_payload: `code` None)."""
+
+    def __init__(self, message: str = "JetStream refused the request", *, code: int | None = None,
+                 err_code: int | None = None, description: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+
+
+class WrongRevision(Refused):
+    """A conditional write lost: the KV entry (or subject) is no longer at the revision named."""
+
+
 class PublishError(ServerError):
     """An append to the ledger failed: JetStream did not confirm that it stored the envelope.
 
@@ -64,25 +95,22 @@ class PublishError(ServerError):
     default = "the ledger did not confirm the append"
 
     def __init__(self, message: str | None = None) -> None:
-        # Not super().__init__: the nats-py bases' constructors take other arguments (or none).
-        Exception.__init__(self, message or self.default)
-
-    __str__ = Exception.__str__  # the nats-py bases print a fixed text instead of the message
+        super().__init__(message or self.default)
 
 
-class PublishTimeout(PublishError, nats.errors.TimeoutError):
+class PublishTimeout(PublishError, TimeoutError):
     """No acknowledgement within the timeout: the server is slow, unreachable or reconnecting."""
 
     default = "no acknowledgement of the append in time (the server is slow, down or reconnecting)"
 
 
-class NoLedgerStream(PublishError, nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
+class NoLedgerStream(PublishError):
     """No stream stores the subject: the ledger stream does not exist, or the server has no JetStream."""
 
     default = "no stream stores this subject (is the ledger stream created and JetStream enabled?)"
 
 
-class PublishRefused(PublishError, nats.js.errors.APIError):
+class PublishRefused(PublishError):
     """JetStream answered the append with an API error (`code`, `err_code` and `description` are the server's),
     or the client would not send it (larger than the server's max_payload: `code` None)."""
 
@@ -94,11 +122,9 @@ class PublishRefused(PublishError, nats.js.errors.APIError):
         self.code = code
         self.err_code = err_code
         self.description = description
-        self.stream = None
-        self.seq = None
 
 
-class ConnectionClosed(PublishError, nats.errors.ConnectionClosedError):
+class ConnectionClosed(PublishError):
     """The connection to NATS is closed (closed by this process, or it gave up reconnecting)."""
 
     default = "the connection to NATS is closed"

@@ -120,13 +120,11 @@ class AgentHarness:
                            timeout: float = 5.0) -> list[Envelope]:
         """The conversation's envelopes from the ledger; with `until`, everything up to that envelope,
         waiting for it to be stored (an answer can reach us over core NATS before the stream has it)."""
-        from nats.js import api
-
         from ledgerbus.eventstore.jetstream import JetStreamLedger
 
         subject = self.bus.subjects.conversation(conversation_id)
         if until is None:
-            return [e.envelope for e in await JetStreamLedger(self.bus).envelopes(conversation_id)]
+            return await JetStreamLedger(self.bus).envelopes(conversation_id)
         events: list[Envelope] = []
         seen = asyncio.Event()
 
@@ -136,14 +134,13 @@ class AgentHarness:
             if env.id == until:
                 seen.set()
 
-        sub = await self.bus.js.subscribe(subject, stream=self.bus.subjects.stream, ordered_consumer=True, cb=on_msg,
-                                          config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL))
+        sub = await self.bus.ordered(subject, cb=on_msg)
         try:
             await asyncio.wait_for(seen.wait(), timeout)
         except asyncio.TimeoutError:
             raise TaskTimeout(f"envelope {until} never appeared in the ledger within {timeout}s") from None
         finally:
-            await sub.unsubscribe()
+            await sub.close()
         ids = [e.id for e in events]
         return events[: ids.index(until) + 1]  # what came later is another moment's business
 

@@ -24,7 +24,17 @@ def test_bench_quick_runs_and_writes_its_table(tmp_path: Path) -> None:
         assert heading in text, heading
     # Every group produced its figures (a group that silently measured nothing would pass otherwise).
     for figure in ("sequential step p50 latency", "content pipeline conversations/s", "replay from SQLite",
-                   "memory per idle agent instance", "JetStream pipelined publish", "raw nats-py durable step"):
+                   "memory per idle agent instance", "JetStream pipelined publish", "raw nats-py durable step",
+                   "conversation page (the newest)", "ledgerbus ui: every page under 1 s"):
         assert figure in text, figure
     assert "FAILED to run" not in text
     assert "sequential step p50 latency" in proc.stdout  # the table goes to stdout too
+    # The peers section: ledgerbus always runs; each peer has its row, with figures that all came out
+    # right, or the reason it was skipped (its packages are an optional extra).
+    assert "The content pipeline on ledgerbus and its peers" in text
+    table = text.split("The content pipeline on ledgerbus and its peers", 1)[1].split("\n\n")[1]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()}
+    assert " all: " in rows["ledgerbus"], rows["ledgerbus"]
+    for label in ("LangGraph + AsyncSqliteSaver", "DBOS", "Restate (single node)", "Temporal dev server (SQLite)"):
+        assert label in rows, label
+        assert " all: " in rows[label] or " skipped: " in rows[label], rows[label]

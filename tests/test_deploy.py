@@ -108,9 +108,11 @@ def test_each_agent_service_runs_that_agent_under_its_own_service_name(compose):
 
 
 def test_the_client_asks_the_orchestrator_something_it_accepts(compose):
-    from ledgerbus.agents.examples import ARTICLE, ContentPipeline  # noqa: F401  (registers the capability)
-    from ledgerbus.schemas.capability import registry
+    from ledgerbus.examples import ARTICLE, register
+    from ledgerbus.schemas.capability import CapabilityRegistry
 
+    registry = CapabilityRegistry()
+    register(registry)
     cmd = compose["services"]["client"]["command"]
     assert cmd[:3] == ["request", "orchestrator", ARTICLE]
     registry.get(ARTICLE).validate_input(json.loads(cmd[3]))  # raises InvalidMessage naming the field

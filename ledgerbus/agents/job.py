@@ -6,9 +6,8 @@ import asyncio
 import enum
 from typing import Any
 
-from nats.aio.msg import Msg
-
 from ledgerbus.agents.results import Claim
+from ledgerbus.bus.messages import Message as Msg
 from ledgerbus.schemas.envelope import Envelope
 
 

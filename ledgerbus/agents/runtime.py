@@ -18,22 +18,20 @@ import os
 import socket
 from typing import Any
 
-import nats.errors
-import nats.js.errors
-from nats.aio.msg import Msg
-
 from ledgerbus.agents.claims import settle
 from ledgerbus.agents.context import Context, sub_requester
-from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, describe
+from ledgerbus.agents.directory import describe
+from ledgerbus.bus.directory import Announcer, Directory, InstanceInfo
 from ledgerbus.agents.job import Job, Phase
 from ledgerbus.agents.limits import DEFAULT_TASK_TIMEOUT, task_limit
-from ledgerbus.agents.rejection import reject_raw
+from ledgerbus.bus.rejection import reject_raw
 from ledgerbus.agents.results import Claim, Recorded, ResultStore, slot
 from ledgerbus.agents.sdk import Agent, AgentError, Registration
 from ledgerbus.aio import cancel_and_wait, expire_at
 from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.messages import Message as Msg
 from ledgerbus.bus.streams import ConsumerSettings, consumer_name
-from ledgerbus.errors import InvalidMessage, PublishRefused
+from ledgerbus.errors import BusClosed, BusTimeout, InvalidMessage, PublishRefused, Refused
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer
@@ -51,12 +49,10 @@ _MAX_ERROR_TEXT = 4096
 _RECREATE_AFTER = 2
 #: What the server or client refuses outright (too large, a bad request): publishing it again cannot
 #: succeed, so the outcome becomes an ERROR that can be sent, never a redelivery loop.
-_REFUSED = (nats.errors.MaxPayloadError, nats.js.errors.BadRequestError)  # as nats-py says it (the results bucket)
-
-
 def _refused(exc: BaseException) -> bool:
-    # A PublishRefused with code None: the client's max_payload; 400: a limit of the server's.
-    return isinstance(exc, _REFUSED) or (isinstance(exc, PublishRefused) and exc.code in (None, 400))
+    # A Refused (PublishRefused, or the results bucket's) with code None: the client's max_payload; 400: a
+    # limit of the server's, or a bad request.
+    return isinstance(exc, (Refused, PublishRefused)) and exc.code in (None, 400)
 
 
 async def _nak(msg: Msg) -> None:
@@ -194,10 +190,10 @@ class AgentRuntime:
                 free += 1
             try:
                 msgs = await self._sub.fetch(free, timeout=self.fetch_timeout)
-            except nats.errors.TimeoutError:
+            except BusTimeout:
                 msgs = []
                 failures = self._pulled(failures)
-            except (nats.errors.ConnectionClosedError, asyncio.CancelledError):
+            except (BusClosed, asyncio.CancelledError):
                 for _ in range(free):
                     self._slots.release()
                 return

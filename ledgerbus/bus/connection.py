@@ -9,26 +9,22 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats.errors
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.js import api
-from nats.js.errors import BadRequestError, NotFoundError
-
-from ledgerbus.bus import client
 from ledgerbus.bus import headers as H
-from ledgerbus.bus.appends import PipelinedJetStream
+from ledgerbus.bus._nats import client, kv, ops
+from ledgerbus.bus._nats.appends import make_jetstream
+from ledgerbus.bus._nats.errors import publish_error, translated
+from ledgerbus.bus._nats.kv import Bucket
+from ledgerbus.bus._nats.reads import Ordered, Pull, Subscription
 from ledgerbus.bus.consumers import RequestConsumers
-from ledgerbus.bus.publisherrors import publish_error, translated
+from ledgerbus.bus.messages import ConsumerState, Message, StoredMsg, StreamInfo
+from ledgerbus.bus.plugins import Signer, Tracer, default_tracer
 from ledgerbus.bus.server import EmbeddedServer
-from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
+from ledgerbus.bus.streams import ConsumerSettings, ConsumerSpec, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
-from ledgerbus.errors import AuthorizationError, ServerError, is_authorization_failure
+from ledgerbus.errors import AuthorizationError, Refused, ServerError, is_authorization_failure
 from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope
-from ledgerbus.tracing import instrument as tracing
-from ledgerbus.tracing import setup as tracing_setup
 
 log = logging.getLogger("ledgerbus.bus")
 
@@ -48,11 +44,21 @@ class Bus:
 
     Use `await Bus.connect()`: with no URL (and no LEDGERBUS_NATS_URL) it starts, or reuses, an
     embedded nats-server for the data directory and stops it on `close()` if it started it.
+
+    Everything ledgerbus does with NATS goes through this class's methods, which raise ledgerbus's
+    errors. `nc` and `js` are nats-py's connection and JetStream context, for tests and tools that
+    speak nats-py themselves; nothing in ledgerbus outside `ledgerbus.bus` touches them.
+
+    `signer` signs every body appended under the ledger's prefix (security's member identity);
+    `tracer` spans what is published (default: the process's, which `ledgerbus.tracing` installs).
     """
 
-    def __init__(self, nc: NATS, *, subjects: Subjects, codec: Codec, server: EmbeddedServer | None = None) -> None:
+    def __init__(self, nc: Any, *, subjects: Subjects, codec: Codec, server: EmbeddedServer | None = None,
+                 signer: Signer | None = None, tracer: Tracer | None = None) -> None:
         self.nc = nc
-        self.js: PipelinedJetStream = PipelinedJetStream(nc)
+        self.js: Any = make_jetstream(nc, signer=signer, ledger_prefix=subjects.prefix + ".")
+        self.signer = signer
+        self._tracer = tracer
         self.subjects = subjects
         self.codec = codec
         self.server = server
@@ -64,6 +70,22 @@ class Bus:
 
     def note_trouble(self) -> None:
         self.trouble_at = time.monotonic()
+
+    @property
+    def tracer(self) -> Tracer:
+        return self._tracer or default_tracer()
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    @property
+    def is_closed(self) -> bool:
+        return bool(self.nc.is_closed)
+
+    def check_sender(self, env: Envelope, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        """Raise InvalidMessage(SPOOFED_SENDER) when `env`'s sender is not who published it; a bus without
+        sender binding (this one) trusts every sender. SecureBus checks signatures here."""
 
     @classmethod
     async def connect(
@@ -84,6 +106,7 @@ class Bus:
         password: str | None = None,
         token: str | None = None,
         on_error: Callable[[Exception], Awaitable[None]] | None = None,
+        tracer: Tracer | None = None,
     ) -> "Bus":
         # A bad prefix is refused before anything is started or connected.
         subjects = Subjects(prefix if prefix is not None else os.environ.get(PREFIX_ENV) or "lb")
@@ -125,7 +148,7 @@ class Bus:
             if value is not None:
                 kwargs[key] = value
         try:
-            nc = await client.connect(
+            nc = await cls.dial(
                 url,
                 name=name,
                 connect_timeout=connect_timeout,
@@ -147,12 +170,12 @@ class Bus:
             if refused is not None:
                 raise AuthorizationError(f"NATS at {url} refused the credentials: {refused}") from None
             raise ServerError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from None
-        nc.options["max_reconnect_attempts"] = -1
         bus = cls(
             nc,
             subjects=subjects,
             codec=codec or Codec(),
             server=server,
+            tracer=tracer,
         )
         holder["bus"] = bus
         from ledgerbus.bus.retention import ledger_config_from_env
@@ -161,34 +184,97 @@ class Bus:
         await bus.ensure_ledger(configured or LedgerConfig(), update=configured is not None)
         return bus
 
+    @staticmethod
+    async def dial(url: str, **options: Any) -> Any:
+        """A nats-py connection to `url` (nats-py's connect options), reconnecting forever once it is made;
+        what subclasses that connect their own way pass to the constructor."""
+        nc = await client.connect(url, **options)
+        client.reconnect_forever(nc)
+        return nc
+
     @property
     def url(self) -> str:
         return str(self.nc.connected_url.geturl()) if self.nc.connected_url else ""
 
-    async def ensure_ledger(self, config: LedgerConfig, *, update: bool = True) -> api.StreamInfo:
+    async def ensure_ledger(self, config: LedgerConfig, *, update: bool = True) -> StreamInfo:
         """Create the LEDGER stream, or bring an existing one to `config` (idempotent).
 
         `update=False` only creates: an existing stream keeps the retention someone set on it.
         """
-        cfg = config.stream_config(self.subjects)
-        try:
-            info = await self.js.stream_info(self.subjects.stream)
-        except NotFoundError:
-            info = await self.js.add_stream(cfg)
-        else:
-            cur = info.config
-            if update and (cur.max_age or 0, cur.max_bytes or -1, cur.duplicate_window) != (
-                cfg.max_age,
-                cfg.max_bytes,
-                cfg.duplicate_window,
-            ):
-                info = await self.js.update_stream(cfg)
+        info = await ops.ensure_stream(self.js, config.stream_config(self.subjects), update=update)
         self._ledger_ready = True
         return info
 
+    async def set_retention(self, *, max_age: float | None = None, max_bytes: int | None = None) -> StreamInfo:
+        """Set the ledger stream's max age / size (None leaves a value as it is; 0 removes the limit)."""
+        return await ops.set_retention(self.js, self.subjects.stream, max_age=max_age, max_bytes=max_bytes)
+
+    # -- the stream: its state, and its messages by position ------------------------------
+
+    async def stream_info(self, *, subjects_filter: str | None = None) -> StreamInfo:
+        """The ledger stream's state (NotFound when it does not exist); with `subjects_filter`, its
+        per-subject counts of the subjects that match."""
+        return await ops.stream_info(self.js, self.subjects.stream, subjects_filter=subjects_filter)
+
+    async def get_msg(self, seq: int, *, stream: str | None = None) -> StoredMsg:
+        """The message at position `seq` of the ledger (or of `stream`); NotFound when it is not there."""
+        return await ops.get_msg(self.js, stream or self.subjects.stream, seq)
+
+    async def last_msg(self, subject: str) -> StoredMsg:
+        """The ledger's last message on `subject`; NotFound when there is none."""
+        return await ops.last_msg(self.js, self.subjects.stream, subject)
+
+    # -- consumers ----------------------------------------------------------------------
+
+    async def consumer_info(self, name: str, *, timeout: float | None = None) -> ConsumerState:
+        """The ledger consumer `name`'s state; NotFound when it does not exist."""
+        return await ops.consumer_info(self.js, self.subjects.stream, name, timeout=timeout)
+
+    async def consumers(self) -> list[ConsumerState]:
+        return await ops.consumers(self.js, self.subjects.stream)
+
+    async def add_consumer(self, spec: ConsumerSpec) -> ConsumerState:
+        """Create (or update the mutable settings of) a consumer on the ledger."""
+        return await ops.add_consumer(self.js, self.subjects.stream, spec)
+
+    async def delete_consumer(self, name: str) -> None:
+        """Delete a ledger consumer; NotFound when there is none of that name."""
+        await ops.delete_consumer(self.js, self.subjects.stream, name)
+
+    async def create_consumer_if_absent(self, spec: ConsumerSpec, *, timeout: float) -> tuple[str, str] | None:
+        """Create `spec`'s consumer unless it exists, never changing one that does; None when done, else
+        ("unanswered" or "refused", why)."""
+        return await ops.create_consumer_if_absent(self.js, self.nc, self.subjects.stream, spec, timeout=timeout)
+
+    async def pull(self, spec: ConsumerSpec, *, stream: str | None = None) -> Pull:
+        """A pull consumer on the ledger (or `stream`) made for this read, bound for fetching."""
+        return await ops.pull(self.js, stream or self.subjects.stream, spec)
+
+    async def bind(self, durable: str) -> Pull:
+        """The ledger's existing durable consumer `durable`, bound for fetching."""
+        return await ops.bind(self.js, self.subjects.stream, durable)
+
+    async def ordered(self, subject: str = "", *, filter_subjects: tuple[str, ...] = (), start_seq: int | None = None,
+                      new: bool = False, cb: Callable[[Message], Awaitable[None]] | None = None) -> Ordered:
+        """An ordered read of the ledger: every message on `subject` (or `filter_subjects`) once, in order,
+        from position `start_seq`, from now on (`new`), or from the start."""
+        return await ops.ordered(self.js, self.subjects.stream, subject, filter_subjects=filter_subjects,
+                                 start_seq=start_seq, new=new, cb=cb)
+
+    # -- KV buckets ---------------------------------------------------------------------
+
+    async def bucket(self, name: str, *, ttl: float | None, direct: bool) -> Bucket:
+        """The KV bucket `name` as this user may open it (created without rollups if missing, unless the
+        user may only bind to it: see `bind_only`)."""
+        return await kv.open_bucket(self.js, name, ttl=ttl, direct=direct, bind_only=getattr(self, "bind_only", False))
+
+    async def ensure_bucket(self, name: str, *, ttl: float | None, direct: bool) -> Bucket:
+        """Create the KV bucket `name` without rollups, or take an existing one's rollups away."""
+        return await kv.open_bucket(self.js, name, ttl=ttl, direct=direct, bind_only=False)
+
     # -- publishing -------------------------------------------------------------------------
 
-    async def publish(self, env: Envelope, *, timeout: float = 5.0, ensure_consumer: bool = True) -> api.PubAck:
+    async def publish(self, env: Envelope, *, timeout: float = 5.0, ensure_consumer: bool = True) -> Any:
         """Append `env` to the ledger and deliver it; returns once JetStream has stored it.
 
         A REQUEST to a type this connection has not sent to before first makes sure the type's consumer
@@ -202,7 +288,7 @@ class Bus:
             await self.request_consumers.ensure(env.recipient)
         subject = self.subjects.of(env)
         # Tracing on: a PRODUCER span, whose context goes into env.traceparent and the headers.
-        with tracing.send_span(self.subjects.prefix, env) as trace_headers:
+        with self.tracer.send_span(self.subjects.prefix, env) as trace_headers:
             try:  # inside the span, so that it records the error the caller gets
                 return await self.js.publish(
                     subject,
@@ -210,51 +296,83 @@ class Bus:
                     timeout=timeout,
                     headers={**envelope_headers(env), **trace_headers},
                 )
-            except nats.errors.Error as exc:
-                raise publish_error(exc, subject) from exc
+            except Exception as exc:
+                failure = publish_error(exc, subject)
+                if failure is exc:
+                    raise
+                raise failure from exc
 
-    async def publish_async(self, env: Envelope) -> asyncio.Future[api.PubAck]:
+    async def publish_async(self, env: Envelope) -> asyncio.Future[Any]:
         """Pipelined append: returns a future for the PubAck without waiting for it.
 
         Raises, or fails the future with, the errors `publish` raises."""
         if env.action is Action.REQUEST and env.recipient not in self.request_consumers.ready:
             await self.request_consumers.ensure(env.recipient)
         subject = self.subjects.of(env)
-        if not tracing_setup.enabled():
+        tracer = self.tracer
+        if not tracer.enabled():
             try:
                 fut = await self.js.publish_async(subject, self.codec.encode(env), headers=envelope_headers(env))
-            except nats.errors.Error as exc:
-                raise publish_error(exc, subject) from exc
+            except Exception as exc:
+                failure = publish_error(exc, subject)
+                if failure is exc:
+                    raise
+                raise failure from exc
             return translated(fut, subject)
-        span, trace_headers = tracing.start_send(self.subjects.prefix, env)
+        span, trace_headers = tracer.start_send(self.subjects.prefix, env)
         headers = envelope_headers(env)  # with the traceparent the span just wrote into env
         headers.update(trace_headers)
         try:
             fut = translated(await self.js.publish_async(subject, self.codec.encode(env), headers=headers), subject)
         except BaseException as exc:
             failure = publish_error(exc, subject)
-            tracing.end_send(span, failure)
+            tracer.end_send(span, failure)
             if failure is exc:
                 raise
             raise failure from exc
-        tracing.end_send_when_acked(span, fut)
+        tracer.end_send_when_acked(span, fut)
         return fut
 
-    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> api.PubAck:
-        """Append raw bytes (tests and tools that speak the wire format directly)."""
-        return await self.js.publish(subject, data, headers=headers)
+    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None,
+                          *, timeout: float | None = None) -> Any:
+        """Append raw bytes (copied history, and tools that speak the wire format directly); its PubAck.
+        Raises the errors `publish` raises."""
+        try:
+            return await self.js.publish(subject, data, timeout=timeout, headers=headers)
+        except Exception as exc:
+            failure = publish_error(exc, subject)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    async def publish_raw_async(self, subject: str, data: bytes,
+                                headers: dict[str, str] | None = None) -> "asyncio.Future[Any]":
+        """Pipelined `publish_raw`: a future for the PubAck, failed with the errors `publish` raises."""
+        try:
+            fut = await self.js.publish_async(subject, data, headers=headers)
+        except Exception as exc:
+            failure = publish_error(exc, subject)
+            if failure is exc:
+                raise
+            raise failure from exc
+        return translated(fut, subject)
 
     # -- subscribing ------------------------------------------------------------------------
 
-    async def subscribe_inbox(self, address: str, cb: Callable[[Msg], Awaitable[None]], *, queue: str = "") -> Any:
+    async def subscribe(self, subject: str, cb: Callable[[Message], Awaitable[None]], *, queue: str = "") -> Subscription:
+        """Core NATS messages on `subject` (no durability: what is not listened to now is not seen)."""
+        return await ops.subscribe(self.nc, subject, cb, queue=queue)
+
+    async def subscribe_inbox(self, address: str, cb: Callable[[Message], Awaitable[None]], *,
+                              queue: str = "") -> Subscription:
         """Live answers addressed to `address` (core NATS: the ledger keeps the durable copy)."""
-        return await self.nc.subscribe(self.subjects.inbox(address), queue=queue, cb=cb)
+        return await self.subscribe(self.subjects.inbox(address), cb, queue=queue)
 
     def may_create_consumer(self, agent_type: str) -> bool:
         """Whether this connection's user may create `agent_type`'s consumer (a secured agent may not)."""
         return True
 
-    async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Any:
+    async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Pull:
         """The durable pull consumer shared by every instance of `agent_type` (created if missing).
 
         An existing consumer takes this instance's mutable settings (AckWait, MaxDeliver, BackOff,
@@ -262,14 +380,17 @@ class Bus:
         consumer a publisher created before the type's first instance ran becomes the agent's own.
         """
         settings = settings or ConsumerSettings()
-        cfg = settings.consumer_config(self.subjects, agent_type)
+        spec = settings.consumer_config(self.subjects, agent_type)
         try:
-            await self.js.add_consumer(self.subjects.stream, cfg)
-        except BadRequestError as exc:
+            await self.add_consumer(spec)
+        except Refused as exc:
+            if exc.code != 400:
+                raise
             # It differs in what JetStream cannot change (filter, deliver or ack policy). Deleting it would
             # drop the requests it holds, so keep it and say so: that is an operator's decision.
-            log.warning("consumer %s exists with other settings (%s); using it as it is", consumer_name(agent_type), exc)
-        return await self.js.pull_subscribe_bind(consumer_name(agent_type), stream=self.subjects.stream)
+            log.warning("consumer %s exists with other settings (%s); using it as it is", consumer_name(agent_type),
+                        exc.description or exc)
+        return await self.bind(consumer_name(agent_type))
 
     async def close(self) -> None:
         # flush + close rather than drain: components stop their own consumers first, and drain would

@@ -13,7 +13,6 @@ the first REQUEST to it; afterwards a set lookup.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -26,9 +25,6 @@ log = logging.getLogger("ledgerbus.bus")
 
 #: The description of a consumer a publisher created before any instance of its type ran.
 PLACEHOLDER = "created by a publisher before any instance of its type ran"
-
-_EXISTS = 10148  # JSConsumerAlreadyExists: created meanwhile, or by an agent with its own settings
-
 
 class RequestConsumers:
     """The types this connection has made sure of (or given up on), and the one create per type."""
@@ -60,19 +56,14 @@ class RequestConsumers:
             log.info("not creating the consumer of %s before its first REQUEST: this user may not "
                      "(it is provisioned for it, or created when an instance starts)", agent_type)
             return
-        subjects = self.bus.subjects
-        cfg = ConsumerSettings().consumer_config(subjects, agent_type)
-        cfg.name = consumer_name(agent_type)
-        cfg.description = PLACEHOLDER
-        api_prefix = getattr(self.bus.js, "_prefix", "$JS.API")
-        subject = f"{api_prefix}.CONSUMER.CREATE.{subjects.stream}.{cfg.name}.{cfg.filter_subject}"
-        body = json.dumps({"stream_name": subjects.stream, "config": cfg.as_dict(), "action": "create"}).encode()
-        try:
-            reply = await self.bus.nc.request(subject, body, timeout=self.timeout)
-            err = json.loads(reply.data).get("error")
-        except Exception as exc:  # no permission (no reply), a timeout, a closed connection: said once
-            log.warning("could not make sure the consumer of %s exists (%s); a REQUEST published before "
-                        "its first instance starts will not reach it", agent_type, exc or type(exc).__name__)
+        spec = ConsumerSettings().consumer_config(self.bus.subjects, agent_type)
+        failed = await self.bus.create_consumer_if_absent(spec.named(consumer_name(agent_type), PLACEHOLDER),
+                                                          timeout=self.timeout)
+        if failed is None:
             return
-        if err and err.get("err_code") != _EXISTS:
-            log.warning("could not create the consumer of %s: %s", agent_type, err.get("description", err))
+        kind, why = failed
+        if kind == "unanswered":  # no permission (no reply), a timeout, a closed connection: said once
+            log.warning("could not make sure the consumer of %s exists (%s); a REQUEST published before "
+                        "its first instance starts will not reach it", agent_type, why)
+        else:
+            log.warning("could not create the consumer of %s: %s", agent_type, why)

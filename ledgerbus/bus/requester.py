@@ -13,15 +13,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from nats.aio.msg import Msg
-
 from ledgerbus.aio import within
 from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.messages import Message
 from ledgerbus.errors import AgentError, InvalidMessage, TaskTimeout
 from ledgerbus.schemas.capability import CapabilityRegistry, registry as default_registry
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope, new_request
-from ledgerbus.security.binding import check_sender
 
 log = logging.getLogger("ledgerbus.requester")
 
@@ -90,10 +88,10 @@ class Requester:
         """Called with every answer that arrives (the orchestrator folds them as they come)."""
         self._listeners.append(fn)
 
-    async def _on_msg(self, msg: Msg) -> None:
+    async def _on_msg(self, msg: Message) -> None:
         try:
             env = self.bus.codec.decode(msg.data)
-            check_sender(self.bus, env, msg.subject, msg.data, msg.headers)  # a forged answer must not settle a task
+            self.bus.check_sender(env, msg.subject, msg.data, msg.headers)  # a forged answer must not settle a task
         except InvalidMessage as exc:
             # Already in the ledger (the stream captured it); nothing can be correlated, so say so once.
             log.warning("undecodable answer on %s: %s", msg.subject, exc.reason)

@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any
 
+from ledgerbus.bus.messages import StreamInfo
 from ledgerbus.bus.streams import LedgerConfig
 from ledgerbus.errors import ConfigError
 
@@ -55,28 +56,19 @@ def ledger_config_from_env(environ: dict[str, str] | None = None) -> LedgerConfi
     return LedgerConfig(max_age=max_age or None, max_bytes=max_bytes or None)
 
 
-async def apply_retention(bus: Any, *, max_age: float | None = None, max_bytes: int | None = None) -> Any:
+async def apply_retention(bus: Any, *, max_age: float | None = None, max_bytes: int | None = None) -> StreamInfo:
     """Set the ledger stream's max age / size (None leaves a value as it is; 0 removes the limit)."""
-    info = await bus.js.stream_info(bus.subjects.stream)
-    if max_age is None and max_bytes is None:
-        return info
-    cfg = info.config
-    if max_age is not None:
-        cfg.max_age = max_age
-    if max_bytes is not None:
-        cfg.max_bytes = max_bytes or -1
-    return await bus.js.update_stream(cfg)
+    return await bus.set_retention(max_age=max_age, max_bytes=max_bytes)  # type: ignore[no-any-return]
 
 
-def describe(info: Any) -> dict[str, Any]:
+def describe(info: StreamInfo) -> dict[str, Any]:
     """The retention as machine values: seconds and bytes, None for no limit."""
-    cfg, state = info.config, info.state
     return {
-        "stream": cfg.name,
-        "maxAge": cfg.max_age if cfg.max_age else None,
-        "maxBytes": cfg.max_bytes if cfg.max_bytes and cfg.max_bytes > 0 else None,
-        "messages": state.messages,
-        "bytes": state.bytes,
-        "firstPosition": state.first_seq,
-        "lastPosition": state.last_seq,
+        "stream": info.name,
+        "maxAge": info.max_age,
+        "maxBytes": info.max_bytes,
+        "messages": info.messages,
+        "bytes": info.bytes,
+        "firstPosition": info.first_seq,
+        "lastPosition": info.last_seq,
     }

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from nats.js import api
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from ledgerbus.bus.subjects import Subjects
 
@@ -19,20 +18,35 @@ class LedgerConfig:
     max_bytes: int | None = None
     max_msg_size: int | None = None
 
-    def stream_config(self, subjects: Subjects) -> api.StreamConfig:
-        return api.StreamConfig(
-            name=subjects.stream,
-            description="ledgerbus ledger: every envelope, in order",
-            subjects=[subjects.all()],
-            retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            num_replicas=self.replicas,
-            duplicate_window=self.duplicate_window,
-            max_age=self.max_age or 0,
-            max_bytes=self.max_bytes or -1,
-            max_msg_size=self.max_msg_size or -1,
-            discard=api.DiscardPolicy.OLD,
-        )
+    def stream_config(self, subjects: Subjects) -> Any:
+        """The LEDGER stream's configuration as the server takes it (nats-py's StreamConfig)."""
+        from ledgerbus.bus._nats.config import ledger_stream_config
+
+        return ledger_stream_config(self, subjects)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A JetStream consumer, in ledgerbus's terms (turned into the server's configuration in bus/_nats).
+
+    `start_seq` set delivers from that stream position; otherwise `deliver` says where to begin."""
+
+    durable_name: str | None = None
+    name: str | None = None
+    description: str | None = None
+    filter_subjects: tuple[str, ...] = ()
+    deliver: Literal["all", "new", "last_per_subject"] = "all"
+    start_seq: int | None = None
+    ack: Literal["none", "all", "explicit"] = "explicit"
+    ack_wait: float | None = None
+    max_deliver: int | None = None
+    backoff: tuple[float, ...] = ()
+    max_ack_pending: int | None = None
+    inactive_threshold: float | None = None
+    mem_storage: bool | None = None
+
+    def named(self, name: str, description: str | None = None) -> "ConsumerSpec":
+        return replace(self, name=name, description=description if description is not None else self.description)
 
 
 @dataclass(frozen=True)
@@ -48,15 +62,15 @@ class ConsumerSettings:
     backoff: tuple[float, ...] = ()
     max_ack_pending: int = 1000
 
-    def consumer_config(self, subjects: Subjects, agent_type: str) -> api.ConsumerConfig:
-        return api.ConsumerConfig(
+    def consumer_config(self, subjects: Subjects, agent_type: str) -> ConsumerSpec:
+        return ConsumerSpec(
             durable_name=consumer_name(agent_type),
-            filter_subject=subjects.requests(agent_type),
-            ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.NEW,
+            filter_subjects=(subjects.requests(agent_type),),
+            ack="explicit",
+            deliver="new",
             ack_wait=self.ack_wait,
             max_deliver=self.max_deliver,
-            backoff=list(self.backoff) or None,
+            backoff=self.backoff,
             max_ack_pending=self.max_ack_pending,
         )
 

@@ -70,7 +70,7 @@ async def _agents(name: str | None, history: int, url: str | None, prefix: str |
                   fmt: Format) -> None:
     import msgspec
 
-    from ledgerbus.agents.directory import Directory
+    from ledgerbus.bus.directory import Directory
     from ledgerbus.cli.live import connect, stored_events
     from ledgerbus.errors import UnknownAgent
     from ledgerbus.cli.progress import bar

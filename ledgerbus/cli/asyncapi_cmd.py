@@ -50,12 +50,12 @@ async def _build(specs: list[str], live: bool, server: str | None, url: str | No
                  data_dir: Path) -> dict[str, Any]:
     import os
 
-    import ledgerbus
-    from ledgerbus.schemas.asyncapi import build, from_agents
+    from ledgerbus._version import __version__
+    from ledgerbus.agents.asyncapi import build, from_agents
 
     agents: dict[str, list[Any]] = {}
     if live:
-        from ledgerbus.agents.directory import Directory
+        from ledgerbus.bus.directory import Directory
         from ledgerbus.cli.live import connect
 
         bus = await connect(url, data_dir, prefix=prefix)
@@ -73,8 +73,8 @@ async def _build(specs: list[str], live: bool, server: str | None, url: str | No
 
         agents.update(from_agents(load_agent(s) for s in specs))
     if not live and not specs:
-        from ledgerbus.agents.examples import AGENTS
+        from ledgerbus.examples import AGENTS
 
         agents.update(from_agents(AGENTS))
     return build(agents, prefix=prefix or os.environ.get("LEDGERBUS_PREFIX") or "lb",
-                 servers={"ledgerbus": server} if server else None, version=ledgerbus.__version__)
+                 servers={"ledgerbus": server} if server else None, version=__version__)

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ledgerbus.errors import ConfigError, InvalidMessage, LedgerbusError, PublishError, ServerError, StoreError
+from ledgerbus.errors import (BusTimeout, ConfigError, InvalidMessage, LedgerbusError, PublishError, ServerError,
+                              StoreError)
 
 T = TypeVar("T")
 
@@ -36,15 +37,27 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Invoked from async code (the app called in-process, as tests do): a loop of its own, on a thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledgerbus-cli") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; ledgerbus errors become one line and an exit code, not a traceback."""
     try:
-        return asyncio.run(coro)
+        return _run(coro)
     except ServerError as exc:
-        # A publish the server refused (a permissions violation) surfaces as a timeout: say the refusal.
+        # A publish or a read the server refused (a permissions violation) surfaces as a timeout: say the refusal.
         from ledgerbus.cli.connopts import denial
 
-        fail((denial() if isinstance(exc, PublishError) else None) or str(exc), 2)
+        fail((denial() if isinstance(exc, (PublishError, BusTimeout)) else None) or str(exc), 2)
     except (InvalidMessage, ConfigError, StoreError) as exc:
         fail(str(exc), 2 if isinstance(exc, StoreError) else 1)
     except LedgerbusError as exc:

@@ -96,7 +96,6 @@ def redrive(
 
       ledgerbus deadletters redrive --all
     """
-    from ledgerbus.errors import ConfigError
     from ledgerbus.security import deadletters as dl
 
     if not ids and not all_:
@@ -105,16 +104,7 @@ def redrive(
     async def go() -> list[tuple[str, str]]:
         bus = await _connect(url, data_dir, prefix)
         try:
-            letters = {x.id: x for x in await dl.find(bus, include_redriven=True)}
-            unknown = [i for i in ids or [] if i not in letters]
-            if unknown:
-                raise ConfigError(f"no dead letter {', '.join(unknown)} in the ledger (see `ledgerbus deadletters list`)")
-            chosen = [letters[i] for i in ids] if ids else [x for x in letters.values() if x.redriven_by is None]
-            done = []
-            for letter in chosen:
-                env = await dl.redrive(bus, letter, sender=_sender(bus))
-                done.append((letter.id, env.id))
-            return done
+            return [(letter_id, env.id) for letter_id, env in await dl.redrive_named(bus, ids or [], sender=_sender(bus))]
         finally:
             await bus.close()
 

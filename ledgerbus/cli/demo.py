@@ -57,13 +57,14 @@ async def _demo(topic: str, subtopics: int, ledger: Path, url: str | None, data_
 
 
 async def _run_demo(topic: str, subtopics: int, ledger: Path, url: str | None, data_dir: Path) -> None:
-    from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+    from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline, register
     from ledgerbus.agents.runtime import AgentRuntime
     from ledgerbus.bus.connection import Bus
     from ledgerbus.eventstore.base import EventFilter
     from ledgerbus.eventstore.fold import fold
     from ledgerbus.orchestrator.engine import Orchestrator
 
+    register()
     logging.basicConfig(level=logging.WARNING)
     with console.status("starting nats-server, agents, recorder and orchestrator…"):
         bus = await Bus.connect(url, data_dir=data_dir, name="ledgerbus-demo")
@@ -146,9 +147,9 @@ class _Mirror:
         if self.recorder is not None:
             await self.recorder.catch_up(timeout)
             return
-        info = await self.bus.js.stream_info(self.bus.subjects.stream)
+        info = await self.bus.stream_info()
         deadline = asyncio.get_running_loop().time() + timeout
-        while await asyncio.to_thread(self.store.checkpoint) < info.state.last_seq:
+        while await asyncio.to_thread(self.store.checkpoint) < info.last_seq:
             if asyncio.get_running_loop().time() > deadline:
                 from ledgerbus.errors import StoreError
 
@@ -160,7 +161,7 @@ class _Mirror:
         if self.recorder is not None:
             await self.recorder.stop()
             try:
-                await self.bus.js.delete_consumer(self.bus.subjects.stream, self._durable)
+                await self.bus.delete_consumer(self._durable)
             except Exception as err:  # the server may be gone already; the consumer then goes with it or stays idle
                 logging.getLogger("ledgerbus.demo").debug("could not remove consumer %s: %s", self._durable, err)
         if self.store is not None:

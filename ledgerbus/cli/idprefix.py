@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ledgerbus.errors import ConfigError
+from ledgerbus.eventstore.base import EventSource
 
 #: the shortest prefix `-c` resolves; anything shorter is taken as a whole id
 MIN = 6
@@ -58,16 +59,15 @@ def from_store(store: Any, prefix: str, limit: int = LISTED + 1) -> list[str]:
     return list(store.conversations_starting(prefix, limit=limit))
 
 
-async def from_stream(bus: Any, prefix: str) -> list[str]:
-    """Conversation ids in the live stream that start with `prefix`, from the subjects of its REQUESTs
-    (every conversation begins with one), as the stream counts them: no message is read."""
-    info = await bus.js.stream_info(bus.subjects.stream, subjects_filter=f"{bus.subjects.prefix}.*.REQUEST.*")
-    subjects = info.state.subjects or {}
-    return sorted({s.rsplit(".", 1)[1] for s in subjects if s.rsplit(".", 1)[1].startswith(prefix)})
+async def resolve(source: EventSource, given: Sequence[str]) -> list[str]:
+    """Each of `given` resolved among the conversations of an EventSource (a file or the live stream)."""
+    return [pick(g, await source.conversations_starting(g, limit=LISTED + 1)) if len(g) >= MIN else g for g in given]
 
 
 async def resolve_in_stream(bus: Any, given: Sequence[str]) -> list[str]:
-    return [pick(g, await from_stream(bus, g)) if len(g) >= MIN else g for g in given]
+    from ledgerbus.eventstore.jetstream import JetStreamLedger
+
+    return await resolve(JetStreamLedger(bus), given)
 
 
 def resolve_in_store(store: Any, given: Sequence[str]) -> list[str]:

@@ -1,8 +1,8 @@
 """What `replay` shows, whatever the source: timelines with gaps, folded state, summaries, JSON.
 
 A ReplaySink is fed batches of events in ledger order. With conversations named it keeps their
-events (to print each timeline); over a whole ledger it folds with `stream_fold`, printing one line
-per conversation as it ends, so memory follows the open conversations, not the ledger's length.
+events (to print each timeline); over a whole ledger it folds with `Folds` handing over each conversation
+as it ends, printing one line for it, so memory follows the open conversations, not the ledger's length.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from rich.table import Table
 from ledgerbus.cli.output import Format, dumps
 from ledgerbus.cli.render import ACTION_STYLE, STATUS_STYLE, detail, state_json, state_table, task_label
 from ledgerbus.eventstore.base import EventFilter, StoredEvent
-from ledgerbus.eventstore.fold import ConversationState, apply
+from ledgerbus.eventstore.fold import ConversationState
+from ledgerbus.eventstore.folds import Folds
 from ledgerbus.eventstore.timetravel import Point, parse_point
 from ledgerbus.eventstore.upcast import Upcaster
 
@@ -119,15 +120,11 @@ class ReplaySink:
         if upcast:
             self.upcaster = Upcaster(registry) if registry is not None else Upcaster()
         self.events: dict[str, list[StoredEvent]] = {}
-        self.open: dict[str, ConversationState] = {}
+        self.folds = self._folds()
         self.by_status: dict[str, int] = {}
         self.notable: list[list[str]] = []  # whole ledger: the first conversations that did not end DONE
         self.notable_more = 0
         self.streamed = 0  # whole ledger with --json: conversations already written out
-        # Whole ledger: hashes of the conversations reported already, so events arriving after a
-        # conversation's end do not report it again (hashes, not ids: 64 bits a conversation).
-        self.ended: set[int] = set()
-        self.late = 0  # events after their conversation's end
         self.orphans: list[str] = []  # "conversations" with no REQUEST: answers to messages that were not envelopes
         self.out = sys.stdout
         self.compacted: list[str] = []  # selected conversations shown from their compaction snapshot
@@ -135,10 +132,26 @@ class ReplaySink:
         self.rejected = 0
         self.source = ""
 
+    def _folds(self) -> Folds:
+        # Whole ledger: a finished conversation is reported and forgotten, so memory follows the open
+        # conversations, not the ledger's length; events after its end do not report it again.
+        return Folds(on_end=None if self.selected else self._ended)
+
+    @property
+    def open(self) -> dict[str, ConversationState]:
+        """The conversations folded and not handed over (with conversations selected: all of them)."""
+        return self.folds.states
+
+    @property
+    def late(self) -> int:
+        """Events after their conversation's end (whole ledger)."""
+        return self.folds.late
+
     def select(self, conversation_ids: Sequence[str]) -> None:
         """Show these conversations in full (a small ledger replayed without -c)."""
         self.selected = tuple(conversation_ids)
         self.timeline = self.want_timeline
+        self.folds = self._folds()
 
     @contextlib.contextmanager
     def progress(self, total: int | None, what: str) -> Iterator[Callable[[int], None]]:
@@ -164,26 +177,13 @@ class ReplaySink:
     def feed(self, events: Sequence[StoredEvent]) -> None:
         if self.upcaster is not None:
             events = list(self.upcaster.events(events))
-        whole = not self.selected
-        for ev in events:
-            self.count += 1
-            cid = ev.envelope.conversation_id
-            if self.timeline:
-                self.events.setdefault(cid, []).append(ev)
-            st = self.open.get(cid)
-            if st is None:
-                if whole and hash(cid) in self.ended:
-                    self.late += 1
-                    continue
-                st = self.open[cid] = ConversationState(conversation_id=cid)
-            apply(st, ev.envelope, ev.position, ev.stored_at)
-            if whole and st.status.value != "RUNNING":
-                # Whole-ledger mode: a finished conversation is reported and forgotten, so memory
-                # follows the open conversations, not the ledger's length.
-                self._ended(self.open.pop(cid))
+        self.count += len(events)
+        if self.timeline:
+            for ev in events:
+                self.events.setdefault(ev.envelope.conversation_id, []).append(ev)
+        self.folds.add_all(events)
 
     def _ended(self, st: ConversationState) -> None:
-        self.ended.add(hash(st.conversation_id))
         if st.root_task_id is None:
             # No REQUEST: an ERROR answering an undecodable message (conversation "unknown", or the
             # id salvaged from it), not a conversation that is running.
@@ -207,9 +207,7 @@ class ReplaySink:
 
     def finish(self) -> None:
         if not self.selected:
-            for st in list(self.open.values()):
-                self._ended(st)
-            self.open.clear()
+            self.folds.finish()
             if self.fmt is Format.JSON:
                 self.out.write(("]" if self.streamed else "[]") + "\n")
             if self.as_json:

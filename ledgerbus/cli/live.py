@@ -10,16 +10,14 @@ import asyncio
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import typer
-from nats.js import api
 
 from ledgerbus.bus.connection import URL_ENV, Bus
-from ledgerbus.bus.pulls import datetime_ms
 from ledgerbus.bus.server import EmbeddedServer, port_open
 from ledgerbus.errors import AuthorizationError, ConfigError, InvalidMessage, ServerError, is_authorization_failure
 from ledgerbus.eventstore.base import Rejected, StoredEvent
@@ -169,54 +167,6 @@ def _reason(exc: Exception) -> str:
     return text.rsplit(": ", 1)[-1].removeprefix("nats: ").strip("'") if ": " in text else text
 
 
-async def read_events(bus: Bus, subject: str | None = None, *, last: int | None = None, idle: float = 5.0,
-                      on_progress: Callable[[int, int], None] | None = None) -> AsyncIterator[StoredEvent | Rejected]:
-    """Every message on `subject` (default: the whole ledger) that the stream holds now, in order, then stop.
-
-    `last` limits the read to the newest `last` stream positions. Undecodable messages come back as
-    Rejected (with the reason) so callers can show them rather than drop them. `on_progress(done, total)`
-    is told how far through the positions the read is (for a progress bar).
-    """
-    js = bus.js
-    stream = bus.subjects.stream
-    info = await js.stream_info(stream)
-    if info.state.messages == 0:
-        return
-    end = info.state.last_seq
-    start = max(info.state.first_seq, end - last + 1) if last else info.state.first_seq
-    sub = await js.subscribe(subject or bus.subjects.all(), stream=stream, ordered_consumer=True,
-                             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                                                       opt_start_seq=start))
-    try:
-        # The consumer knows how many messages match the filter: none means done, with no idle wait.
-        cinfo = await sub.consumer_info()
-        if (cinfo.num_pending or 0) + (cinfo.delivered.consumer_seq if cinfo.delivered else 0) == 0:
-            return
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=idle)
-            except asyncio.TimeoutError:
-                return
-            except Exception as exc:  # nats.errors.TimeoutError is not an asyncio one in every version
-                if "timeout" in type(exc).__name__.lower():
-                    return
-                raise
-            meta = msg.metadata
-            seq = meta.sequence.stream
-            if seq > end:
-                return
-            if on_progress is not None:
-                on_progress(seq - start + 1, end - start + 1)
-            yield decode(bus, seq, msg.subject, msg.data, datetime_ms(meta.timestamp))
-            if meta.num_pending == 0 or seq >= end:
-                return
-    finally:
-        try:
-            await sub.unsubscribe()
-        except Exception:
-            pass
-
-
 def decode(bus: Bus, seq: int, subject: str, data: bytes, stored_at: int | None = None) -> StoredEvent | Rejected:
     try:
         return StoredEvent(seq, bus.codec.decode(data), data, stored_at)
@@ -226,5 +176,19 @@ def decode(bus: Bus, seq: int, subject: str, data: bytes, stored_at: int | None 
 
 async def stored_events(bus: Bus, subject: str | None = None, *, last: int | None = None,
                         on_progress: Callable[[int, int], None] | None = None) -> list[StoredEvent]:
-    return [e async for e in read_events(bus, subject, last=last, on_progress=on_progress)
-            if isinstance(e, StoredEvent)]
+    """Every envelope on `subject` (default: the whole ledger) that the stream holds now, in order.
+
+    `last` limits the read to the newest `last` stream positions; `on_progress(done, total)` is told how
+    far through the positions the read is (for a progress bar)."""
+    from ledgerbus.cli.sources import newest
+    from ledgerbus.eventstore.jetstream import JetStreamLedger
+
+    source = JetStreamLedger(bus)
+    flt = await newest(source, last)
+    end = await source.last_position()
+    out: list[StoredEvent] = []
+    async for chunk in source.batches(flt, subjects=[subject] if subject else ()):
+        out += chunk
+        if on_progress is not None:
+            on_progress(chunk[-1].position - flt.after, end - flt.after)
+    return out

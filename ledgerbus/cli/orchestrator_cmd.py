@@ -48,11 +48,12 @@ def run_orchestrator(
 
 async def _serve(name: str, recover: bool, decomposer_spec: str | None, policies_spec: str | None,
                  url: str | None, prefix: str | None, data_dir: Path) -> None:
-    from ledgerbus.agents.examples import ContentPipeline
+    from ledgerbus.examples import ContentPipeline, register
     from ledgerbus.cli.agent_cmd import install_stop_signals
     from ledgerbus.cli.live import connect
     from ledgerbus.orchestrator.engine import Orchestrator
 
+    register()  # content.article's schemas, for the default pipeline and `--decomposer ledgerbus.examples:...`
     decomposer, policies = load_pipeline(decomposer_spec, policies_spec)  # bad specs fail before connecting
     bus = await connect(url, data_dir, prefix=prefix, name=name, sender=name)
     stop = install_stop_signals()

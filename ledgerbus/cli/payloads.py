@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledgerbus.errors import ConfigError, InvalidMessage, UnknownAgent as UnknownAgent  # re-exported
+from ledgerbus.errors import ConfigError, InvalidMessage, NotFound, UnknownAgent as UnknownAgent  # re-exported
 
 
 def read_payload(arg: str) -> dict[str, Any]:
@@ -69,8 +69,10 @@ def check_json_schema(payload: dict[str, Any], schema: dict[str, Any]) -> None:
 
 def check_local(payload: dict[str, Any], capability: str) -> bool:
     """Validate against a capability this process has registered; False when it does not know it."""
-    import ledgerbus.agents.examples  # noqa: F401  (registers the built-in capabilities)
+    from ledgerbus.examples import register
     from ledgerbus.schemas.capability import registry
+
+    register()  # the built-in capabilities
 
     cap = registry.find(capability)
     if cap is None:
@@ -81,9 +83,7 @@ def check_local(payload: dict[str, Any], capability: str) -> bool:
 
 async def resolve(bus: Any, agent: str, capability: str) -> Target:
     """Who serves `agent` and what `capability` accepts there; UnknownAgent / UnknownCapability otherwise."""
-    from nats.js.errors import NotFoundError
-
-    from ledgerbus.agents.directory import Directory
+    from ledgerbus.bus.directory import Directory
     from ledgerbus.bus.streams import consumer_name
 
     live = await Directory(bus).live_types()
@@ -96,8 +96,8 @@ async def resolve(bus: Any, agent: str, capability: str) -> Target:
                                  path="$.capability")
         return Target(agent, capability, caps[capability].input_schema or None, "directory", len(instances))
     try:
-        await bus.js.consumer_info(bus.subjects.stream, consumer_name(agent))
-    except NotFoundError:
+        await bus.consumer_info(consumer_name(agent))
+    except NotFound:
         known = ", ".join(sorted(live)) or "none"
         raise UnknownAgent(f"unknown agent {agent!r}: no live instance and no consumer for it "
                            f"(live agents: {known})") from None

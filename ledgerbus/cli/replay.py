@@ -8,13 +8,14 @@ ledger it prints one line per conversation as each ends.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from ledgerbus.cli.common import JsonOption, console, fail, is_tty, run
+from ledgerbus.cli.common import DEFAULT_LEDGER, JsonOption, console, fail, is_tty, run
 from ledgerbus.cli.ledger_view import ReplaySink, parse_filter
 from ledgerbus.cli.pipeline_specs import DecomposerOption, PoliciesOption, pipeline_or_fail
 from ledgerbus.cli.connopts import connection_options
@@ -81,74 +82,54 @@ def replay(
         return
     sink = ReplaySink(console, conversations=tuple(conversation), timeline=timeline, summary=summary,
                       fmt=fmt, upcast=upcast, point=point)
-    if url:
-        run(_from_stream(url, prefix, flt, sink))
-    else:
-        _from_file(ledger or Path(".ledgerbus/ledger.db"), flt, sink)
+    run(_replay(None if url else (ledger or Path(DEFAULT_LEDGER)), url, prefix, flt, sink))
     sink.finish()
 
 
 def _load(modules: list[str]) -> None:
     import importlib
 
-    for name in modules or ["ledgerbus.agents.examples"]:
+    if not modules:  # the built-in capabilities
+        from ledgerbus.examples import register
+
+        register()
+    for name in modules:
         try:
             importlib.import_module(name)
         except ImportError as exc:
             fail(f"--load {name}: {exc}")
 
 
-def _from_file(path: Path, flt: Any, sink: ReplaySink) -> None:
-    from ledgerbus.errors import ConfigError, StoreError
-    from ledgerbus.eventstore.sqlite import SQLiteEventStore
-
-    try:
-        store = SQLiteEventStore(path, readonly=True)
-    except StoreError as exc:
-        fail(str(exc), 2)
-    try:
-        if sink.selected:
-            from ledgerbus.cli.idprefix import resolve_in_store
-
-            flt = _select(sink, flt, resolve_in_store(store, sink.selected))
-        _feed_file(store, path, flt, sink)
-    except StoreError as exc:
-        fail(str(exc), 2)
-    except ConfigError as exc:  # an ambiguous prefix
-        fail(str(exc))
-    finally:
-        store.close()
-
-
-def _feed_file(store: Any, path: Path, flt: Any, sink: ReplaySink) -> None:
-    from ledgerbus.cli.ledger_view import SMALL_LEDGER
-
-    if not sink.selected and not sink.summary:
-        ids = store.conversation_ids(limit=SMALL_LEDGER + 1)
-        if 0 < len(ids) <= SMALL_LEDGER:
-            sink.select(ids)
+async def _replay(ledger: Path | None, url: str | None, prefix: str | None, flt: Any, sink: ReplaySink) -> None:
     from ledgerbus.cli.damaged import warn_damaged
+    from ledgerbus.cli.idprefix import resolve
+    from ledgerbus.cli.ledger_view import SMALL_LEDGER
+    from ledgerbus.cli.sources import open_source
 
-    total = store.count_matching(flt) if is_tty() else None
-    damaged: list[Any] = []
-    with sink.progress(total, f"replaying {path}") as advance:
-        chunk = []
-        for ev in store.read(flt, trusted=True, damaged=damaged):
-            chunk.append(ev)
-            if len(chunk) == 5000:
+    data_dir = Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus")
+    async with open_source(ledger, url, data_dir, prefix, name="ledgerbus-replay", trusted=True) as opened:
+        source, store = opened.source, opened.store
+        if sink.selected:
+            flt = _select(sink, flt, await resolve(source, sink.selected))
+        elif not sink.summary:
+            ids = await source.conversation_ids(limit=SMALL_LEDGER + 1)
+            if 0 < len(ids) <= SMALL_LEDGER:
+                sink.select(ids)
+        total = (await source.last_position() - flt.after) if is_tty() else None
+        with sink.progress(total, f"replaying {opened.where}") as advance:
+            async for chunk in source.batches(flt):
                 sink.feed(chunk)
                 advance(len(chunk))
-                chunk = []
-        sink.feed(chunk)
-        advance(len(chunk))
-    warn_damaged(damaged)
-    sink.source = str(path)
-    from ledgerbus.eventstore.compact import snapshot
+        warn_damaged(source.damaged)
+        sink.rejected = len(source.rejects)
+        sink.source = opened.where
+        if store is not None:
+            from ledgerbus.eventstore.compact import snapshot
 
-    for cid in sink.selected:
-        if cid not in sink.open and (snap := snapshot(store, cid)) is not None:
-            sink.open[cid] = snap  # compacted: its events are gone, its final state is kept
-            sink.compacted.append(cid)
+            for cid in sink.selected:
+                if cid not in sink.open and (snap := await asyncio.to_thread(snapshot, store, cid)) is not None:
+                    sink.open[cid] = snap  # compacted: its events are gone, its final state is kept
+                    sink.compacted.append(cid)
 
 
 def _select(sink: ReplaySink, flt: Any, ids: list[str]) -> Any:
@@ -157,25 +138,3 @@ def _select(sink: ReplaySink, flt: Any, ids: list[str]) -> Any:
 
     sink.select(ids)
     return msgspec.structs.replace(flt, conversation_ids=tuple(ids))
-
-
-async def _from_stream(url: str, prefix: str | None, flt: Any, sink: ReplaySink) -> None:
-    from ledgerbus.cli.live import connect
-    from ledgerbus.eventstore.jetstream import JetStreamLedger
-
-    bus = await connect(url, Path(os.environ.get("LEDGERBUS_DATA_DIR") or ".ledgerbus"), prefix=prefix, name="ledgerbus-replay")
-    try:
-        if sink.selected:
-            from ledgerbus.cli.idprefix import resolve_in_stream
-
-            flt = _select(sink, flt, await resolve_in_stream(bus, sink.selected))
-        source = JetStreamLedger(bus)
-        total = (await source.last_position() - flt.after) if is_tty() else None
-        with sink.progress(total, f"replaying {bus.subjects.stream} at {url}") as advance:
-            async for chunk in source.batches(flt):
-                sink.feed(chunk)
-                advance(len(chunk))
-        sink.rejected = len(source.rejects)
-        sink.source = f"{bus.subjects.stream} at {url}"
-    finally:
-        await bus.close()

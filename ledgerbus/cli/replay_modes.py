@@ -22,8 +22,9 @@ def _print(data: Any) -> None:
 def decomposer_for(events: list[Any], decomposer: Any = None) -> Any:
     """The decomposer a conversation's capability needs: the user's (checked to declare it), else the
     example pipeline's for content.article, else one step (None)."""
-    from ledgerbus.agents.examples import ARTICLE, ContentPipeline
+    from ledgerbus.examples import ARTICLE, ContentPipeline, register
 
+    register()
     cap = next((e.envelope.capability for e in events if e.envelope.action.value == "REQUEST"), "")
     if decomposer is not None:
         from ledgerbus.cli.pipeline_specs import check_serves

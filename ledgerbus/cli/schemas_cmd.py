@@ -14,8 +14,10 @@ app = typer.Typer(help="JSON Schemas of the envelope and every capability (the l
 
 
 def _registry():  # type: ignore[no-untyped-def]
-    import ledgerbus.agents.examples  # noqa: F401  (registers the built-in capabilities)
+    from ledgerbus.examples import register
     from ledgerbus.schemas.capability import registry
+
+    register()  # the built-in capabilities
 
     return registry
 

@@ -148,7 +148,7 @@ def status(
 async def _status(url: str | None, prefix: str | None, data_dir: Path, ledger: Path | None, fmt: Format) -> None:
     import asyncio
 
-    from ledgerbus.agents.directory import Directory
+    from ledgerbus.bus.directory import Directory
     from ledgerbus.cli.live import connect, uses_embedded
 
     from ledgerbus.bus.server import EmbeddedServer
@@ -156,26 +156,25 @@ async def _status(url: str | None, prefix: str | None, data_dir: Path, ledger: P
     embedded = EmbeddedServer.for_dir(data_dir).running() if uses_embedded(url) else None
     bus = await connect(url, data_dir, prefix=prefix)
     try:
-        info = await bus.js.stream_info(bus.subjects.stream)
-        consumers = await bus.js.consumers_info(bus.subjects.stream)
+        info = await bus.stream_info()
+        consumers = await bus.consumers()
         agents = await Directory(bus).live_types()
         server_url = bus.url
     finally:
         await bus.close()
-    st = info.state
     out: dict[str, Any] = {
         "url": server_url,
         "embedded": {"pid": embedded.get("pid"), "dataDir": str(data_dir),
                      "syncInterval": EmbeddedServer.for_dir(data_dir).running_sync_interval()} if embedded else None,
-        "stream": {"name": info.config.name, "messages": st.messages, "bytes": st.bytes,
-                   "firstSeq": st.first_seq, "lastSeq": st.last_seq, "consumers": st.consumer_count},
-        "consumers": [{"name": c.name, "pending": c.num_pending or 0, "ackPending": c.num_ack_pending or 0,
-                       "redelivered": c.num_redelivered or 0, "waiting": c.num_waiting or 0}
-                      for c in sorted(consumers, key=lambda c: c.name or "") if c.config.durable_name],
+        "stream": {"name": info.name, "messages": info.messages, "bytes": info.bytes,
+                   "firstSeq": info.first_seq, "lastSeq": info.last_seq, "consumers": info.consumer_count},
+        "consumers": [{"name": c.name, "pending": c.num_pending, "ackPending": c.num_ack_pending,
+                       "redelivered": c.num_redelivered, "waiting": c.num_waiting}
+                      for c in sorted(consumers, key=lambda c: c.name) if c.durable],
         # Ordered consumers of `tail`, `stalls` and friends come and go; count them, don't list them.
-        "ephemeralConsumers": sum(1 for c in consumers if not c.config.durable_name),
+        "ephemeralConsumers": sum(1 for c in consumers if not c.durable),
         "agents": {name: len(insts) for name, insts in sorted(agents.items())},
-        "mirror": await asyncio.to_thread(_mirror, ledger, data_dir, st.last_seq),
+        "mirror": await asyncio.to_thread(_mirror, ledger, data_dir, info.last_seq),
     }
     if fmt.machine:
         emit(fmt, out)

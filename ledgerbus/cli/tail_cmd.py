@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from nats.js import api
 from rich.markup import escape
 
+from ledgerbus.bus.messages import stream_sequence
 from ledgerbus.cli.common import DataDirOption, UrlOption, console, err_console, run
 from ledgerbus.cli.idprefix import ShortIds, resolve_in_stream
 from ledgerbus.cli.live import PrefixOption, decode
@@ -126,19 +126,15 @@ async def _tail(url: str | None, prefix: str | None, data_dir: Path, flt: TailFi
     queue: asyncio.Queue[StoredEvent | Rejected] = asyncio.Queue()
 
     async def on_msg(msg: Any) -> None:
-        queue.put_nowait(decode(bus, msg.metadata.sequence.stream, msg.subject, msg.data))
+        queue.put_nowait(decode(bus, stream_sequence(msg), msg.subject, msg.data))
 
     # One conversation can be filtered by the server (its subject); everything else is filtered here.
     subject = bus.subjects.conversation(flt.conversations[0]) if len(flt.conversations) == 1 else bus.subjects.all()
-    if since_start:
-        cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-    elif last:
-        info = await bus.js.stream_info(bus.subjects.stream)
-        cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                                 opt_start_seq=max(info.state.first_seq, info.state.last_seq - last + 1, 1))
-    else:
-        cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW)
-    sub = await bus.js.subscribe(subject, stream=bus.subjects.stream, ordered_consumer=True, cb=on_msg, config=cfg)
+    start: int | None = None
+    if last and not since_start:
+        info = await bus.stream_info()
+        start = max(info.first_seq, info.last_seq - last + 1, 1)
+    sub = await bus.ordered(subject, start_seq=start, new=not since_start and not last, cb=on_msg)
     err_console.print(f"[dim]tailing {subject} on {bus.url} (Ctrl-C to stop)[/]", highlight=False)
     printed = 0
     short_id = ShortIds()
@@ -165,10 +161,7 @@ async def _tail(url: str | None, prefix: str | None, data_dir: Path, flt: TailFi
                 break
     finally:
         stopper.cancel()
-        try:
-            await sub.unsubscribe()
-        except Exception:
-            pass
+        await sub.close()
         await bus.close()
         if fmt is Format.JSON:
             json_line(collected)

@@ -29,59 +29,37 @@ OrchestratorOpt = typer.Option("orchestrator", "--orchestrator", help="the orche
 Conversations = list[tuple[str, list[Any]]]
 
 
-def _from_file(ledger: Path, ids: list[str]) -> Conversations:
-    from ledgerbus.errors import ConfigError, StoreError
-    from ledgerbus.eventstore.sqlite import SQLiteEventStore
-
-    try:
-        store = SQLiteEventStore(ledger, readonly=True)
-    except StoreError as exc:
-        fail(str(exc), 2)
+async def _read(ledger: Path | None, url: str | None, data_dir: Path, prefix: str | None,
+                ids: list[str]) -> tuple[str, Conversations]:
     from ledgerbus.cli.damaged import warn_damaged
+    from ledgerbus.cli.idprefix import resolve
+    from ledgerbus.cli.sources import open_source
 
-    damaged: list[Any] = []
-    try:
-        from ledgerbus.cli.idprefix import resolve_in_store
-
-        try:
-            ids = resolve_in_store(store, ids)
-        except ConfigError as exc:  # an ambiguous prefix
-            fail(str(exc))
-        convs = [(cid, store.envelopes(cid, damaged=damaged)) for cid in ids or store.conversation_ids()]
-    finally:
-        store.close()
-    warn_damaged(damaged)
-    # A conversation whose every event is damaged has nothing to draw; named with -c, it is an error below.
-    return [(cid, envs) for cid, envs in convs if envs or ids]
-
-
-async def _from_stream(url: str | None, data_dir: Path, prefix: str | None, ids: list[str]) -> tuple[str, Conversations]:
-    from ledgerbus.cli.live import connect, stored_events
-
-    bus = await connect(url, data_dir, prefix=prefix)
-    try:
-        from ledgerbus.cli.idprefix import resolve_in_stream
-
-        ids = await resolve_in_stream(bus, ids)
+    async with open_source(ledger, url, data_dir, prefix) as opened:
+        source = opened.source
+        ids = await resolve(source, ids)
+        damaged: list[Any] = []
         if ids:
-            convs = [(cid, [e.envelope for e in await stored_events(bus, bus.subjects.conversation(cid))]) for cid in ids]
+            convs = []
+            for cid in ids:
+                convs.append((cid, await source.envelopes(cid)))
+                damaged += source.damaged
         else:
+            # One pass, grouped: a conversation whose every event is damaged has nothing to draw.
             grouped: dict[str, list[Any]] = {}
-            for ev in await stored_events(bus):
+            async for ev in source.read():
                 grouped.setdefault(ev.envelope.conversation_id, []).append(ev.envelope)
+            damaged += source.damaged
             convs = list(grouped.items())
-        return bus.subjects.prefix, convs
-    finally:
-        await bus.close()
+    warn_damaged(damaged)
+    return opened.prefix, convs
 
 
 def _conversations(ledger: Path | None, ids: list[str], url: str | None, data_dir: Path,
                    prefix: str | None) -> tuple[str, Conversations]:
     """(subject prefix, [(conversation id, envelopes in ledger order)]) from a file or the live stream."""
-    if ledger is not None:
-        where, found = str(ledger), (prefix or "lb", _from_file(ledger, ids))
-    else:
-        where, found = "the live ledger", run(_from_stream(url, data_dir, prefix, ids))
+    where = str(ledger) if ledger is not None else "the live ledger"
+    found = run(_read(ledger, url, data_dir, prefix, ids))
     for cid, envs in found[1]:
         if not envs:
             fail(f"conversation {cid} has no events in {where}")

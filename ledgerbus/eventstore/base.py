@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -67,3 +67,56 @@ class EventStore(Protocol):
         ...
 
     def last_position(self) -> int: ...
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A ledger to read, whatever holds it: the live JetStream LEDGER (`JetStreamLedger`) or a recorded
+    SQLite file (`SQLiteSource`). One contract (tests/eventstore/test_source_contract.py runs it against
+    both), so the fold, replay and every CLI command read either through it.
+
+    Positions are the stream's sequences: every message the ledger took has one, an envelope or not.
+    A message that is not an envelope is never read as an event; a read lists those of its range in
+    `rejects`, and a stored event that no longer decodes (a SQLite file altered) in `damaged`.
+    """
+
+    rejects: list[Rejected]  # non-envelopes in the range the last read covered
+    damaged: list[Damaged]  # stored events the last read skipped because they no longer decode
+
+    def read(self, flt: EventFilter | None = None) -> AsyncIterator[StoredEvent]:
+        """Events matching `flt` in position order, up to the last position held when the read began."""
+        ...
+
+    def batches(self, flt: EventFilter | None = None) -> AsyncIterator[list[StoredEvent]]:
+        """The same events as `read`, a batch at a time (memory stays bounded by the batch)."""
+        ...
+
+    async def last_position(self) -> int:
+        """The position of the newest message held (0 for an empty ledger)."""
+        ...
+
+    async def first_position(self) -> int:
+        """The position of the oldest message held (0 for an empty ledger)."""
+        ...
+
+    async def count(self) -> int:
+        """How many messages the ledger holds: envelopes and the messages that are not."""
+        ...
+
+    async def envelopes(self, conversation_id: str) -> list[Envelope]:
+        """One conversation's envelopes, in position order."""
+        ...
+
+    async def rejected(self) -> list[Rejected]:
+        """Every message held that is not an envelope, in position order."""
+        ...
+
+    async def conversation_ids(self, *, limit: int | None = None) -> list[str]:
+        """Every conversation with an event (the first `limit` of them), in the order each began."""
+        ...
+
+    async def conversations_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Conversation ids that start with `prefix` (sorted, at most `limit`)."""
+        ...
+
+    async def close(self) -> None: ...

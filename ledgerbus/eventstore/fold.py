@@ -403,14 +403,3 @@ def fold(events: Iterable[Envelope | Any], conversation_id: str | None = None) -
             state = ConversationState(conversation_id=conversation_id or env.conversation_id)
         apply(state, env, position, seen)
     return state or ConversationState(conversation_id=conversation_id or "")
-
-
-def fold_all(events: Iterable[tuple[int, Envelope]]) -> dict[str, ConversationState]:
-    """Fold positioned envelopes of any number of conversations; one state per conversation."""
-    states: dict[str, ConversationState] = {}
-    for position, env in events:
-        st = states.get(env.conversation_id)
-        if st is None:
-            st = states[env.conversation_id] = ConversationState(conversation_id=env.conversation_id)
-        apply(st, env, position)
-    return states

@@ -26,8 +26,7 @@ from typing import IO, Any
 import msgspec
 
 from ledgerbus.errors import InvalidMessage, StoreError
-from ledgerbus.eventstore.base import Rejected, StoredEvent
-from ledgerbus.eventstore.compact import restore_link, restore_snapshot
+from ledgerbus.eventstore.base import EventFilter, Rejected, StoredEvent
 from ledgerbus.eventstore.integrity import GENESIS, chain_hash
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.schemas.codec import Codec
@@ -124,60 +123,34 @@ def export_store(store: SQLiteEventStore, out: IO[bytes], *, conversation_ids: t
     on import.
     """
     out.write(HEADER)
-    conn = store.db.conn
-    tables = set(store.db.table_names())
-    chained = "hash" in store.db["events"].columns_dict
-    where, args = "", []
-    if conversation_ids:
-        where = f"WHERE conversation_id IN ({','.join('?' * len(conversation_ids))})"
-        args = list(conversation_ids)
+    cids = conversation_ids
 
     def events() -> Iterator[tuple[int, bytes]]:
-        if chained:
-            cur = conn.execute(f"SELECT position, prev_hash, hash, envelope FROM events {where} ORDER BY position",
-                               args)
-            while rows := cur.fetchmany(5000):
-                for pos, prev, digest, raw in rows:
-                    yield pos, event_line(pos, prev or "", digest or "", bytes(raw))
-            return
-        chain = Chainer()  # whole conversations are exported, so each chain starts at its first event
-        cur = conn.execute(f"SELECT position, conversation_id, envelope FROM events {where} ORDER BY position", args)
-        while rows := cur.fetchmany(5000):
-            for pos, cid, raw in rows:
-                prev, digest = chain.link(cid, bytes(raw))
-                yield pos, event_line(pos, prev, digest, bytes(raw))
+        chain = Chainer()  # unchained: whole conversations are exported, so each chain starts at its first event
+        for pos, cid, prev, digest, raw in store.event_rows(cids):
+            if prev is None or digest is None:
+                prev, digest = chain.link(cid, raw)
+            yield pos, event_line(pos, prev, digest, raw)
 
     def links() -> Iterator[tuple[int, bytes]]:
-        if "compacted" not in tables:  # older than compaction: nothing was ever compacted
-            return
-        cur = conn.execute(f"SELECT position, conversation_id, id, prev_hash, hash FROM compacted {where}"
-                           " ORDER BY position", args)
-        for pos, cid, eid, prev, digest in cur:
-            body = msgspec.json.encode(_CompactedLine(cid, eid, prev or "", digest or ""))
+        for pos, cid, eid, prev, digest in store.compacted_links(cids):
+            body = msgspec.json.encode(_CompactedLine(cid, eid, prev, digest))
             yield pos, b'{"position":%d,"compacted":%s}\n' % (pos, body)
 
-    rejects = ((r.position, reject_line(r)) for r in (() if conversation_ids else store.rejects()))
+    rejects = ((r.position, reject_line(r)) for r in (() if cids else store.rejects()))
 
     def duplicates() -> Iterator[tuple[int, bytes]]:
-        if "duplicates" not in tables:  # older than duplicates were kept
-            return
-        cur = conn.execute(f"SELECT position, id, conversation_id, first_position, data FROM duplicates {where}"
-                           " ORDER BY position", args)
-        for pos, eid, cid, first, data in cur:
-            body = msgspec.json.encode(_DuplicateLine(eid, cid, first, base64.b64encode(bytes(data)).decode()))
+        for pos, eid, cid, first, data in store.duplicate_rows(cids):
+            body = msgspec.json.encode(_DuplicateLine(eid, cid, first, base64.b64encode(data).decode()))
             yield pos, b'{"position":%d,"duplicate":%s}\n' % (pos, body)
-    total = conn.execute(f"SELECT COUNT(*) FROM events {where}", args).fetchone()[0] if progress else 0
+    total = store.count_matching(EventFilter(conversation_ids=cids)) if progress else 0
     n = 0
     for _pos, line in heapq.merge(events(), links(), rejects, duplicates(), key=lambda item: item[0]):
         out.write(line)
         n += 1
         if progress is not None and n % 5000 == 0:
             progress(n, max(total, n))
-    snapshots = conn.execute(
-        "SELECT conversation_id, status, events, first_position, last_position, head_hash, hash,"
-        f" state FROM snapshots {where} ORDER BY conversation_id", args).fetchall() if "snapshots" in tables else []
-    for cid, status, count, first, last, head_hash, digest, state in snapshots:
-        raw = state.encode() if isinstance(state, str) else bytes(state)
+    for cid, status, count, first, last, head_hash, digest, raw in store.snapshot_rows(cids):
         body = msgspec.json.encode(_SnapshotLine(cid, status, count, first, last, head_hash, digest, msgspec.Raw(raw)))
         out.write(b'{"snapshot":%s}\n' % body)
         n += 1
@@ -303,12 +276,12 @@ def import_into_store(store: SQLiteEventStore, lines: Iterable[bytes], *, batch:
             flush()  # a compacted link extends its chain: everything before it must be in first
             if entry.compacted is not None:
                 c = entry.compacted
-                restore_link(store, entry.position, c.conversation_id, c.id, c.prev_hash, c.hash)
+                store.restore_link(entry.position, c.conversation_id, c.id, c.prev_hash, c.hash)
                 report.compacted += 1
             else:
                 sn = entry.snapshot
                 assert sn is not None
-                restore_snapshot(store, sn.conversation_id, sn.status, sn.events, sn.first_position,
+                store.restore_snapshot(sn.conversation_id, sn.status, sn.events, sn.first_position,
                                  sn.last_position, sn.head_hash, bytes(sn.state), sn.hash)
                 report.snapshots += 1
             continue
@@ -348,7 +321,7 @@ async def import_into_stream(bus: Any, lines: Iterable[bytes], *, window: int = 
             report.snapshots += entry.snapshot is not None
             continue  # a stream holds envelopes only; compacted history stays in SQLite
         env = decode_entry(entry)
-        fut = await bus.js.publish_async(bus.subjects.of(env), entry.raw, headers=envelope_headers(env))
+        fut = await bus.publish_raw_async(bus.subjects.of(env), entry.raw, headers=envelope_headers(env))
         pending.append(fut)
         report.events += 1
         if len(pending) >= window:

@@ -12,14 +12,11 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-import nats.errors
-from nats.js import api
-from nats.js.errors import NotFoundError
-
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.bus.connection import Bus
-from ledgerbus.bus.pulls import datetime_ms, stored_ms, stream_sequence
-from ledgerbus.errors import InvalidMessage
+from ledgerbus.bus.messages import stored_ms, stream_sequence
+from ledgerbus.bus.streams import ConsumerSpec
+from ledgerbus.errors import BusClosed, BusTimeout, InvalidMessage, NotFound
 from ledgerbus.eventstore.base import Rejected, StoredEvent
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.security.binding import check_sender
@@ -68,33 +65,29 @@ class Recorder:
         leaves a pull request on the server that can swallow the next message, and AckAll would then
         acknowledge past it. Repositioning on every start makes that harmless.
         """
-        stream = self.bus.subjects.stream
-        js = self.bus.js
         try:
-            await js.delete_consumer(stream, self.durable)
-        except NotFoundError:
+            await self.bus.delete_consumer(self.durable)
+        except NotFound:
             pass
-        await js.add_consumer(
-            stream,
-            api.ConsumerConfig(
+        await self.bus.add_consumer(
+            ConsumerSpec(
                 durable_name=self.durable,
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=self.recorded_seq + 1,
-                ack_policy=api.AckPolicy.ALL,
+                start_seq=self.recorded_seq + 1,
+                ack="all",
                 ack_wait=30,
                 max_ack_pending=-1,
-                filter_subject=self.bus.subjects.all(),
+                filter_subjects=(self.bus.subjects.all(),),
             ),
         )
-        return await js.pull_subscribe_bind(self.durable, stream=stream)
+        return await self.bus.bind(self.durable)
 
     async def _fill(self, first: int, last: int, events: list[StoredEvent], rejects: list[Rejected]) -> None:
         """Fetch sequences the consumer skipped directly from the stream; only what is truly gone is a gap."""
         missing_from: int | None = None
         for seq in range(first, last + 1):
             try:
-                raw = await self.bus.js.get_msg(self.bus.subjects.stream, seq)
-            except NotFoundError:
+                raw = await self.bus.get_msg(seq)
+            except NotFound:
                 raw = None
             except Exception as exc:
                 # Not "gone", just not reachable now (a restart, a leader election): recording a gap here
@@ -106,7 +99,7 @@ class Recorder:
             if missing_from is not None:
                 self._gap(missing_from, seq - 1)
                 missing_from = None
-            self._decode(seq, raw.subject or "", raw.data, events, rejects, raw.headers, datetime_ms(raw.time))
+            self._decode(seq, raw.subject, raw.data, events, rejects, raw.headers, raw.stored_ms)
         if missing_from is not None:
             self._gap(missing_from, last)
 
@@ -150,10 +143,10 @@ class Recorder:
         while not self._stopping.is_set():
             try:
                 msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)  # type: ignore[attr-defined]
-            except nats.errors.TimeoutError:
+            except BusTimeout:
                 failures = 0
                 continue
-            except (nats.errors.ConnectionClosedError, asyncio.CancelledError):
+            except (BusClosed, asyncio.CancelledError):
                 return
             except Exception as exc:  # a reconnect in progress: try again shortly
                 failures += 1
@@ -232,8 +225,8 @@ class Recorder:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        info = await self.bus.js.stream_info(self.bus.subjects.stream)
-        await self.wait_for(info.state.last_seq, timeout)
+        info = await self.bus.stream_info()
+        await self.wait_for(info.last_seq, timeout)
         wanted = set(holding)
         while wanted:
             seen = self.recorded_seq

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,31 @@ def _refuse_a_foreign_database(conn: sqlite3.Connection, path: Path, *, readonly
                          "ledgerbus leaves it as it is")
     if readonly:
         raise StoreError(f"{path} holds no ledger yet (an empty database)")
+
+
+def _compact_locked(conn: sqlite3.Connection, cid: str, status: str, body: bytes, first: int, last: int,
+                    count: int) -> bool:
+    """Snapshot and remove one conversation folded up to position `last`, inside the caller's write
+    transaction; False (nothing written) when its chain no longer ends at `last`."""
+    row = conn.execute("SELECT hash, last_position FROM chain_heads WHERE conversation_id = ?", (cid,)).fetchone()
+    if row is None or row[1] != last:
+        # Appended to since it was read (it is compacted whole on a later run), or events written
+        # around the store: leave them for `verify` to report.
+        return False
+    head_hash = row[0]
+    conn.execute(
+        "INSERT INTO snapshots (conversation_id, status, events, first_position, last_position, head_hash,"
+        " state, hash) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(conversation_id) DO UPDATE SET"
+        " status = excluded.status, events = snapshots.events + excluded.events,"
+        " last_position = excluded.last_position, head_hash = excluded.head_hash,"
+        " state = excluded.state, hash = excluded.hash",
+        (cid, status, count, first, last, head_hash, body, snapshot_hash(head_hash, body)))
+    # Bounded by the fold: a row past it (written around the store) keeps its bytes for `verify` to report.
+    conn.execute("INSERT OR IGNORE INTO compacted (position, conversation_id, id, prev_hash, hash)"
+                 " SELECT position, conversation_id, id, prev_hash, hash FROM events"
+                 " WHERE conversation_id = ? AND position <= ?", (cid, last))
+    conn.execute("DELETE FROM events WHERE conversation_id = ? AND position <= ?", (cid, last))
+    return True
 
 
 class SQLiteEventStore:
@@ -351,6 +376,130 @@ class SQLiteEventStore:
             start = self._stored_end() + 1
             return self.append([StoredEvent(start + i, e) for i, e in enumerate(envelopes)])
 
+    # -- compaction and restored history --------------------------------------------------------
+
+    def compact_conversation(self, conversation_id: str, status: str, state: bytes, first: int, last: int,
+                             count: int) -> bool:
+        """Replace one conversation's events up to position `last` by the snapshot `state` of their fold, in
+        one transaction; False (nothing written) when its chain no longer ends at `last`."""
+        conn = self.db.conn
+        with self._lock:
+            # IMMEDIATE: from the head check to the DELETE no other writer (the recorder, on its own
+            # connection) can extend this conversation, so nothing is removed that the snapshot lacks.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                done = _compact_locked(conn, conversation_id, status, state, first, last, count)
+            except BaseException:
+                conn.rollback()
+                raise
+            if not done:
+                conn.rollback()
+                return False
+            conn.commit()
+        return True
+
+    def vacuum(self) -> None:
+        """Rebuild the file without the space removed rows left, and give that space back to the disk."""
+        with self._lock:
+            self.db.conn.execute("VACUUM")
+            # In WAL mode VACUUM writes the smaller copy into the WAL; only a checkpoint that truncates
+            # the WAL gives the space back (a reader beside it can hold that off: then less is freed).
+            self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def snapshot_state(self, conversation_id: str) -> bytes | None:
+        """A compacted conversation's snapshotted state (JSON), or None."""
+        with self._lock:
+            if "snapshots" not in self.db.table_names():
+                return None
+            row = self.db.conn.execute("SELECT state FROM snapshots WHERE conversation_id = ?",
+                                       (conversation_id,)).fetchone()
+        if row is None:
+            return None
+        return row[0].encode() if isinstance(row[0], str) else bytes(row[0])
+
+    def restore_link(self, position: int, conversation_id: str, event_id: str, prev_hash: str, digest: str) -> None:
+        """Put back one compacted event's chain link (an import of a compacted ledger), extending its chain."""
+        with self._lock, self.db.conn as conn:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO compacted (position, conversation_id, id, prev_hash, hash) VALUES (?,?,?,?,?)",
+                (position, conversation_id, event_id, prev_hash, digest)).rowcount
+            if not inserted:
+                return  # held already (the same export imported again): the chain's end is where it was
+            conn.execute("INSERT INTO chain_heads (conversation_id, hash, count, last_position) VALUES (?,?,1,?)"
+                         " ON CONFLICT(conversation_id) DO UPDATE SET hash = excluded.hash,"
+                         " count = chain_heads.count + 1, last_position = excluded.last_position"
+                         " WHERE excluded.last_position > chain_heads.last_position",
+                         (conversation_id, digest, position))
+
+    def restore_snapshot(self, conversation_id: str, status: str, events: int, first_position: int,
+                         last_position: int, head_hash: str, state: bytes, digest: str) -> None:
+        with self._lock, self.db.conn as conn:
+            conn.execute("INSERT OR REPLACE INTO snapshots (conversation_id, status, events, first_position,"
+                         " last_position, head_hash, state, hash) VALUES (?,?,?,?,?,?,?,?)",
+                         (conversation_id, status, events, first_position, last_position, head_hash, state, digest))
+
+    # -- export: every kind of row, in position order -------------------------------------------
+
+    def _rows(self, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """A query's rows, a batch at a time under the lock (the connection is shared between threads)."""
+        with self._lock:
+            cur = self.db.conn.execute(sql, list(args))
+        while True:
+            with self._lock:
+                rows = cur.fetchmany(5000)
+            if not rows:
+                return
+            yield from rows
+
+    def _tables_where(self, conversation_ids: Sequence[str]) -> tuple[set[str], str, list[str]]:
+        where = f"WHERE conversation_id IN ({','.join('?' * len(conversation_ids))})" if conversation_ids else ""
+        with self._lock:
+            return set(self.db.table_names()), where, list(conversation_ids)
+
+    def chained(self) -> bool:
+        """Whether the events carry their chain links (a ledger from before hash chains, opened read-only, does not)."""
+        with self._lock:
+            return "hash" in event_columns(self.db.conn)
+
+    def event_rows(self, conversation_ids: Sequence[str] = ()) -> Iterator[tuple[int, str, str | None, str | None, bytes]]:
+        """(position, conversation, prev_hash, hash, envelope bytes) of the events (of these conversations);
+        the links are None on a ledger that is not chained."""
+        _, where, args = self._tables_where(conversation_ids)
+        links = "COALESCE(prev_hash, ''), COALESCE(hash, '')" if self.chained() else "NULL, NULL"
+        for pos, cid, prev, digest, raw in self._rows(
+                f"SELECT position, conversation_id, {links}, envelope FROM events {where} ORDER BY position", args):
+            yield pos, cid, prev, digest, bytes(raw) if isinstance(raw, bytes) else str(raw).encode()
+
+    def compacted_links(self, conversation_ids: Sequence[str] = ()) -> Iterator[tuple[int, str, str, str, str]]:
+        """(position, conversation, envelope id, prev_hash, hash) of the compacted events' chain links."""
+        tables, where, args = self._tables_where(conversation_ids)
+        if "compacted" not in tables:  # older than compaction: nothing was ever compacted
+            return
+        for pos, cid, eid, prev, digest in self._rows(
+                f"SELECT position, conversation_id, id, prev_hash, hash FROM compacted {where} ORDER BY position", args):
+            yield pos, cid, eid, prev or "", digest or ""
+
+    def duplicate_rows(self, conversation_ids: Sequence[str] = ()) -> Iterator[tuple[int, str, str, int, bytes]]:
+        """(position, envelope id, conversation, first position, bytes) of the messages that repeated an id."""
+        tables, where, args = self._tables_where(conversation_ids)
+        if "duplicates" not in tables:  # older than duplicates were kept
+            return
+        for pos, eid, cid, first, data in self._rows(
+                f"SELECT position, id, conversation_id, first_position, data FROM duplicates {where}"
+                " ORDER BY position", args):
+            yield pos, eid, cid, first, bytes(data)
+
+    def snapshot_rows(self, conversation_ids: Sequence[str] = ()) -> list[tuple[str, str, int, int, int, str, str, bytes]]:
+        """(conversation, status, events, first, last position, head hash, hash, state) of the snapshots."""
+        tables, where, args = self._tables_where(conversation_ids)
+        if "snapshots" not in tables:
+            return []
+        with self._lock:
+            rows = self.db.conn.execute(
+                "SELECT conversation_id, status, events, first_position, last_position, head_hash, hash,"
+                f" state FROM snapshots {where} ORDER BY conversation_id", args).fetchall()
+        return [(*r[:7], r[7].encode() if isinstance(r[7], str) else bytes(r[7])) for r in rows]
+
     # -- integrity ----------------------------------------------------------------------------
 
     def chains(self) -> Iterator[tuple[str, list[ChainRow], Head | None]]:
@@ -467,6 +616,16 @@ class SQLiteEventStore:
         with self._lock:
             return int(self.db.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
+    def held(self) -> tuple[int, int, int]:
+        """(first, last, how many) of the stream messages the file holds: envelopes, messages that were not
+        envelopes, and repeated ids, each at its own position; (0, 0, 0) for an empty ledger."""
+        with self._lock:
+            tables = [t for t in ("events", "rejects", "duplicates") if t in self.db.table_names()]
+            union = " UNION ALL ".join(f"SELECT position FROM {t}" for t in tables)
+            first, last, n = self.db.conn.execute(f"SELECT MIN(position), MAX(position), COUNT(*) FROM ({union})"
+                                                  ).fetchone()
+        return int(first or 0), int(last or 0), int(n)
+
     def _where(self, flt: EventFilter) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         args: list[Any] = []
@@ -505,7 +664,7 @@ class SQLiteEventStore:
         return int(row[0])
 
     def read(self, flt: EventFilter | None = None, *, batch: int = 5000, trusted: bool = False,
-             damaged: list[Damaged] | None = None) -> Iterator[StoredEvent]:
+             damaged: list[Damaged] | None = None) -> Generator[StoredEvent, None, None]:
         """Stream events in position order, `batch` rows per query (keyset pagination, bounded memory).
 
         `trusted=True` (replay) skips re-validating ids and addresses the recorder validated already:

@@ -7,14 +7,14 @@ All pure. `--until` / `--at` accept a ledger position (`42`) or a time (`2026-11
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from ledgerbus.errors import ConfigError
 from ledgerbus.eventstore.base import EventFilter, StoredEvent
-from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, apply
+from ledgerbus.eventstore.fold import ConversationState, apply
 
 
 class Point(msgspec.Struct, frozen=True):
@@ -117,30 +117,3 @@ def _by_step(st: ConversationState) -> ConversationState:
                                              last_position=0, decisions=[msgspec.structs.replace(d, position=0)
                                                                          for d in t.decisions])
     return msgspec.structs.replace(st, conversation_id="", tasks=tasks, root_task_id="root", last_position=0)
-
-
-def stream_fold(events: Iterable[StoredEvent], *, on_done: Callable[[ConversationState], None],
-                upto: Callable[[StoredEvent], bool] | None = None) -> Iterator[int]:
-    """Fold any number of conversations in one pass with memory for the *open* ones only.
-
-    A conversation is handed to `on_done` and dropped when it ends (DONE/DEGRADED/FAILED); the rest
-    are handed over at the end. A late event for a dropped conversation is folded into a fresh
-    state marked by its `events` count (rare: an answer after the conversation gave up).
-    Yields the running event count every 10,000 events (for a progress bar).
-    """
-    open_: dict[str, ConversationState] = {}
-    n = 0
-    for ev in events:
-        cid = ev.envelope.conversation_id
-        st = open_.get(cid)
-        if st is None:
-            st = open_[cid] = ConversationState(conversation_id=cid)
-        apply(st, ev.envelope, ev.position, ev.stored_at)
-        if st.status is not ConversationStatus.RUNNING:
-            on_done(open_.pop(cid))
-        n += 1
-        if n % 10_000 == 0:
-            yield n
-    for st in open_.values():
-        on_done(st)
-    yield n

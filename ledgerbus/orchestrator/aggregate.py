@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ledgerbus.errors import ConfigError
+from ledgerbus.eventstore.fold import ConversationStatus
 
 
 class Decision(str, enum.Enum):
@@ -20,12 +21,10 @@ class Decision(str, enum.Enum):
     WAITING = "WAITING"
 
 
-class Outcome(str, enum.Enum):
-    """How a conversation ended."""
-
-    DONE = "DONE"  # everything succeeded
-    DEGRADED = "DEGRADED"  # finished with partial results: optional failures or fallbacks used
-    FAILED = "FAILED"  # a required part failed and no fallback covered it
+#: How a conversation ended: DONE (everything succeeded), DEGRADED (finished with partial results:
+#: optional failures or fallbacks used) or FAILED (a required part failed and no fallback covered it).
+#: The fold's status of a conversation, under the name plans and older callers use.
+Outcome = ConversationStatus
 
 
 def _check_counts(succeeded: int, failed: int, pending: int) -> None:

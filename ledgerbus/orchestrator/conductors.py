@@ -26,11 +26,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
-
-from ledgerbus.bus import buckets
-from ledgerbus.bus.connection import Bus
-from ledgerbus.errors import ConductorLost, ConfigError
+from ledgerbus.bus.connection import Bucket, Bus
+from ledgerbus.errors import ConductorLost, ConfigError, WrongRevision
 from ledgerbus.ids import uuid7
 
 log = logging.getLogger("ledgerbus.orchestrator")
@@ -95,12 +92,12 @@ class Conductors:
         self.lease = lease
         self.holder = holder or holder_id(orchestrator)
         self.clock = clock
-        self._kv: Any = None
+        self._kv: Bucket | None = None
 
-    async def bucket(self) -> Any:
+    async def bucket(self) -> Bucket:
         if self._kv is None:
             # Without rollup headers, like every ledgerbus bucket: no writer can purge others' claims.
-            self._kv = await buckets.open_bucket(self.bus, self.bus.subjects.bucket(BUCKET), ttl=None, direct=True)
+            self._kv = await self.bus.bucket(self.bus.subjects.bucket(BUCKET), ttl=None, direct=True)
         return self._kv
 
     def _value(self, state: str = CONDUCTING) -> bytes:
@@ -108,9 +105,8 @@ class Conductors:
 
     async def _entry(self, cid: str) -> tuple[int, Claim] | None:
         kv = await self.bucket()
-        try:
-            entry = await kv.get(cid)
-        except (KeyNotFoundError, NotFoundError):
+        entry = await kv.get(cid)
+        if entry is None:
             return None
         try:
             return entry.revision, _dec.decode(entry.value or b"")
@@ -121,14 +117,14 @@ class Conductors:
         kv = await self.bucket()
         try:
             return Held(cid, await kv.create(cid, self._value()), fresh=True)
-        except KeyWrongLastSequenceError:
+        except WrongRevision:
             return None
 
     async def _take(self, cid: str, revision: int) -> Held | None:
         kv = await self.bucket()
         try:
             return Held(cid, await kv.update(cid, self._value(), last=revision), fresh=False)
-        except KeyWrongLastSequenceError:
+        except WrongRevision:
             return None  # someone else moved first
 
     async def claim_new(self, cid: str) -> Held:
@@ -195,7 +191,7 @@ class Conductors:
         kv = await self.bucket()
         try:
             return int(await kv.update(held.conversation_id, self._value(state), last=held.revision))
-        except KeyWrongLastSequenceError:
+        except WrongRevision:
             found = await self._entry(held.conversation_id)
             if found is not None and found[1].holder == self.holder and found[1].state == CONDUCTING:
                 # Our own earlier write, whose reply was lost (a timeout that still stored it).

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, apply, counted
+from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, apply, counted, fold
 from ledgerbus.orchestrator.outcome import ConversationOutcome
 from ledgerbus.orchestrator.plan import Step
 from ledgerbus.schemas.codes import Action
@@ -22,6 +23,9 @@ class ConversationResult:
     result: dict[str, Any] | None
     outcome: ConversationOutcome
     state: ConversationState
+    #: Exceptions in the orchestrator that failed steps (each step's reason names it too), e.g. a
+    #: replay's spent request budget (BudgetExhausted): told apart by type, not by the reasons' text.
+    raised: list[Exception] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -38,6 +42,7 @@ class StepResult:
     fallback: bool = False
     error: ErrorInfo | None = None
     attempts: int = 0
+    raised: Exception | None = None  # what failed the step in the orchestrator itself, if anything
 
 
 @dataclass
@@ -75,3 +80,21 @@ def fallback_task_id(task_id: str, depth: int) -> str:
     """The task of a failed task's fallback capability, `depth` levels down (`<task>_fb1`, `_fb1_fb2`…):
     deterministic like step_task_id, so a resume finds the fallbacks already answered."""
     return f"{task_id}_fb{depth}"
+
+
+def root_request(events: Sequence[Envelope]) -> tuple[Envelope | None, ConversationState | None]:
+    """A recorded conversation's root REQUEST and its folded state (None, None for no events)."""
+    if not events:
+        return None, None
+    state = fold(events)
+    root = next((e for e in events if e.action is Action.REQUEST and e.task_id == state.root_task_id), None)
+    return root, state
+
+
+def rebuild(root: Envelope, events: Iterable[Envelope]) -> Run:
+    """The in-flight conversation `root` started, from its envelopes in ledger order: the one way a
+    conversation is picked up again (resume, recover, a service's delivery, a rerun of some tasks)."""
+    run = Run(ConversationState(conversation_id=root.conversation_id), root)
+    for env in events:
+        run.fold_in(env)
+    return run

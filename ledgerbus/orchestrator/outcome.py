@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from ledgerbus.eventstore.fold import ConversationStatus
 from ledgerbus.schemas.envelope import ErrorInfo
 
 
@@ -25,7 +26,7 @@ class StepReport(msgspec.Struct, kw_only=True, rename="camel"):
 class ConversationOutcome(msgspec.Struct, kw_only=True, rename="camel"):
     """The orchestrator's RESPONSE payload: DONE, DEGRADED (with what succeeded and why the rest failed) or FAILED."""
 
-    status: str
+    status: ConversationStatus  # never RUNNING: this is the conversation's end
     result: dict[str, Any] | None = None
     steps: list[StepReport] = msgspec.field(default_factory=list)
     reasons: list[str] = msgspec.field(default_factory=list)

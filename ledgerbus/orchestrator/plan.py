@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ledgerbus.errors import ConfigError
-from ledgerbus.orchestrator.aggregate import Decision, FanIn, Outcome
+from ledgerbus.eventstore.fold import ConversationStatus
+from ledgerbus.orchestrator.aggregate import Decision, FanIn
 from ledgerbus.schemas.envelope import CAPABILITY_PATTERN
 
 _CAPABILITY = re.compile(CAPABILITY_PATTERN)
@@ -112,6 +113,10 @@ class Plan:
     def __contains__(self, step_id: object) -> bool:
         return step_id in self._by_id
 
+    def dependencies(self) -> dict[str, tuple[str, ...]]:
+        """Each step's dependencies, in plan order: the edges of the DAG (what the ledger records of it)."""
+        return {s.id: s.depends_on for s in self._steps}
+
     def order(self) -> list[Step]:
         """Every step after all its dependencies; among steps free to go, plan order first."""
         return list(self._order)
@@ -167,7 +172,7 @@ class Plan:
         return all(step.id in settled for step in self._steps)
 
     def outcome(self, done: Set[str], failed: Set[str],
-                fallback: Iterable[str] = ()) -> Outcome:
+                fallback: Iterable[str] = ()) -> ConversationStatus:
         """The conversation's outcome once `finished(done, failed)`.
 
         `fallback` names done steps whose result came from a fallback. FAILED when a required
@@ -178,10 +183,10 @@ class Plan:
             raise ValueError("the plan is not finished: some steps can still run")
         dead = set(failed) | {s.id for s in self.blocked(failed)}
         if any(not self._by_id[i].optional for i in dead if i in self._by_id):
-            return Outcome.FAILED
+            return ConversationStatus.FAILED
         if dead or any(i in done for i in fallback):
-            return Outcome.DEGRADED
-        return Outcome.DONE
+            return ConversationStatus.DEGRADED
+        return ConversationStatus.DONE
 
     def build_input(self, step: Step, ctx: PlanContext) -> dict[str, Any]:
         """The REQUEST payload of `step`: a copy, so the caller may change it freely."""

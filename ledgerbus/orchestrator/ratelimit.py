@@ -11,8 +11,10 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from ledgerbus.errors import ConfigError
+from ledgerbus.orchestrator.policy import RateLimitPolicy
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
@@ -109,6 +111,12 @@ def _burst_for(rate: float | None, burst: float | None) -> float:
     return max(1.0, float(rate))
 
 
+class Limiter(Protocol):
+    """What the orchestrator asks before every REQUEST it sends: `RateLimiter`, or one wrapping it."""
+
+    async def acquire(self, key: str, n: float = 1.0, sleep: Sleep = asyncio.sleep) -> float: ...
+
+
 class RateLimiter:
     """A global bucket plus one bucket per key (agent type), created on first use.
 
@@ -166,3 +174,9 @@ class RateLimiter:
                 return slept
             await sleep(wait)
             slept += wait
+
+
+def from_policy(rate: RateLimitPolicy, clock: Clock = time.monotonic) -> RateLimiter:
+    """The limiter a policy set's rate limits describe."""
+    return RateLimiter(global_rate=rate.global_rate, global_burst=rate.global_burst, per_key=rate.per_agent,
+                       default_rate=rate.agent_rate, default_burst=rate.agent_burst, clock=clock)

@@ -15,10 +15,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nats.js.errors import NotFoundError
-
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.streams import consumer_name
+from ledgerbus.errors import NotFound
 
 log = logging.getLogger("ledgerbus.orchestrator")
 
@@ -108,8 +107,8 @@ class QueueProbe:
         self.reads += 1
         live = self.live_instances(agent)
         try:
-            info = await self.bus.js.consumer_info(self.bus.subjects.stream, consumer_name(agent), timeout=2.0)
-        except NotFoundError:
+            info = await self.bus.consumer_info(consumer_name(agent), timeout=2.0)
+        except NotFound:
             view = QueueView(self.clock(), consumer=False, live_instances=live)
         except Exception as exc:
             # Cannot tell (our own connection is in trouble): the plain rule applies, and the breaker
@@ -121,7 +120,7 @@ class QueueProbe:
                 self.clock(), live_instances=live,
                 num_pending=info.num_pending or 0, num_waiting=info.num_waiting or 0,
                 num_ack_pending=info.num_ack_pending or 0,
-                delivered_seq=(info.delivered.stream_seq or 0) if info.delivered else 0,
+                delivered_seq=info.delivered_stream_seq,
             )
         self._views[agent] = view
         return view

@@ -6,19 +6,17 @@ runs.
 
 from __future__ import annotations
 
-from nats.js.errors import NotFoundError
-
 from ledgerbus.bus.connection import Bus
-from ledgerbus.eventstore.base import EventFilter
-from ledgerbus.eventstore.fold import ConversationState, ConversationStatus, apply
+from ledgerbus.errors import NotFound
+from ledgerbus.eventstore.fold import ConversationStatus
+from ledgerbus.eventstore.folds import fold_source
 from ledgerbus.eventstore.jetstream import JetStreamLedger
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope
 
 
 async def conversation_events(bus: Bus, conversation_id: str) -> list[Envelope]:
-    flt = EventFilter(conversation_ids=(conversation_id,))
-    return [ev.envelope async for ev in JetStreamLedger(bus).read(flt)]
+    return await JetStreamLedger(bus).envelopes(conversation_id)
 
 
 async def open_conversations(bus: Bus, orchestrator: str) -> dict[str, list[Envelope]]:
@@ -27,18 +25,13 @@ async def open_conversations(bus: Bus, orchestrator: str) -> dict[str, list[Enve
     Two passes: fold everything to find the open ones (memory grows with conversations, not events),
     then read only those conversations' events.
     """
-    states: dict[str, ConversationState] = {}
-    async for ev in JetStreamLedger(bus).read():
-        env = ev.envelope
-        st = states.get(env.conversation_id)
-        if st is None:
-            st = states[env.conversation_id] = ConversationState(conversation_id=env.conversation_id)
-        apply(st, env, ev.position)
+    source = JetStreamLedger(bus)
+    states = (await fold_source(source)).states
     open_ids = [
         cid for cid, st in states.items()
         if st.root is not None and st.root.agent == orchestrator and st.status is ConversationStatus.RUNNING
     ]
-    return {cid: await conversation_events(bus, cid) for cid in open_ids}
+    return {cid: await source.envelopes(cid) for cid in open_ids}
 
 
 async def root_acknowledged(bus: Bus, root: Envelope) -> bool:
@@ -49,7 +42,7 @@ async def root_acknowledged(bus: Bus, root: Envelope) -> bool:
     """
     subject = f"{bus.subjects.prefix}.{root.answer_to}.{Action.ACK.value}.{root.conversation_id}"
     try:
-        await bus.js.get_last_msg(bus.subjects.stream, subject)
-    except NotFoundError:
+        await bus.last_msg(subject)
+    except NotFound:
         return False
     return True

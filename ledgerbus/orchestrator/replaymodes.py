@@ -33,6 +33,7 @@ from ledgerbus.orchestrator.engine import Orchestrator
 from ledgerbus.orchestrator.inflight import ConversationResult
 from ledgerbus.orchestrator.plan import Decomposer
 from ledgerbus.orchestrator.policy import PolicySet
+from ledgerbus.orchestrator.ratelimit import Limiter, Sleep, from_policy
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope
 
@@ -135,7 +136,7 @@ class _Playback:
 
     async def start(self, conversation_id: str) -> None:
         subject = f"{self.bus.subjects.prefix}.*.REQUEST.{conversation_id}"
-        self._sub = await self.bus.nc.subscribe(subject, cb=self._on_request)
+        self._sub = await self.bus.subscribe(subject, self._on_request)
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -214,19 +215,24 @@ async def resimulate(
 class BudgetLimiter:
     """Wraps the orchestrator's rate limiter: every REQUEST passes through it, so it can count them."""
 
-    def __init__(self, inner: Any, budget: int | None) -> None:
+    def __init__(self, inner: Limiter, budget: int | None) -> None:
         self.inner = inner
         self.budget = budget
         self.used = 0
 
-    async def acquire(self, key: str, *args: Any, **kwargs: Any) -> float:
+    async def acquire(self, key: str, n: float = 1.0, sleep: Sleep = asyncio.sleep) -> float:
         if self.budget is not None and self.used >= self.budget:
             raise BudgetExhausted(f"the re-execute budget of {self.budget} requests is spent")
         self.used += 1
-        return float(await self.inner.acquire(key, *args, **kwargs))
+        return float(await self.inner.acquire(key, n, sleep))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def budgeted(policies: PolicySet | None, budget: int | None) -> BudgetLimiter:
+    """The policies' rate limiter, with at most `budget` REQUESTs to send (None: no cap)."""
+    return BudgetLimiter(from_policy((policies or PolicySet()).rate), budget)
 
 
 @dataclass
@@ -259,14 +265,13 @@ async def re_execute(
         return await _rerun(bus, events, tasks, max_requests, decomposer, policies, orchestrator, on_orchestrator)
     view = [ev.envelope for ev in events]
     cid = events[0].envelope.conversation_id if events else ""
-    async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies) as orch:
-        limiter = BudgetLimiter(orch.limiter, max_requests)
-        orch.limiter = limiter  # type: ignore[assignment]
+    limiter = budgeted(policies, max_requests)
+    async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies,
+                            limiter=limiter) as orch:
         if on_orchestrator is not None:
             on_orchestrator(orch)
         result = await orch.resume(view)
-    refused = max_requests is not None and limiter.used >= max_requests and result is not None and any(
-        "BudgetExhausted" in r for r in result.outcome.reasons)
+    refused = result is not None and any(isinstance(exc, BudgetExhausted) for exc in result.raised)
     return ReexecuteReport(cid, limiter.used, max_requests, result, refused)
 
 
@@ -277,9 +282,9 @@ async def _rerun(bus: Bus, events: Sequence[StoredEvent], tasks: Sequence[str], 
     cid = view[0].conversation_id if view else ""
     reruns: dict[str, TaskState] = {}
     refused = False
-    async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies) as orch:
-        limiter = BudgetLimiter(orch.limiter, max_requests)
-        orch.limiter = limiter  # type: ignore[assignment]
+    limiter = budgeted(policies, max_requests)
+    async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies,
+                            limiter=limiter) as orch:
         if on_orchestrator is not None:
             on_orchestrator(orch)
         try:
@@ -300,16 +305,8 @@ def fork_envelopes(events: Sequence[StoredEvent], at: int, *, payload: dict[str,
     Every id that names the old conversation is renamed; causation ids follow their envelopes. The
     event at `edit_position` (default: the root REQUEST) gets `payload` (merged into, or replacing, its own).
     """
-    prefix = [ev for ev in events if ev.position <= at]
-    if not prefix:
-        raise ConfigError(f"no events of the conversation at or before position {at}")
+    prefix, target = _fork_point(events, at, edit=payload is not None, edit_position=edit_position)
     old = prefix[0].envelope.conversation_id
-    root = _root_request(events)
-    if not any(ev.envelope.id == root.id for ev in prefix):
-        raise ConfigError(f"position {at} is before the conversation's root REQUEST; fork from it or later")
-    target = edit_position if edit_position is not None else next(ev.position for ev in prefix if ev.envelope.id == root.id)
-    if payload is not None and not any(ev.position == target for ev in prefix):
-        raise ConfigError(f"position {target} is not an event of conversation {old} at or before {at}")
     cid = new_id or uuid7()
     ids: dict[str, str] = {}
 
@@ -337,6 +334,22 @@ def fork_envelopes(events: Sequence[StoredEvent], at: int, *, payload: dict[str,
     return out
 
 
+def _fork_point(events: Sequence[StoredEvent], at: int, *, edit: bool,
+                edit_position: int | None) -> tuple[list[StoredEvent], int]:
+    """The events a fork at `at` copies, and the position of the one it edits (default: the root REQUEST)."""
+    prefix = [ev for ev in events if ev.position <= at]
+    if not prefix:
+        raise ConfigError(f"no events of the conversation at or before position {at}")
+    root = _root_request(events)
+    if not any(ev.envelope.id == root.id for ev in prefix):
+        raise ConfigError(f"position {at} is before the conversation's root REQUEST; fork from it or later")
+    target = edit_position if edit_position is not None else next(ev.position for ev in prefix if ev.envelope.id == root.id)
+    if edit and not any(ev.position == target for ev in prefix):
+        raise ConfigError(f"position {target} is not an event of conversation "
+                          f"{prefix[0].envelope.conversation_id} at or before {at}")
+    return prefix, target
+
+
 @dataclass
 class ForkReport:
     original: str
@@ -354,8 +367,8 @@ async def fork(bus: Bus, events: Sequence[StoredEvent], at: int, *, payload: dic
     state = fold(copy)
     if state.status is not ConversationStatus.RUNNING:
         raise ConfigError(f"the conversation had already ended at position {at}: fork from an earlier position")
-    async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies) as orch:
-        orch.limiter = BudgetLimiter(orch.limiter, max_requests)  # type: ignore[assignment]
+    async with Orchestrator(bus, name=orchestrator, decomposer=decomposer, policies=policies,
+                            limiter=budgeted(policies, max_requests)) as orch:
         # Claimed before the copy is in the ledger: a service delivered the copied root REQUEST waits for
         # this fork to finish instead of conducting it too.
         held = await orch.conductors.claim_new(copy[0].conversation_id)

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from ledgerbus.agents.directory import Directory
+from ledgerbus.bus.directory import Directory
 from ledgerbus.aio import cancel_and_wait
 from ledgerbus.orchestrator.breaker import BreakerRegistry
 

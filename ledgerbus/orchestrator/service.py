@@ -17,12 +17,11 @@ import os
 import socket
 from typing import Any
 
-import nats.errors
 
-from ledgerbus.agents.directory import Announcer, Directory, InstanceInfo, describe_capabilities
-from ledgerbus.agents.rejection import reject_raw
+from ledgerbus.bus.directory import Announcer, Directory, InstanceInfo, describe_capabilities
+from ledgerbus.bus.rejection import reject_raw
 from ledgerbus.bus.streams import ConsumerSettings
-from ledgerbus.errors import ConfigError, InvalidMessage, UnknownCapability
+from ledgerbus.errors import BusClosed, BusTimeout, ConfigError, InvalidMessage, UnknownCapability
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.orchestrator.engine import Orchestrator
 from ledgerbus.orchestrator.plan import declared_capabilities
@@ -114,7 +113,7 @@ async def _announce(orch: Orchestrator, capabilities: list[Capability], concurre
 
 async def _take_requests(orch: Orchestrator, sub: Any, concurrency: int, stop: asyncio.Event,
                          tasks: set[asyncio.Task[None]], load: _Load) -> None:
-    while not stop.is_set() and not orch.bus.nc.is_closed:
+    while not stop.is_set() and not orch.bus.is_closed:
         if len(tasks) >= concurrency:
             # Full: wait for a conversation to end, or for stop — never block where stop cannot reach.
             stopper = asyncio.ensure_future(stop.wait())
@@ -123,9 +122,9 @@ async def _take_requests(orch: Orchestrator, sub: Any, concurrency: int, stop: a
             continue
         try:
             msgs = await sub.fetch(min(16, concurrency - len(tasks)), timeout=1.0)
-        except nats.errors.TimeoutError:
+        except BusTimeout:
             continue
-        except nats.errors.ConnectionClosedError:
+        except BusClosed:
             break
         except Exception as exc:  # reconnecting: wait a little rather than spin
             log.warning("orchestrator fetch failed: %s", exc)
@@ -177,13 +176,10 @@ async def _take(orch: Orchestrator, root: Envelope) -> None:
         return
     # Only a conversation someone took up before (a claim taken over, or an ACK to the requester in the
     # ledger) has history to resume from: a new one goes straight to work, with no read of the ledger.
-    events: list[Envelope] = []
+    events: list[Envelope] = [root]
     if not held.fresh or await root_acknowledged(orch.bus, root):
         events = await conversation_events(orch.bus, root.conversation_id)
-    if len(events) > 1:
-        await orch.resume(events, claim=held)
-    else:
-        await orch.conduct(held, orch._conduct(root, publish_root=False))
+    await orch.take(held, root, events)
 
 
 async def _refuse(orch: Orchestrator, root: Envelope, exc: InvalidMessage) -> None:

@@ -13,14 +13,15 @@ whose `causationId` is the DEAD_LETTER, which is how a redriven letter is told a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from nats.js import api
 
 from ledgerbus.bus.connection import Bus
-from ledgerbus.errors import InvalidMessage, RedriveError as RedriveError  # RedriveError: re-exported
+from ledgerbus.bus.messages import pending_after, stream_sequence
+from ledgerbus.errors import ConfigError, InvalidMessage, RedriveError as RedriveError  # RedriveError: re-exported
 from ledgerbus.ids import now_ms, uuid7
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo, answer
@@ -75,7 +76,7 @@ class DeadLetterWatcher:
 
     async def start(self) -> "DeadLetterWatcher":
         subject = ADVISORY.format(stream=self.bus.subjects.stream, consumer=self.consumer)
-        self._sub = await self.bus.nc.subscribe(subject, queue=self.queue, cb=self._on_advisory)
+        self._sub = await self.bus.subscribe(subject, self._on_advisory, queue=self.queue)
         return self
 
     async def stop(self) -> None:
@@ -101,7 +102,7 @@ class DeadLetterWatcher:
             log.warning("could not dead-letter stream sequence %d: %s", adv.stream_seq, exc)
 
     async def letter_for(self, adv: MaxDeliveries) -> Envelope | None:
-        raw = await self.bus.js.get_msg(adv.stream, adv.stream_seq)
+        raw = await self.bus.get_msg(adv.stream_seq, stream=adv.stream)
         try:
             req = self.bus.codec.decode(raw.data or b"")
         except InvalidMessage:
@@ -123,31 +124,28 @@ class Letter:
 
 async def _scan(bus: Bus, timeout: float) -> list[tuple[int, Envelope]]:
     """Every decodable REQUEST and ERROR envelope in the ledger with its stream sequence."""
-    info = await bus.js.stream_info(bus.subjects.stream)
-    last = info.state.last_seq
+    info = await bus.stream_info()
+    last = info.last_seq
     out: list[tuple[int, Envelope]] = []
-    if info.state.messages == 0:
+    if info.messages == 0:
         return out
     prefix = bus.subjects.prefix
-    sub = await bus.js.subscribe(
-        bus.subjects.all(), stream=bus.subjects.stream, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL,
-        config=api.ConsumerConfig(filter_subjects=[f"{prefix}.*.REQUEST.>", f"{prefix}.*.ERROR.>"]),
-    )
+    sub = await bus.ordered(bus.subjects.all(), filter_subjects=(f"{prefix}.*.REQUEST.>", f"{prefix}.*.ERROR.>"))
     try:
         while True:
             try:
-                msg = await sub.next_msg(timeout=timeout)
+                msg = await sub.next(timeout)
             except Exception:
                 break  # nothing more within the timeout: the filtered tail is empty
-            seq = msg.metadata.sequence.stream
+            seq = stream_sequence(msg)
             try:
                 out.append((seq, bus.codec.decode(msg.data)))
             except InvalidMessage:
                 pass
-            if seq >= last or msg.metadata.num_pending == 0:
+            if seq >= last or pending_after(msg) == 0:
                 break
     finally:
-        await sub.unsubscribe()
+        await sub.close()
     return out
 
 
@@ -171,7 +169,7 @@ async def redrive(bus: Bus, letter: Letter, *, sender: str | None = None) -> Env
     if letter.redriven_by is not None:
         raise RedriveError(f"{letter.id} was already redriven by request {letter.redriven_by}")
     try:
-        raw = await bus.js.get_msg(bus.subjects.stream, letter.request_seq)
+        raw = await bus.get_msg(letter.request_seq)
         req = bus.codec.decode(raw.data or b"")
     except Exception as exc:
         raise RedriveError(f"the request of {letter.id} (stream sequence {letter.request_seq}) cannot be read: {exc}") from None
@@ -182,3 +180,16 @@ async def redrive(bus: Bus, letter: Letter, *, sender: str | None = None) -> Env
     await bus.publish(env)
     return env
 
+
+
+async def redrive_named(bus: Bus, ids: Sequence[str], *, sender: str | None = None) -> list[tuple[str, Envelope]]:
+    """Re-drive the dead letters `ids` (none: every one not yet re-driven): (letter id, the new REQUEST) each.
+
+    What `ledgerbus deadletters redrive` and the web UI's re-drive action both run. ConfigError naming the
+    ids the ledger holds no dead letter for, before anything is sent."""
+    letters = {x.id: x for x in await find(bus, include_redriven=True)}
+    unknown = [i for i in ids if i not in letters]
+    if unknown:
+        raise ConfigError(f"no dead letter {', '.join(unknown)} in the ledger (see `ledgerbus deadletters list`)")
+    chosen = [letters[i] for i in ids] if ids else [x for x in letters.values() if x.redriven_by is None]
+    return [(letter.id, await redrive(bus, letter, sender=sender)) for letter in chosen]

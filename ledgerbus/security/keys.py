@@ -61,6 +61,10 @@ class Identity:
         """The value of the `Lb-Sig` header for `data` published on `subject`."""
         return _V2 + self.sign(signed_bytes(subject, data))
 
+    def signature_headers(self, subject: str, payload: bytes) -> dict[str, str]:
+        """The bus's Signer: the `Lb-Sig` header of `payload` appended on `subject`."""
+        return {SIG_HEADER: self.sign_envelope(subject, payload)}
+
 
 def signed_bytes(subject: str, data: bytes) -> bytes:
     """What a v2 signature covers: a version tag, the subject (no whitespace in NATS subjects) and the body."""

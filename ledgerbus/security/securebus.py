@@ -16,49 +16,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nats.js import api
-
-from ledgerbus.bus import buckets, client
-from ledgerbus.bus.appends import PipelinedJetStream
-from ledgerbus.bus.connection import Bus
+from ledgerbus.bus.connection import Bus, Pull
 from ledgerbus.bus.streams import ConsumerSettings, LedgerConfig, consumer_name
 from ledgerbus.bus.subjects import Subjects
+from ledgerbus.bus.ttl import DEFAULT_TTL
 from ledgerbus.errors import AuthorizationError, InvalidMessage, ServerError, is_authorization_failure
 from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import ErrorCode
 from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.security.deployment import Deployment
 from ledgerbus.security.keys import SIG_HEADER, Identity, envelope_signature_problem, verify_key
-from ledgerbus.agents.directory import DEFAULT_TTL
 from ledgerbus.security.permissions import AGENTS_BUCKET, CONDUCTORS_BUCKET, RESULTS_BUCKET, inbox_prefix
 
 log = logging.getLogger("ledgerbus.security")
-
-
-class SigningJetStream(PipelinedJetStream):
-    """A JetStream context that signs every body it appends under the ledger prefix with the user's nkey."""
-
-    def __init__(self, nc: Any, identity: Identity, ledger_prefix: str) -> None:
-        super().__init__(nc)
-        self._identity = identity
-        self._ledger_prefix = ledger_prefix
-
-    def _signed(self, subject: str, payload: bytes, headers: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not subject.startswith(self._ledger_prefix):
-            return headers
-        return {**(headers or {}), SIG_HEADER: self._identity.sign_envelope(subject, payload)}
-
-    async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
-                      stream: str | None = None, headers: dict[str, Any] | None = None,
-                      msg_ttl: float | None = None) -> api.PubAck:
-        return await super().publish(subject, payload, timeout=timeout, stream=stream,
-                                     headers=self._signed(subject, payload, headers), msg_ttl=msg_ttl)
-
-    async def publish_async(self, subject: str, payload: bytes = b"", wait_stall: float | None = None,
-                            stream: str | None = None, headers: dict[str, Any] | None = None,
-                            msg_ttl: float | None = None) -> "asyncio.Future[api.PubAck]":
-        return await super().publish_async(subject, payload, wait_stall=wait_stall, stream=stream,
-                                           headers=self._signed(subject, payload, headers), msg_ttl=msg_ttl)
 
 
 class SecureBus(Bus):
@@ -97,7 +67,7 @@ class SecureBus(Bus):
 
         try:
             # Bounded: a refused TLS handshake or nkey makes nats-py retry the first connect indefinitely.
-            nc = await asyncio.wait_for(client.connect(
+            nc = await asyncio.wait_for(cls.dial(
                 url,
                 name=name,
                 nkeys_seed_str=ident.seed,
@@ -122,20 +92,17 @@ class SecureBus(Bus):
             if refused is not None:
                 raise AuthorizationError(f"NATS at {url} refused user {name!r} (nkey {ident.public}): {refused}") from None
             raise ServerError(f"cannot connect to NATS at {url} as {name!r}: {exc or type(exc).__name__}") from None
-        nc.options["max_reconnect_attempts"] = -1
-        bus = cls(nc, subjects=Subjects(deployment.prefix), codec=codec or Codec())
-        bus.js = SigningJetStream(nc, ident, bus.subjects.prefix + ".")
+        # Signed below Bus.publish, where the body is final, so tracing and pipelining stay as they are.
+        bus = cls(nc, subjects=Subjects(deployment.prefix), codec=codec or Codec(), signer=ident)
         bus.identity = ident
         bus.trust = {n: verify_key(p) for n, p in deployment.trust().items()}
         bus.violations = bus_violations
         bus.may_watch_dead_letters = deployment.members[name].role != "agent"
         bus.member, bus.role = name, deployment.members[name].role
-        bus.bind_only = deployment.members[name].role == "agent"  # buckets without stream info (see buckets.py)
+        bus.bind_only = deployment.members[name].role == "agent"  # buckets without stream info (see bus/_nats/kv.py)
         if deployment.members[name].role == "admin":
             await bus.ensure_ledger(ledger or LedgerConfig())
         return bus
-
-    # -- signing happens in SigningJetStream, below Bus.publish, so tracing and pipelining stay as they are --
 
     def check_sender(self, env: Envelope, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
         """Raise InvalidMessage(SPOOFED_SENDER) unless `data` on `subject` is signed by the key of `env.sender`
@@ -164,12 +131,11 @@ class SecureBus(Bus):
         # a permission violation and a request timeout before the first REQUEST to each type.
         return self.role in ("client", "admin") or (self.role == "agent" and agent_type == self.member)
 
-    async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Any:
+    async def agent_consumer(self, agent_type: str, settings: ConsumerSettings | None = None) -> Pull:
         """Like Bus.agent_consumer, but created through the filtered create subject the permissions pin."""
-        cfg = (settings or ConsumerSettings()).consumer_config(self.subjects, agent_type)
-        cfg.name = consumer_name(agent_type)
-        await self.js.add_consumer(self.subjects.stream, cfg)
-        return await self.js.pull_subscribe_bind(consumer_name(agent_type), stream=self.subjects.stream)
+        spec = (settings or ConsumerSettings()).consumer_config(self.subjects, agent_type)
+        await self.add_consumer(spec.named(consumer_name(agent_type)))
+        return await self.bind(consumer_name(agent_type))
 
 
 async def provision(
@@ -183,10 +149,8 @@ async def provision(
     subjects = deployment.subjects
     for base, ttl in ((RESULTS_BUCKET, kv_ttl), (AGENTS_BUCKET, DEFAULT_TTL), (CONDUCTORS_BUCKET, None)):
         # Without rollups: one `Nats-Rollup: all` on an agent's own key would otherwise purge every key.
-        await buckets.ensure(admin.js, subjects.bucket(base), ttl=ttl, direct=True)
+        await admin.ensure_bucket(subjects.bucket(base), ttl=ttl, direct=True)
     for m in deployment.members.values():
         if m.role == "agent":
             settings = (consumers or {}).get(m.name, ConsumerSettings())
-            cfg = settings.consumer_config(subjects, m.name)
-            cfg.name = consumer_name(m.name)
-            await admin.js.add_consumer(subjects.stream, cfg)
+            await admin.add_consumer(settings.consumer_config(subjects, m.name).named(consumer_name(m.name)))

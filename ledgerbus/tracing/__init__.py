@@ -21,6 +21,9 @@ from ledgerbus.tracing.instrument import span
 from ledgerbus.tracing.rebuild import rebuild  # the function, not the submodule of the same name
 from ledgerbus.tracing.setup import configure, configure_from_env, enabled, force_flush, shutdown, tracer
 from ledgerbus.tracing.tree import TreeOptions, render
+from ledgerbus.tracing import bus as _bus
+
+_bus.install()  # every Bus made without a tracer of its own traces through this package
 
 __all__ = [
     "configure", "configure_from_env", "enabled", "force_flush", "shutdown", "tracer", "span",

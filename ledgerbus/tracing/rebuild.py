@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from ledgerbus import __version__
+from ledgerbus._version import __version__
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import Envelope
 from ledgerbus.tracing import conventions as C

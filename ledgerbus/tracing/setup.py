@@ -33,7 +33,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, ALWAYS_ON, ParentBased, ParentBasedTraceIdRatio, Sampler,
                                               TraceIdRatioBased)
 
-from ledgerbus import __version__
+from ledgerbus._version import __version__
 from ledgerbus.errors import ConfigError
 from ledgerbus.tracing.conventions import INSTRUMENTATION, LB_COMPONENT
 from ledgerbus.tracing.ids import PresetIdGenerator

@@ -1,7 +1,8 @@
 """Actions a page may take, off unless `ledgerbus ui --actions`; then each needs the token printed at start-up.
 
 Export is the same `export_store` as `ledgerbus export`, fork the same `replaymodes.fork` as `ledgerbus fork`,
-re-execute the same `replaymodes.re_execute` as `ledgerbus replay --mode re-execute`; the store's lock keeps it consistent with the
+re-execute the same `replaymodes.re_execute` as `ledgerbus replay --mode re-execute`, re-drive the same
+`deadletters.redrive_named` as `ledgerbus deadletters redrive`; the store's lock keeps it consistent with the
 reads the pages make."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ledgerbus.bus.connection import Bus
 from ledgerbus.errors import ConfigError
 from ledgerbus.eventstore.base import StoredEvent
 from ledgerbus.orchestrator.replaymodes import fork, re_execute
+from ledgerbus.security.deadletters import redrive_named
 
 from ledgerbus.eventstore.jsonl import export_store
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
@@ -71,3 +73,12 @@ async def re_execute_step(bus: Bus, events: Sequence[StoredEvent], step: str, ma
     report = await re_execute(bus, events, max_requests=max_requests, decomposer=decomposer, policies=policies,
                               tasks=[step])
     return report.sent, report.refused
+
+
+async def redrive_letter(bus: Bus, letter_id: str) -> str:
+    """Re-send a dead-lettered request as `ledgerbus deadletters redrive ID` does; the new REQUEST's id.
+
+    Sent as the deployment user the UI connected as (security mode), else as the request's own sender."""
+    ident = getattr(bus, "identity", None)
+    [(_, env)] = await redrive_named(bus, [letter_id], sender=str(ident.name) if ident is not None else None)
+    return env.id

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ledgerbus.errors import ConfigError
+from ledgerbus.errors import ConfigError, RedriveError
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.eventstore.timetravel import parse_point
 from ledgerbus.orchestrator.policy import TaskPolicy
@@ -27,12 +27,17 @@ from ledgerbus.ui.html import e, layout
 from ledgerbus.ui.index import LedgerIndex
 from ledgerbus.ui.mirror import LiveMirror
 from ledgerbus.ui.summary import Filters, matches
+from ledgerbus.ui.verifier import Verifier
 
 STATIC = Path(__file__).parent / "static"
 #: How often the live stream looks for new events in the file the recorder writes.
 POLL_S = 0.25
 #: The failure-policy defaults (DESIGN.md), as `ledgerbus stalls` applies them without options.
 DEFAULT_POLICY = TaskPolicy()
+#: The pause between two chunks of the start-up count of the agents' events.
+COUNT_PAUSE_S = 0.1
+#: How long the Integrity page waits for a verify before it answers with "under way" (and looks again).
+VERIFY_WAIT_S = 0.5
 
 #: What a live action starts from: its form, the bus, the pipeline and the conversation's events.
 Live = tuple[dict[str, str], Any, "actions.Pipeline", list[Any]]
@@ -56,12 +61,20 @@ def _bad(message: str) -> HTMLResponse:
 
 
 def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | None = None,
-               pipeline: actions.Pipeline | None = None) -> Starlette:
+               pipeline: actions.Pipeline | None = None, jaeger: str | None = None) -> Starlette:
     """The app over `ledger`. `token`: actions are on, and each request for one must carry it. `mirror`:
-    the file is the live stream's mirror, which runs while the app does."""
+    the file is the live stream's mirror, which runs while the app does. `jaeger`: the Jaeger UI that
+    conversation pages link their trace to."""
     if mirror is not None:
         SQLiteEventStore(ledger).close()  # the schema, so that the read-only index can open the new file
     index = LedgerIndex(ledger)
+    verifier = Verifier(ledger)
+
+    async def count_agents() -> None:
+        """The agents' counts, caught up at start-up a chunk at a time, so the first visit finds them ready;
+        a pause between chunks leaves the CPU to the pages people are opening meanwhile."""
+        while not await asyncio.to_thread(index.count_agents, index.last_position()):
+            await asyncio.sleep(COUNT_PAUSE_S)
 
     async def conversations(request: Request) -> Response:
         raw = dict(request.query_params)
@@ -85,7 +98,7 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         except ValueError:
             return _bad("at and diff are ledger positions (whole numbers)")
         html = await asyncio.to_thread(conversation_page.render, cid, events, at, diff, token is not None,
-                                       mirror is not None)
+                                       mirror is not None, jaeger)
         return HTMLResponse(html)
 
     async def live(request: Request) -> Response:
@@ -118,25 +131,36 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if mirror is not None:
             await mirror.start()
+        counting = asyncio.ensure_future(count_agents())
         try:
             yield
         finally:
+            counting.cancel()
+            await verifier.stop()
             if mirror is not None:
                 await mirror.stop()
+            await asyncio.gather(counting, return_exceptions=True)
             index.close()
 
     async def agents_page(request: Request) -> Response:
-        return HTMLResponse(other_pages.agents(await asyncio.to_thread(index.agents)))
+        rows, upto, last = await asyncio.to_thread(index.agents)
+        return HTMLResponse(other_pages.agents(rows, upto, last))
 
     async def stalls_page(request: Request) -> Response:
         def gather() -> str:
             now = find_stalls(index.running(), int(time.time() * 1000), lambda capability, agent: DEFAULT_POLICY)
-            return other_pages.stalls(now, index.recent_verdicts(), index.rejects())
+            return other_pages.stalls(now, index.recent_verdicts(), index.rejects(), index.dead_letters(),
+                                      redrive=token is not None and mirror is not None)
 
         return HTMLResponse(await asyncio.to_thread(gather))
 
     async def integrity_page(request: Request) -> Response:
-        return HTMLResponse(other_pages.integrity(await asyncio.to_thread(index.verify)))
+        last = await asyncio.to_thread(index.last_position)
+        job = verifier.ensure(last)
+        if job is not None:  # a small ledger is verified before the page answers; a big one goes on meanwhile
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(job), VERIFY_WAIT_S)
+        return HTMLResponse(other_pages.integrity(verifier.status(), last, time.time()))
 
     async def authorized(request: Request) -> tuple[dict[str, str], Response | None]:
         if token is None:
@@ -191,6 +215,21 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
             return _bad(str(exc))
         return RedirectResponse(f"/conversations/{cid}", 303)
 
+    async def redrive_action(request: Request) -> Response:
+        _, refused = await authorized(request)
+        if refused is not None:
+            return refused
+        if mirror is None or mirror.bus is None:
+            return Response("re-drive runs live: start the UI with --url\n", 409, media_type="text/plain")
+        letter = request.path_params["lid"]
+        try:
+            await actions.redrive_letter(mirror.bus, letter)
+            await mirror.catch_up()
+        except (ConfigError, RedriveError) as exc:
+            return _bad(str(exc))
+        cid = await asyncio.to_thread(index.conversation_of, letter)
+        return RedirectResponse(f"/conversations/{cid}" if cid else "/stalls", 303)
+
     async def export_action(request: Request) -> Response:
         _, refused = await authorized(request)
         if refused is not None:
@@ -207,6 +246,7 @@ def create_app(ledger: Path, *, token: str | None = None, mirror: LiveMirror | N
         Route("/conversations/{cid}/export", export_action, methods=["POST"]),
         Route("/conversations/{cid}/fork", fork_action, methods=["POST"]),
         Route("/conversations/{cid}/re-execute", re_execute_action, methods=["POST"]),
+        Route("/deadletters/{lid}/redrive", redrive_action, methods=["POST"]),
         Route("/agents", agents_page),
         Route("/stalls", stalls_page),
         Route("/integrity", integrity_page),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
 import msgspec
@@ -11,9 +12,11 @@ from ledgerbus.eventstore.base import StoredEvent
 from ledgerbus.eventstore.fold import ConversationState, TaskState
 from opentelemetry.trace import SpanKind, StatusCode
 
+from ledgerbus.orchestrator import plannote
 from ledgerbus.tracing import conventions as C
 from ledgerbus.tracing.rebuild import rebuild
 from ledgerbus.eventstore.timetravel import Change, Point, diff_conversations, state_at
+from ledgerbus.ui.jaeger import trace_url
 from ledgerbus.ui.html import badge, copyable, duration, e, layout, pretty, when
 from ledgerbus.ui.summary import in_words
 
@@ -33,7 +36,7 @@ def _step(conversation_id: str, task_id: str) -> str:
 def _levels(tasks: Sequence[TaskState]) -> dict[str, int]:
     """Each task's column in the plan graph: one past every task that finished before it was asked.
 
-    The ledger holds requests, not the plan's edges, so the order is read off what the orchestrator did."""
+    For ledgers without the plan's note (plannote.py), whose order can only be read off what the orchestrator did."""
     level: dict[str, int] = {}
     for t in sorted(tasks, key=lambda t: (t.requested_at or 0)):
         before = [level[o.task_id] for o in tasks if o.task_id in level and o.finished_at is not None
@@ -42,7 +45,32 @@ def _levels(tasks: Sequence[TaskState]) -> dict[str, int]:
     return level
 
 
-def _task_card(st: ConversationState, t: TaskState) -> str:
+_SUFFIX = re.compile(r"_(?:fb|rerun)\d+$")
+
+
+def _base(step: str) -> str:
+    """The plan step a task stands for: a fallback's (`_fb1`) or a re-run's (`_rerun1`) is its step's."""
+    while (m := _SUFFIX.search(step)) is not None:
+        step = step[:m.start()]
+    return step
+
+
+def _depths(deps: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
+    """Each step's column: one past its deepest dependency (the longest path from a step with none)."""
+    depth: dict[str, int] = {}
+
+    def of(step: str, seen: frozenset[str] = frozenset()) -> int:
+        if step not in depth:
+            known = [d for d in deps.get(step, ()) if d in deps and d not in seen]
+            depth[step] = 1 + max((of(d, seen | {step}) for d in known), default=-1)
+        return depth[step]
+
+    for step in deps:
+        of(step)
+    return depth
+
+
+def _task_card(st: ConversationState, t: TaskState, deps: tuple[str, ...] | None = None) -> str:
     decisions = "".join(
         f'<li class="decision d-{e(d.code.lower())}"><span class="pos">@{d.position}</span> attempt {d.attempt}: '
         f'<strong>{e(in_words(d.code))}</strong> <span class="muted">{e(d.message)}</span></li>'
@@ -52,22 +80,58 @@ def _task_card(st: ConversationState, t: TaskState) -> str:
     # A step that fell back did not do its work: it is marked as such, whatever status the fold gives it.
     shown = "FALLBACK" if t.fallback else t.status.value
     return (f'<article class="task s-{e(shown.lower())}" data-task="{e(_step(st.conversation_id, t.task_id))}"'
-            f' data-status="{e(shown)}"><h3>{e(_step(st.conversation_id, t.task_id))}</h3>'
-            f'<p>{badge(shown)}</p><p class="muted">{e(t.capability)} → {e(t.agent)}</p>'
+            f' data-status="{e(shown)}"{_deps_attr(deps)}><h3>{e(_step(st.conversation_id, t.task_id))}</h3>'
+            f'<p>{badge(shown)}</p><p class="muted">{e(t.capability)} → {e(t.agent)}</p>{_after(deps)}'
             f'<p>attempts: <strong>{t.attempts}</strong> · {duration(t.duration_ms)}</p>{err}'
             f'{"<ul class=decisions>" + decisions + "</ul>" if decisions else ""}</article>')
 
 
-def plan_graph(st: ConversationState) -> str:
+def _deps_attr(deps: tuple[str, ...] | None) -> str:
+    return "" if deps is None else f' data-deps="{e(" ".join(deps))}"'
+
+
+def _after(deps: tuple[str, ...] | None) -> str:
+    return f'<p class="after">after {e(", ".join(deps))}</p>' if deps else ""
+
+
+def _pending_card(step: str, deps: tuple[str, ...]) -> str:
+    return (f'<article class="task s-pending" data-task="{e(step)}" data-status="PENDING"{_deps_attr(deps)}>'
+            f'<h3>{e(step)}</h3><p>{badge("PENDING")}</p><p class="muted">not asked yet</p>{_after(deps)}</article>')
+
+
+def plan_graph(st: ConversationState, deps: Mapping[str, tuple[str, ...]] | None = None) -> str:
+    """The plan as columns of steps. With the plan's recorded edges (`deps`), each step sits one column past
+    its deepest dependency and the page's script draws an arrow per edge; without them, stages are inferred."""
     tasks = st.subtasks
-    if not tasks:
-        return '<p class="empty">No steps yet at this position.</p>'
-    level = _levels(tasks)
-    cols = []
-    for n in range(max(level.values()) + 1):
-        cards = "".join(_task_card(st, t) for t in tasks if level[t.task_id] == n)
-        cols.append(f'<div class="col" aria-label="stage {n + 1}">{cards}</div>')
-    return '<div class="graph">' + '<div class="arrow" aria-hidden="true">→</div>'.join(cols) + "</div>"
+    if deps is None:
+        if not tasks:
+            return '<p class="empty">No steps yet at this position.</p>'
+        level = _levels(tasks)
+        cols = []
+        for n in range(max(level.values()) + 1):
+            cards = "".join(_task_card(st, t) for t in tasks if level[t.task_id] == n)
+            cols.append(f'<div class="col" aria-label="stage {n + 1}">{cards}</div>')
+        return '<div class="graph">' + '<div class="arrow" aria-hidden="true">→</div>'.join(cols) + "</div>"
+    depth = _depths(deps)
+    by_step: dict[str, list[TaskState]] = {}
+    for t in tasks:
+        by_step.setdefault(_base(_step(st.conversation_id, t.task_id)), []).append(t)
+    extra = [s for s in by_step if s not in deps]  # asked, but not in the recorded plan (a re-run's own step)
+    columns: dict[int, list[str]] = {}
+    for step in [*deps, *extra]:
+        n = depth.get(step, 0)
+        mine = by_step.get(step)
+        cards = ("".join(_task_card(st, t, deps.get(step, ())) for t in mine) if mine
+                 else _pending_card(step, deps.get(step, ())))
+        columns.setdefault(n, []).append(cards)
+    cols = [f'<div class="col" aria-label="stage {n + 1}">{"".join(columns[n])}</div>' for n in sorted(columns)]
+    return f'<div class="graph recorded">{"".join(cols)}</div>'
+
+
+PLAN_HINTS = {
+    True: "The plan the orchestrator recorded: each arrow is a dependency; a step with several arrows in waits for all of them (fan-in).",
+    False: "Stages read off the ledger's timing (it holds no recorded plan): a step is drawn after every step that finished before it was asked.",
+}
 
 
 def _row_class(ev: StoredEvent, gap: int | None, at: int) -> list[str]:
@@ -159,7 +223,7 @@ def _diff(changes: Sequence[Change], a: int, b: int) -> str:
 
 
 def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: int | None,
-           actions: bool = False, live: bool = False) -> str:
+           actions: bool = False, live: bool = False, jaeger: str | None = None) -> str:
     positions = [ev.position for ev in events]
     last = positions[-1]
     at = last if at is None else at
@@ -183,17 +247,26 @@ def render(cid: str, events: Sequence[StoredEvent], at: int | None, diff_from: i
     err = (f'<p class="err"><span class="code">{e(st.error.code)}</span> {e(st.error.message)}</p>'
            if st.error is not None else "")
     result = f'<details><summary>result</summary>{pretty(st.result)}</details>' if st.result is not None else ""
+    deps = plannote.recorded(ev.envelope for ev in events)
     when_at = f' — <strong>as of position {at}</strong> (finally {badge(final.status.value)})' if at != last else ""
     body = f"""<nav class="crumbs"><a href="/">Conversations</a> / {copyable(cid)}</nav>
 <h1>Conversation {badge(st.status.value)}<span class="sr">{e(cid)}</span></h1>
 <p id="state" data-status="{e(st.status.value)}" data-at="{at}">{e(st.capability or "")} · started {when(st.started_at)} ·
 {duration(st.duration_ms)} · {st.events} events · {len(st.subtasks)} steps{when_at}</p>{err}{result}
 {travel}{_actions(cid, at, live, [(t.task_id, _step(cid, t.task_id)) for t in final.subtasks]) if actions else ""}{diff}
-<section><h2>Plan</h2><p class="hint">Stages read off the ledger: a step is drawn after every step that finished before it was asked.</p>{plan_graph(st)}</section>
-<section><h2>Waterfall</h2><p class="hint">The spans rebuilt from the ledger, as <code>ledgerbus trace show</code> draws them.</p>{waterfall([ev for ev in events if ev.position <= at])}</section>
+<section><h2>Plan</h2><p class="hint" id="plan-hint">{PLAN_HINTS[deps is not None]}</p>{plan_graph(st, deps)}</section>
+<section><h2>Waterfall</h2><p class="hint">The spans rebuilt from the ledger, as <code>ledgerbus trace show</code> draws them.{_jaeger_link(jaeger, cid)}</p>{waterfall([ev for ev in events if ev.position <= at])}</section>
 <section><h2>Timeline</h2><p class="hint"><span class="mark m-stall">stall</span> the orchestrator gave up on an attempt · <span class="mark m-backoff">backoff</span> a retry waits · <span class="mark m-gap">gap</span> over {GAP_MS} ms of silence · greyed: after the chosen position</p>
 {timeline(events, at, cid)}</section>"""
     return layout(f"Conversation {cid}", body)
+
+
+def _jaeger_link(base: str | None, cid: str) -> str:
+    if base is None:
+        return ""
+    url = trace_url(base, cid)
+    return (f' <a id="jaeger" href="{e(url)}" target="_blank" rel="noopener">Open the trace in Jaeger ↗</a>'
+            ' <span class="muted">(the same ids: the live trace, or the one <code>ledgerbus trace export</code> sent)</span>')
 
 
 def _actions(cid: str, at: int, live: bool, steps: Sequence[tuple[str, str]] = ()) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ledgerbus.bus.connection import Bus
@@ -14,21 +15,17 @@ from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
 
 class LiveMirror:
-    def __init__(self, url: str, prefix: str | None, path: Path) -> None:
-        self.url, self.prefix, self.path = url, prefix, path
+    """`connect`: a new connection to the server, made as the CLI makes every one (credentials, context)."""
+
+    def __init__(self, connect: Callable[[], Awaitable[Bus]], path: Path) -> None:
+        self.connect, self.path = connect, path
         self.durable = f"ui-{secrets.token_hex(6)}"
         self._bus: Bus | None = None
         self._store: SQLiteEventStore | None = None
         self._recorder: Recorder | None = None
 
-    @staticmethod
-    async def check(url: str, prefix: str | None) -> None:
-        """Connect once and go: a server that is not there is a one-line error before anything is served."""
-        bus = await Bus.connect(url, prefix=prefix, name="ledgerbus-ui", initial_attempts=1)
-        await bus.close()
-
     async def start(self) -> None:
-        self._bus = await Bus.connect(self.url, prefix=self.prefix, name="ledgerbus-ui")
+        self._bus = await self.connect()
         self._store = SQLiteEventStore(self.path)
         self._recorder = Recorder(self._bus, self._store, durable=self.durable)
         await self._recorder.start()
@@ -47,7 +44,7 @@ class LiveMirror:
             await self._recorder.stop()
         if self._bus is not None:
             with contextlib.suppress(Exception):  # already gone with the server: nothing left to clean
-                await self._bus.js.delete_consumer(self._bus.subjects.stream, self.durable)
+                await self._bus.delete_consumer(self.durable)
             await self._bus.close()
         if self._store is not None:
             self._store.close()

@@ -51,8 +51,10 @@ class Background:
         self.call(go())
 
     def orchestrator(self) -> None:
-        from ledgerbus.agents.examples import ContentPipeline
+        from ledgerbus.examples import ContentPipeline, register
         from ledgerbus.orchestrator.engine import Orchestrator
+
+        register()
 
         async def go() -> None:
             orch = Orchestrator(self.bus, decomposer=ContentPipeline())
@@ -106,7 +108,9 @@ def background(nats_server: Any) -> Iterator[Background]:
 @pytest.fixture
 def examples(background: Background) -> Background:
     """The three offline example agents, live on the test's server."""
-    from ledgerbus.agents.examples import AGENTS
+    from ledgerbus.examples import AGENTS, register
+
+    register()
 
     background.agents(*AGENTS)
     return background

@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from ledgerbus.schemas.asyncapi import build, from_agents
+from ledgerbus.agents.asyncapi import build, from_agents
 
 OFFICIAL = Path(__file__).parent.parent / "fixtures" / "asyncapi" / "asyncapi-3.0.0.schema.json"
 
@@ -62,7 +62,7 @@ def test_document_of_the_example_agents_is_valid(cli, validator, tmp_path):
 
 
 def test_the_official_schema_rejects_a_broken_document(validator):
-    import ledgerbus.agents.examples as ex
+    import ledgerbus.examples as ex
 
     doc = build(from_agents(ex.AGENTS))
     assert not list(validator.iter_errors(doc))

@@ -37,7 +37,7 @@ async def test_dash_and_underscore_prefixes_get_their_own_stream_consumers_and_b
         assert (await a.js.stream_info(a.subjects.stream)).state.messages == 1
         assert (await b.js.stream_info(b.subjects.stream)).state.messages == 0
         ka, kb = await Directory(a).bucket(), await Directory(b).bucket()
-        assert ka._name != kb._name
+        assert ka.name != kb.name
     finally:
         await a.close()
         await b.close()

@@ -134,7 +134,7 @@ def test_no_server_reachable_is_one_line_and_exit_2(cli, tmp_path, unused_port):
     for args in (["publish", "research", "research.search", '{"topic": "x"}'], ["request", "research", "research.search", "{}"],
                  ["status"], ["tail"], ["stalls"], ["agents"], ["conversations"], ["asyncapi", "--live"],
                  ["deadletters", "list"], ["deadletters", "redrive", "--all"], ["replay", "--url", url],
-                 ["trace", "show"], ["export", "--url", url], ["retention"], ["agent", "run", "ledgerbus.agents.examples.research:agent"],
+                 ["trace", "show"], ["export", "--url", url], ["retention"], ["agent", "run", "ledgerbus.examples.research:agent"],
                  ["orchestrator", "run"]):
         r = cli(*args, "--url", url, server=False)
         assert r.exit_code == 2, (args, r.output)

@@ -10,7 +10,7 @@ from ledgerbus.cli.stalls_cmd import human_ms
 from ledgerbus.cli.tail_cmd import TailFilter, as_dict, line
 from ledgerbus.errors import ConfigError, InvalidMessage
 from ledgerbus.eventstore.base import Rejected, StoredEvent
-from ledgerbus.schemas.asyncapi import _Components, build
+from ledgerbus.agents.asyncapi import _Components, build
 from ledgerbus.schemas.codes import Action
 from ledgerbus.schemas.envelope import ErrorInfo, answer, new_request
 

@@ -16,7 +16,9 @@ from ledgerbus.orchestrator.inflight import ConversationResult
 async def record_articles(bus: Bus, store: SQLiteEventStore, topics: Sequence[str], *,
                           subtopics: int = 2) -> list[ConversationResult]:
     """Run one content.article conversation per topic through the real agents; all of it lands in `store`."""
-    from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+    from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline, register
+
+    register()
 
     runtimes = [AgentRuntime(a, bus) for a in AGENTS]
     results: list[ConversationResult] = []

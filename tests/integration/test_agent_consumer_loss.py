@@ -9,14 +9,13 @@ import subprocess
 import sys
 from typing import Any
 
-from nats.js.errors import NotFoundError
-
 from ledgerbus.agents.directory import Directory, InstanceInfo
 from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.agents.sdk import Agent
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester
 from ledgerbus.bus.streams import LedgerConfig, consumer_name
+from ledgerbus.errors import NotFound
 from ledgerbus.schemas.capability import CapabilityRegistry
 
 
@@ -50,8 +49,8 @@ async def entry(bus: Bus, instance: str) -> InstanceInfo | None:
 
 async def consumer_exists(bus: Bus) -> bool:
     try:
-        await bus.js.consumer_info(bus.subjects.stream, consumer_name("echo"))
-    except NotFoundError:
+        await bus.consumer_info(consumer_name("echo"))
+    except NotFound:
         return False
     return True
 

@@ -9,7 +9,7 @@ import nats.js.errors
 import pytest
 from nats.js import api
 
-from ledgerbus.bus.appends import PipelinedJetStream
+from ledgerbus.bus._nats.appends import PipelinedJetStream
 from ledgerbus.bus.connection import Bus
 
 

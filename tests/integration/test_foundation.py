@@ -150,8 +150,10 @@ async def test_catch_up_waits_for_envelopes_the_caller_holds(bus, ledger):
 
 
 async def test_fold_of_sqlite_ledger_equals_live_state(bus, ledger):
-    from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+    from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline, register
     from ledgerbus.orchestrator.engine import Orchestrator
+
+    register()
 
     runtimes = [AgentRuntime(a, bus) for a in AGENTS]
     async with Recorder(bus, ledger) as rec:

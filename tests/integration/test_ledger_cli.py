@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ledgerbus.bus.connection import Bus
 from ledgerbus.cli import ledger_cmds, replay as replay_mod
 from ledgerbus.cli.render import state_json
-from ledgerbus.eventstore.base import EventFilter
+from ledgerbus.eventstore.base import EventFilter, Rejected
 from ledgerbus.eventstore.fold import fold
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 
@@ -88,8 +88,29 @@ def test_replay_from_the_live_stream_equals_replay_from_the_file(recorded):
     assert [c["state"]["status"] for c in json.loads(cli("replay", path, "--json", "--summary"))] == ["DONE", "DONE"]
     # A dead address is one line and exit 2, not a hang.
     assert "no NATS server reachable" in cli("replay", "--url", "nats://127.0.0.1:1", "-c", cids[0], code=2)
-    # A small ledger without -c is shown in full: both timelines.
+    # A small ledger without -c is shown in full: both timelines, from the file and from the stream.
     assert cli("replay", path).count("timeline of") == 2
+    assert cli("replay", "--url", server.url, "--prefix", server.prefix).count("timeline of") == 2
+
+
+def test_replay_says_how_many_messages_are_not_envelopes_from_the_file_as_from_the_stream(recorded):
+    path, _, server = recorded
+
+    async def junk() -> None:
+        bus = await Bus.connect(server.url, prefix=server.prefix)
+        try:
+            await bus.publish_raw(f"{server.prefix}.writing.REQUEST.junk", b"not an envelope")
+        finally:
+            await bus.close()
+
+    asyncio.run(junk())
+    store = SQLiteEventStore(path)  # as the recorder would have stored it
+    store.append([], rejects=[Rejected(store.held()[1] + 1, f"{server.prefix}.writing.REQUEST.junk",
+                                       b"not an envelope", "INVALID_MESSAGE", "not JSON")])
+    store.close()
+    live = cli("replay", "--url", server.url, "--prefix", server.prefix, "--summary")
+    assert "1 ledger messages are not envelopes" in live
+    assert "1 ledger messages are not envelopes" in cli("replay", path, "--summary")
 
 
 def test_diff_between_two_points(recorded):

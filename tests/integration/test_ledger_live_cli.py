@@ -36,8 +36,10 @@ class ServingAgents:
         self._stop: asyncio.Event | None = None
 
     async def _serve(self) -> None:
-        from ledgerbus.agents.examples import AGENTS
+        from ledgerbus.examples import AGENTS, register
         from ledgerbus.agents.runtime import AgentRuntime
+
+        register()
 
         self._stop = asyncio.Event()
         bus = await Bus.connect(self.url, prefix=self.prefix, name="serving-agents")

@@ -74,8 +74,9 @@ async def test_resimulate_reports_exactly_the_edited_decision(bus, ledger):
 
 
 async def test_re_execute_sends_no_more_than_its_budget(bus, ledger):
-    from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+    from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline, register
 
+    register()
     root = new_request(sender="client", recipient="orchestrator", capability=ARTICLE,
                        payload={"topic": "write-ahead logs", "subtopics": 3})
     runtimes = [AgentRuntime(a, bus) for a in AGENTS]
@@ -97,8 +98,9 @@ async def test_re_execute_sends_no_more_than_its_budget(bus, ledger):
 
 
 async def test_fork_leaves_the_original_byte_identical(bus, ledger):
-    from ledgerbus.agents.examples import AGENTS, ContentPipeline
+    from ledgerbus.examples import AGENTS, ContentPipeline, register
 
+    register()
     [original] = await record_articles(bus, ledger, ["bloom filters"])
     cid = original.conversation_id
     before = [(e.position, e.raw) for e in ledger.read(EventFilter(conversation_ids=(cid,)))]

@@ -7,6 +7,7 @@ import random
 import statistics
 from collections import Counter
 
+import pytest
 
 from ledgerbus.agents.sdk import AgentError
 from ledgerbus.eventstore.fold import ConversationStatus, TaskStatus, fold
@@ -19,16 +20,19 @@ from ledgerbus.orchestrator.policy import BreakerPolicy, FallbackValue, PolicySe
 from ledgerbus.schemas.capability import CapabilityRegistry
 from ledgerbus.schemas.codes import Action
 
-from orchestration_harness import FixedPlan, comparable, counting_agent, echo_input, runtime, start_all, stop_all
+from orchestration_harness import (FixedPlan, comparable, counting_agent, echo_input, runtime, start_all, stop_all,
+                                   wait_until)
+from virtualclock import VirtualClock
 
 FAST = TaskPolicy(receipt_timeout=0.5, stall_after=1.0, timeout=5.0,
                   retry=RetryPolicy(3, Backoff(0.05, 2.0, 0.5)))
 UNLIMITED = RateLimitPolicy(global_rate=None, agent_rate=None)
 
 
-def orchestrator(bus, reg, steps, **policy):
+def orchestrator(bus, reg, steps, clock=None, **policy):
     policies = PolicySet(default=policy.pop("default", FAST), rate=policy.pop("rate", UNLIMITED), **policy)
-    return Orchestrator(bus, decomposer=FixedPlan(steps), policies=policies, registry=reg, rng=random.Random(7))
+    return Orchestrator(bus, decomposer=FixedPlan(steps), policies=policies, registry=reg, rng=random.Random(7),
+                        clock=clock)
 
 
 def decisions(state, task_suffix):
@@ -88,11 +92,19 @@ async def test_agent_type_with_no_live_instance_falls_back_and_conversation_is_d
                               retry=RetryPolicy(2, Backoff(0.05, 2.0, 0.2)),
                               fallback=FallbackValue({"text": "(translation unavailable)"}))
     steps = [Step("a", "alpha.work", {"x": 1}), Step("g", "ghost.work", {"x": 2})]
-    orch = orchestrator(bus, reg, steps, per_capability={"ghost.work": ghost_policy})
+    clock = VirtualClock()  # the receipt windows and the backoff pass in virtual time
+    orch = orchestrator(bus, reg, steps, per_capability={"ghost.work": ghost_policy}, clock=clock)
     async with Recorder(bus, ledger) as rec:
         await start_all([alpha])
         async with orch:
-            result = await asyncio.wait_for(orch.run("test.run", {}), 10)
+            conv = asyncio.create_task(orch.run("test.run", {}))
+            await wait_until(lambda: any(t.status is TaskStatus.DONE for r in orch.runs.values()
+                                         for tid, t in r.state.tasks.items() if tid.endswith("_a")), 5, "alpha's answer")
+            while not conv.done():  # nobody answers the ghost: each timer it waits on rings
+                skip = asyncio.create_task(clock.skip_to_timer())
+                await asyncio.wait({skip, conv}, return_when=asyncio.FIRST_COMPLETED)
+                skip.cancel()
+            result = await asyncio.wait_for(conv, 10)
         await rec.catch_up()
         await stop_all([alpha])
 
@@ -106,6 +118,10 @@ async def test_agent_type_with_no_live_instance_falls_back_and_conversation_is_d
     codes, task = decisions(state, "_g")
     assert codes == ["NO_RECEIPT", "RETRY_SCHEDULED", "NO_RECEIPT", "FALLBACK_USED"]
     assert task.fallback and task.status is TaskStatus.DONE
+    backoff = next(e.error.details["delay"] for e in ledger.envelopes(result.conversation_id)
+                   if e.error is not None and e.error.code == "RETRY_SCHEDULED")
+    # Each attempt waited its whole receipt window (in virtual time), and the retry its backoff.
+    assert clock.skipped == pytest.approx([ghost_policy.receipt_timeout, backoff, ghost_policy.receipt_timeout], abs=1e-4)
     root_response = [e for e in ledger.envelopes(result.conversation_id)
                      if e.action is Action.RESPONSE and e.recipient == "client"]
     assert len(root_response) == 1 and root_response[0].error.code == "DEGRADED"
@@ -121,23 +137,36 @@ async def test_flaky_agent_succeeds_through_retries_with_growing_backoff(bus, le
     agent = runtime(counting_agent("flaky", flaky, reg, calls), bus)
     policy = TaskPolicy(receipt_timeout=1.0, stall_after=2.0, timeout=5.0,
                         retry=RetryPolicy(3, Backoff(0.2, 2.0, 5.0, jitter="none")))
-    orch = orchestrator(bus, reg, [Step("f", "flaky.work", {"x": 1})], default=policy)
+    clock = VirtualClock()  # the backoffs pass in virtual time: the test moves it on, nobody sleeps
+    orch = orchestrator(bus, reg, [Step("f", "flaky.work", {"x": 1})], default=policy, clock=clock)
+    sent_before_each_backoff_ended = []
     async with Recorder(bus, ledger) as rec:
         await start_all([agent])
         async with orch:
-            result = await asyncio.wait_for(orch.run("test.run", {}), 10)
+            conv = asyncio.create_task(orch.run("test.run", {}))
+            for backoff in (0.2, 0.4):  # growing: initial 0.2 s, doubled
+                # The orchestrator waits on exactly the backoff, and sends nothing more until it has passed.
+                waiting = asyncio.create_task(clock.waiting(requested=backoff))
+                await asyncio.wait({waiting, conv}, return_when=asyncio.FIRST_COMPLETED)
+                assert waiting.done(), f"no wait of {backoff}s before the retry"
+                sent_before_each_backoff_ended.append(orch.sent_requests)
+                clock.advance(waiting.result())
+            result = await asyncio.wait_for(conv, 10)
         await rec.catch_up()
         await stop_all([agent])
 
     assert result.status is ConversationStatus.DONE
+    assert sent_before_each_backoff_ended == [1, 2]
     events = [e for e in ledger.envelopes(result.conversation_id) if e.task_id.endswith("_f")]
     requests = [e for e in events if e.action is Action.REQUEST]
     errors = [e for e in events if e.action is Action.ERROR and e.sender == "flaky"]
     assert [r.attempt for r in requests] == [1, 2, 3]
     assert [e.attempt for e in errors] == [1, 2]
     assert {r.idempotency_key for r in requests} == {requests[0].task_id}
-    gaps = [requests[i + 1].timestamp - errors[i].timestamp for i in range(2)]
-    assert gaps[0] >= 190 and gaps[1] >= 390 and gaps[1] > gaps[0], gaps
+    scheduled = [e.error.details for e in events if e.error is not None and e.error.code == "RETRY_SCHEDULED"]
+    assert [(d["delay"], d["nextAttempt"]) for d in scheduled] == [(0.2, 2), (0.4, 3)]
+    # In the orchestrator's (virtual) time, each retry went out exactly its backoff after the failure.
+    assert clock.skipped == [0.2, 0.4]
     assert sum(calls.values()) == 3
 
 
@@ -155,29 +184,51 @@ async def test_breaker_opens_blocks_probes_after_cooldown_and_isolates_other_age
     breaker = BreakerPolicy(failure_threshold=2, reset_timeout=1.0)
 
     def fast_latencies(state):
-        return [t.duration_ms for tid, t in state.tasks.items() if tid.endswith("_f")]
+        # From the ledger's wall-clock timestamps (the REQUEST's send, the agent's RESPONSE): the
+        # orchestrator under test runs on a virtual clock, which only moves when the test moves it.
+        events = ledger.envelopes(state.conversation_id)
+        sent = {e.task_id: e.timestamp for e in events if e.action is Action.REQUEST}
+        return [e.timestamp - sent[e.task_id] for e in events
+                if e.action is Action.RESPONSE and e.task_id.endswith("_f")]
+
+    clock = VirtualClock()  # the timeouts and the cool-down pass in virtual time
+    timeouts = []
+
+    async def conversation(orch, *, hangs):
+        conv = asyncio.create_task(orch.run("test.run", {}))
+        if hangs:  # the slow agent takes it (ACK) and goes silent; the fast step is answered meanwhile
+            await wait_until(lambda: any(
+                st.tasks.get(f"{cid}_s") is not None and st.tasks[f"{cid}_s"].status is TaskStatus.ACKED
+                and st.tasks.get(f"{cid}_f") is not None and st.tasks[f"{cid}_f"].status is TaskStatus.DONE
+                for cid, st in ((c, r.state) for c, r in orch.runs.items())), 5, "the slow agent's ACK")
+            timeouts.append(await clock.skip_to_timer())  # its task timeout runs out
+        result = await asyncio.wait_for(conv, 5)
+        await rec.catch_up()
+        return result
 
     async with Recorder(bus, ledger) as rec:
         await start_all([slow, fast])
         # Baseline: the same fast step with no failing agent in the conversation.
         base = orchestrator(bus, reg, [Step("f", "fast.work", {"x": 1})])
         async with base:
-            baseline = [fast_latencies((await base.run("test.run", {})).state)[0] for _ in range(3)]
+            baseline = [fast_latencies(await conversation(base, hangs=False))[0] for _ in range(3)]
         orch = orchestrator(bus, reg, [Step("f", "fast.work", {"x": 1}), Step("s", "slow.work", {"x": 2})],
-                            per_capability={"slow.work": slow_policy}, per_agent_breaker={"slow": breaker})
+                            per_capability={"slow.work": slow_policy}, per_agent_breaker={"slow": breaker},
+                            clock=clock)
         results = []
         async with orch:
-            for _ in range(4):
-                results.append(await asyncio.wait_for(orch.run("test.run", {}), 5))
+            for i in range(4):  # closed for two failures, then open
+                results.append(await conversation(orch, hangs=i < 2))
             slow_calls_while_open = sum(n for tid, n in calls.items() if tid.endswith("_s"))
             assert orch.breakers.get("slow").state is BreakerState.OPEN
-            await asyncio.sleep(orch.breakers.get("slow").retry_after() + 0.05)  # the cool-down itself
-            results.append(await asyncio.wait_for(orch.run("test.run", {}), 5))
-        await rec.catch_up()
+            cool_down = orch.breakers.get("slow").retry_after()
+            clock.advance(cool_down)  # the cool-down itself
+            results.append(await conversation(orch, hangs=True))
         hang.set()
         await stop_all([slow, fast])
 
     assert slow_calls_while_open == 2  # two failures opened it; no request reached it while open
+    assert timeouts == [slow_policy.timeout] * 3 and cool_down == breaker.reset_timeout
     assert sum(n for tid, n in calls.items() if tid.endswith("_s")) == 3  # exactly one probe after cool-down
     assert [r.status for r in results] == [ConversationStatus.DEGRADED] * 5
     opened = [fold(ledger.envelopes(r.conversation_id)) for r in results]
@@ -191,6 +242,8 @@ async def test_breaker_opens_blocks_probes_after_cooldown_and_isolates_other_age
     # Isolation: the healthy agent's latency does not move while its neighbour fails (generous bound).
     # A cascade would hold the fast step behind the slow one's 400 ms timeout; a noisy machine only adds
     # the odd spike, so bound the median tightly and every run by the timeout it must never wait for.
+    # In virtual time a cascade holds the fast step forever: the wait for its answer before the slow one's
+    # timeout is let run out fails. In real time it is answered as fast as with no failing neighbour.
     during = [fast_latencies(st)[0] for st in opened]
     assert statistics.median(during) <= 5 * statistics.median(baseline) + 100, (baseline, during)
     assert max(during) < slow_policy.timeout * 1000, (baseline, during)

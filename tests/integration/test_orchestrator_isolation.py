@@ -16,6 +16,7 @@ from orchestration_harness import (
     stop_all,
     wait_until,
 )
+from virtualclock import VirtualClock
 
 from ledgerbus.agents.sdk import AgentError
 from ledgerbus.eventstore.base import EventFilter
@@ -32,6 +33,7 @@ from ledgerbus.orchestrator.policy import (
     RateLimitPolicy,
     TaskPolicy,
 )
+from ledgerbus.orchestrator.ratelimit import from_policy
 from ledgerbus.orchestrator.replaymodes import BudgetLimiter, fork_envelopes
 from ledgerbus.schemas.capability import CapabilityRegistry
 from ledgerbus.schemas.codes import Action, ErrorCode
@@ -40,12 +42,13 @@ FAST = TaskPolicy(receipt_timeout=0.5, stall_after=1.0, timeout=5.0, retry=Retry
 UNLIMITED = RateLimitPolicy(global_rate=None, agent_rate=None)
 
 
-def orchestrator(bus: Any, reg: CapabilityRegistry, decomposer: Any, **policy: Any) -> Orchestrator:
+def orchestrator(bus: Any, reg: CapabilityRegistry, decomposer: Any, *, clock: Any = None, limiter: Any = None,
+                 **policy: Any) -> Orchestrator:
     policies = PolicySet(default=policy.pop("default", FAST), rate=UNLIMITED, **policy)
     if isinstance(decomposer, list):
         decomposer = FixedPlan(decomposer)
     return Orchestrator(bus, decomposer=decomposer, policies=policies, registry=reg, rng=random.Random(7),
-                        use_directory=False)
+                        use_directory=False, clock=clock, limiter=limiter)
 
 
 def step_task(result: Any, step_id: str) -> Any:
@@ -125,15 +128,17 @@ async def test_a_half_open_probe_that_raises_gives_its_slot_back(bus):
     reg, calls = CapabilityRegistry(), Counter()
     agent = runtime(counting_agent("w", lambda p, c: {"v": 1}, reg, calls), bus)
     await start_all([agent])
-    async with orchestrator(bus, reg, [Step("s", "w.work", {})], breaker=BreakerPolicy(1, 0.05)) as orch:
+    clock, budget = VirtualClock(), BudgetLimiter(from_policy(UNLIMITED), 0)  # acquire() raises
+    async with orchestrator(bus, reg, [Step("s", "w.work", {})], breaker=BreakerPolicy(1, 0.05),
+                            clock=clock, limiter=budget) as orch:
         breaker = orch.breakers.get("w")
         assert breaker.allow()
         breaker.record_failure()
-        await wait_until(lambda: breaker.retry_after() == 0, 5, "the cool-down")  # next allow(): the probe
-        limiter, orch.limiter = orch.limiter, BudgetLimiter(orch.limiter, 0)  # acquire() raises
+        assert breaker.retry_after() > 0
+        clock.advance(breaker.retry_after())  # the cool-down: next allow() is the probe
         spent = await asyncio.wait_for(orch.run("test.run", {}), 10)
         after_raise = (breaker.state, breaker.probe_in_flight)
-        orch.limiter = limiter
+        budget.budget = None
         served = await asyncio.wait_for(orch.run("test.run", {}), 10)
     await stop_all([agent])
     assert spent.status is ConversationStatus.FAILED and "budget" in spent.outcome.reasons[0]
@@ -158,12 +163,27 @@ async def test_a_late_answer_during_the_backoff_is_folded_late_and_the_retry_is_
     agent = runtime(counting_agent("w", late, reg, calls), bus)
     policy = TaskPolicy(receipt_timeout=1.0, stall_after=0.3, timeout=10.0,
                         retry=RetryPolicy(3, Backoff(1.0, 2.0, 1.0, "none")))
+    clock = VirtualClock()  # the stall window and the backoff pass in virtual time
+
+    def task_now() -> Any:
+        return next((t for r in holder["orch"].runs.values() for tid, t in r.state.tasks.items()
+                     if tid.endswith("_s")), None)
+
     await start_all([agent])
-    async with orchestrator(bus, reg, [Step("s", "w.work", {})], default=policy) as orch:
+    async with orchestrator(bus, reg, [Step("s", "w.work", {})], default=policy, clock=clock) as orch:
         holder["orch"] = orch
-        result = await asyncio.wait_for(orch.run("test.run", {}), 10)
+        conv = asyncio.create_task(orch.run("test.run", {}))
+        await wait_until(lambda: (t := task_now()) is not None and t.status is TaskStatus.ACKED, 10, "the ACK")
+        stall = await clock.skip_to_timer()  # then silence: the stall window runs out
+        waiting = asyncio.create_task(clock.waiting(requested=1.0))  # the retry's backoff
+        # The late RESPONSE to the stalled attempt is folded while the backoff runs; the retry still goes out.
+        await wait_until(lambda: (t := task_now()) is not None and bool(t.late), 10, "the late answer")
+        assert orch.sent_requests == 1
+        clock.advance(await asyncio.wait_for(waiting, 10))
+        result = await asyncio.wait_for(conv, 10)
     await stop_all([agent])
     task = step_task(result, "s")
+    assert stall == policy.stall_after
     assert result.status is ConversationStatus.DONE and task.result == {"attempt": 1}
     assert [late.attempt for late in task.late] == [1]
     assert orch.sent_requests == 2 and sum(calls.values()) == 1

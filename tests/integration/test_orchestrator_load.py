@@ -16,12 +16,14 @@ import pytest
 
 from orchestration_harness import start_all, stop_all
 
-from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline, register
 from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.eventstore.fold import ConversationStatus
 from ledgerbus.orchestrator.breaker import BreakerState
 from ledgerbus.orchestrator.engine import Orchestrator
 from ledgerbus.schemas.codes import ErrorCode
+
+register()  # the orchestrator validates step inputs against the examples' capabilities
 
 CONVERSATIONS = 600
 IN_FLIGHT = 100

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline, register
 from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.bus.requester import Requester
 from ledgerbus.errors import RemoteError
@@ -14,6 +14,8 @@ from ledgerbus.eventstore.fold import ConversationStatus, fold
 from ledgerbus.eventstore.recorder import Recorder
 from ledgerbus.orchestrator.engine import Orchestrator
 from ledgerbus.schemas.codes import Action
+
+register()  # the orchestrator validates step inputs against the examples' capabilities
 
 
 async def test_client_request_to_orchestrator_service_gets_the_article(bus, ledger):

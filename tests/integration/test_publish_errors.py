@@ -30,14 +30,14 @@ async def test_publish_to_a_stopped_server_times_out_as_a_ledgerbus_error(bus: B
     assert isinstance(info.value, (PublishTimeout, ConnectionClosed)), repr(info.value)
     assert isinstance(info.value, ServerError) and "sink.REQUEST" in str(info.value)
     if isinstance(info.value, PublishTimeout):
-        assert isinstance(info.value, TimeoutError) and isinstance(info.value, nats.errors.TimeoutError)
+        assert isinstance(info.value, TimeoutError) and not isinstance(info.value, nats.errors.Error)
 
 
 async def test_publish_with_no_ledger_stream_says_so(bus: Bus) -> None:
     await bus.js.delete_stream(bus.subjects.stream)
     with pytest.raises(NoLedgerStream) as info:
         await bus.publish(_env(i=1))
-    assert isinstance(info.value, nats.js.errors.NoStreamResponseError)
+    assert not isinstance(info.value, nats.errors.Error)  # nats-py's errors stay inside the bus
     assert "no stream stores this subject" in str(info.value)
     fut = await bus.publish_async(_env(i=2))
     with pytest.raises(NoLedgerStream):
@@ -51,7 +51,7 @@ async def test_an_append_the_stream_refuses_is_publish_refused_with_the_servers_
     with pytest.raises(PublishRefused) as refused:
         await bus.publish(_env(text="x" * 1000))
     assert refused.value.code == 400 and refused.value.err_code is not None
-    assert isinstance(refused.value, nats.js.errors.APIError) and isinstance(refused.value, LedgerbusError)
+    assert isinstance(refused.value, LedgerbusError) and not isinstance(refused.value, nats.js.errors.APIError)
     fut = await bus.publish_async(_env(text="y" * 1000))
     with pytest.raises(PublishRefused):
         await fut
@@ -61,7 +61,7 @@ async def test_publish_on_a_closed_connection_is_connection_closed(bus: Bus) -> 
     await bus.nc.close()
     with pytest.raises(ConnectionClosed) as info:
         await bus.publish(_env(i=1))
-    assert isinstance(info.value, nats.errors.ConnectionClosedError)
+    assert not isinstance(info.value, nats.errors.ConnectionClosedError)
     with pytest.raises(ConnectionClosed):
         await bus.publish_async(_env(i=2))
 

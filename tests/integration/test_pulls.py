@@ -63,7 +63,7 @@ async def test_a_fetch_waiting_when_the_connection_closes_ends(nats_server: obje
 async def test_the_stream_sequence_is_read_as_nats_py_reads_it(bus: Bus) -> None:
     from nats.aio.msg import Msg
 
-    from ledgerbus.bus.pulls import stream_sequence
+    from ledgerbus.bus.messages import stream_sequence
 
     await _stream_with(bus, "seqs", 40)
     sub = await _pull(bus, "seqs")

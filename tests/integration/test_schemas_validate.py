@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from ledgerbus.agents.examples import AGENTS, ARTICLE, ContentPipeline
+from ledgerbus.examples import AGENTS, ARTICLE, ContentPipeline, register
 from ledgerbus.agents.runtime import AgentRuntime
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.requester import Requester
@@ -30,6 +30,8 @@ from ledgerbus.orchestrator.engine import Orchestrator
 from ledgerbus.orchestrator.inflight import ConversationResult
 from ledgerbus.orchestrator.policy import FallbackValue, PolicySet, TaskPolicy
 from ledgerbus.schemas.envelope import new_request
+
+register()  # the orchestrator validates step inputs against the examples' capabilities
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ledgerbus.agents.examples.llm import CAPABILITY, LLMClient, LLMSettings, build_agent
+from ledgerbus.examples.llm import CAPABILITY, LLMClient, LLMSettings, build_agent
 from ledgerbus.orchestrator.breaker import CircuitBreaker
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import tracemalloc
 
-import nats.errors
 import pytest
 
 from ledgerbus.bus.connection import Bus
 from ledgerbus.bus.server import EmbeddedServer, ServerConfig
-from ledgerbus.errors import InvalidMessage
+from ledgerbus.errors import InvalidMessage, PublishRefused
 from ledgerbus.eventstore.sqlite import SQLiteEventStore
 from ledgerbus.schemas.codec import Codec
 from ledgerbus.schemas.codes import Action
@@ -123,8 +122,9 @@ async def test_two_megabyte_message_is_refused_before_nats_with_a_clear_error(bu
             await bus.publish(env)
         assert info.value.code == "PAYLOAD_TOO_LARGE" and "the limit is" in info.value.reason
         # Raw bytes past the codec: NATS itself refuses them, explicitly, before they leave the client.
-        with pytest.raises(nats.errors.MaxPayloadError):
+        with pytest.raises(PublishRefused) as refused:
             await w.raw(Codec(max_bytes=10**9).encode(env))
+        assert refused.value.code is None and "max_payload" in str(refused.value)
         resp = await w.still_serves()
         last = await w.recorder.catch_up(holding=[resp.id])
         assert last == 3  # the valid REQUEST, its ACK and RESPONSE: nothing of the refused messages

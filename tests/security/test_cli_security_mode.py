@@ -82,7 +82,7 @@ async def test_commands_work_as_deployment_users(pipeline: Secured) -> None:
     url, secrets = pipeline.server.url, pipeline.secrets
     cli = ["--url", url, "--nkey", str(secrets / "cli.nk")]
     # Each service finds its own user in the deployment: an agent its type, the orchestrator its --name.
-    services = [Service("agent", "run", f"ledgerbus.agents.examples.{a}:agent", "--url", url, "--deployment", str(secrets))
+    services = [Service("agent", "run", f"ledgerbus.examples.{a}:agent", "--url", url, "--deployment", str(secrets))
                 for a in PIPELINE]
     services.append(Service("orchestrator", "run", "--url", url, "--deployment", str(secrets)))
     try:

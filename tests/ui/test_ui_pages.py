@@ -54,3 +54,21 @@ def test_integrity_page_reports_an_altered_event_at_its_position(page: Any, ui_u
         assert "FINDINGS" in page.inner_text("#verdict")
         finding = page.locator(f'table.findings tr[data-position="{at}"]')
         assert "ALTERED" in finding.inner_text()
+
+
+def test_the_trace_is_linked_in_jaeger_only_when_one_is_configured(page: Any, ui_url: str, runs: Runs) -> None:
+    cid = runs.done.conversation_id
+    trace = cid.replace("-", "")  # the trace id is the conversation id
+    page.goto(f"{ui_url}/conversations/{cid}")
+    assert page.locator("#jaeger").count() == 0  # nothing configured: no link to nowhere
+    ledger = runs.world.ledger_path
+    with serve_ui(ledger, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.example:4318"}) as url:
+        page.goto(f"{url}/conversations/{cid}")
+        assert page.locator("#jaeger").get_attribute("href") == f"http://collector.example:16686/trace/{trace}"
+    with serve_ui(ledger, "--jaeger-url", "https://jaeger.example/ui/",
+                  env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.example:4318"}) as url:
+        page.goto(f"{url}/conversations/{cid}")
+        assert page.locator("#jaeger").get_attribute("href") == f"https://jaeger.example/ui/trace/{trace}"
+    with serve_ui(ledger, env={"LEDGERBUS_JAEGER_URL": "http://127.0.0.1:16686"}) as url:
+        page.goto(f"{url}/conversations/{cid}")
+        assert page.locator("#jaeger").get_attribute("href") == f"http://127.0.0.1:16686/trace/{trace}"

@@ -26,6 +26,7 @@ class Runs:
         self.world = world
         self.done = world.run("test.ok", {"topic": "ok"})
         self.degraded = world.run("test.shaky", {"topic": "shaky"})
+        self.fanin = world.run("test.fanin", {"topic": "fan-in"})
 
 
 def _free_port() -> int:
@@ -35,11 +36,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_ui(ledger: Path | None, *extra: str, printed: list[str] | None = None) -> Iterator[str]:
+def serve_ui(ledger: Path | None, *extra: str, printed: list[str] | None = None,
+             env: dict[str, str] | None = None) -> Iterator[str]:
     """`ledgerbus ui LEDGER` as a user starts it, in its own process; yields its base URL. The lines it
-    prints before its address go to `printed`."""
+    prints before its address go to `printed`; `env` is added to its environment (no LEDGERBUS_* else)."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERBUS_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEDGERBUS_")}, **(env or {})}
     where = [str(ledger)] if ledger is not None else []
     proc = subprocess.Popen([sys.executable, "-m", "ledgerbus.cli.main", "ui", *where, "--port", str(port), *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

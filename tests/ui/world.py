@@ -29,9 +29,12 @@ SHAKY = TaskPolicy(receipt_timeout=1.0, stall_after=0.4, timeout=5.0, retry=Retr
 
 
 class Plans:
-    capabilities = frozenset({"test.ok", "test.shaky"})
+    capabilities = frozenset({"test.ok", "test.shaky", "test.fanin"})
 
     def plan(self, capability: str, request: Mapping[str, Any]) -> Plan:
+        if capability == "test.fanin":  # two independent steps, and one that needs both
+            return Plan([Step("left", "alpha.work", {"x": 1}), Step("right", "alpha.work", {"x": 2}),
+                         Step("join", "alpha.work", {"x": 3}, depends_on=("left", "right"))])
         steps = [Step("fetch", "alpha.work", {"x": 1})]
         if capability == "test.shaky":
             steps.append(Step("shaky", "shaky.work", {"x": 2}, depends_on=("fetch",)))
@@ -110,3 +113,37 @@ class World:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
             self.server.stop()
+
+
+def dead_letter(url: str) -> tuple[str, str]:
+    """A request the `ghost` type took twice and never acknowledged, dead-lettered after MaxDeliver=2 by the
+    agents' DeadLetterWatcher: (its conversation id, the letter id). Run on a loop of its own thread, so that
+    a test holding Playwright's loop can call it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ledgerbus.bus.streams import ConsumerSettings, consumer_name
+    from ledgerbus.schemas.envelope import new_request
+    from ledgerbus.security.deadletters import DeadLetterWatcher
+
+    async def go() -> tuple[str, str]:
+        bus = await Bus.connect(url, name="ui-test-deadletter")
+        try:
+            sub = await bus.agent_consumer("ghost", ConsumerSettings(ack_wait=0.3, max_deliver=2))
+            watcher = await DeadLetterWatcher(bus, consumer=consumer_name("ghost"), sender="ghost").start()
+            req = new_request(sender="tester", recipient="ghost", capability="ghost.work", payload={"n": 1})
+            await bus.publish(req)
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 15
+            while not watcher.published:  # taken and never acknowledged: a crashing instance, twice
+                assert loop.time() < until, "no DEAD_LETTER within 15 s"
+                try:
+                    await sub.fetch(1, timeout=0.5)
+                except Exception:  # nothing to take right now: the redelivery is not due yet
+                    pass
+            await watcher.stop()
+            return req.conversation_id, watcher.published[0].id
+        finally:
+            await bus.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result(30)

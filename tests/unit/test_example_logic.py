@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledgerbus.agents.examples.corpus import Document, load_corpus, search, split_sentences, stem, tokenize
-from ledgerbus.agents.examples.drafting import count_words, write_draft
-from ledgerbus.agents.examples.editing import NO_CHANGES, SYNONYMS, edit
-from ledgerbus.agents.examples.payloads import (
+from ledgerbus.examples.corpus import Document, load_corpus, search, split_sentences, stem, tokenize
+from ledgerbus.examples.drafting import count_words, write_draft
+from ledgerbus.examples.editing import NO_CHANGES, SYNONYMS, edit
+from ledgerbus.examples.payloads import (
     Article, ArticleRequest, Draft, DraftRequest, EditedArticle, EditRequest, Note, ResearchNotes,
     ResearchQuery,
 )
-from ledgerbus.agents.examples.topics import ANGLES, subtopics, title_case
+from ledgerbus.examples.topics import ANGLES, subtopics, title_case
 
 CORPUS = load_corpus()
 SENTENCES = {d.id: split_sentences(d.text) for d in CORPUS}

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledgerbus.eventstore.base import StoredEvent
+from ledgerbus.eventstore.folds import Folds
 from ledgerbus.eventstore.fold import (
     ConversationState,
     ConversationStatus,
     TaskStatus,
     apply,
     fold,
-    fold_all,
 )
 from ledgerbus.schemas.codes import Action, ErrorCode
 from ledgerbus.schemas.envelope import Envelope, ErrorInfo
@@ -354,15 +354,29 @@ def test_positions_come_from_stored_events() -> None:
     assert fold(h.envelopes).last_position == 0  # bare envelopes carry no position
 
 
-def test_fold_all_splits_conversations() -> None:
+def test_folds_split_conversations() -> None:
     a, b = History("ca"), History("cb")
     ra, rb = a.root(), b.root()
     a.finish(ra)
     b.finish(rb, failed="no")
     mixed = [(i + 1, e) for i, e in enumerate(x for pair in zip(a.envelopes, b.envelopes) for x in pair)]
-    states = fold_all(mixed)
+    states = Folds().add_all(StoredEvent(p, e) for p, e in mixed).states
     assert {k: v.status for k, v in states.items()} == {"ca": C.DONE, "cb": C.FAILED}
     assert states["ca"] == fold([StoredEvent(p, e) for p, e in mixed if e.conversation_id == "ca"])
+
+
+def test_folds_hand_over_ended_conversations_and_count_what_comes_after() -> None:
+    a, b = History("ca"), History("cb")
+    ra, rb = a.root(), b.root()
+    a.finish(ra)
+    late = a.envelopes[-1]
+    events = [StoredEvent(p, e) for p, e in enumerate([*a.envelopes, *b.envelopes, late], 1)]
+    ended: list[str] = []
+    folds = Folds(on_end=lambda st_: ended.append(st_.conversation_id)).add_all(events)
+    assert ended == ["ca"] and list(folds.states) == ["cb"] and folds.late == 1  # ca is forgotten once ended
+    assert folds.finish() == {} and ended == ["ca", "cb"]
+    kept = Folds().add_all(events)
+    assert kept.late == 0 and kept.states["ca"].events == len(a.envelopes) + 1
 
 
 def test_empty_fold() -> None:
@@ -577,7 +591,7 @@ def test_fold_is_total_and_deterministic(events: list[Envelope]) -> None:
             assert task.result is not None
     if first.status in (C.DONE, C.DEGRADED):
         assert first.root is not None and first.root.status is S.DONE
-    states = fold_all(list(enumerate(events, 1)))
+    states = Folds().add_all(StoredEvent(p, e) for p, e in enumerate(events, 1)).states
     assert sum(s.events for s in states.values()) == len(events)
 
 

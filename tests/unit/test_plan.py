@@ -283,7 +283,7 @@ def test_any_of_starts_at_the_first_success_and_best_effort_waits_for_all():
 
 
 def test_declared_capabilities_are_names_or_a_one_line_error() -> None:
-    from ledgerbus.agents.examples import ContentPipeline
+    from ledgerbus.examples import ContentPipeline
     from ledgerbus.orchestrator.plan import declared_capabilities
 
     assert declared_capabilities(ContentPipeline()) == {"content.article"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledgerbus.bus.pulls import pull_expiry
+from ledgerbus.bus._nats.pulls import pull_expiry
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.3, 1.0, 2.0, 5.0, 30.0])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import msgspec
 
-from ledgerbus.agents.examples import AGENTS, ARTICLE
+from ledgerbus.examples import register
 from ledgerbus.schemas import export
-from ledgerbus.schemas.capability import CapabilityRegistry, registry as process_registry
+from ledgerbus.schemas.capability import CapabilityRegistry
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -17,10 +17,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 def builtin_registry() -> CapabilityRegistry:
     """Only the built-in capabilities: other tests in this process register their own in the global registry."""
     reg = CapabilityRegistry()
-    for name in sorted({n for agent in AGENTS for n in agent.handlers} | {ARTICLE}):
-        cap = process_registry.get(name)
-        reg.register(name, cap.input.tp, cap.output.tp, version=cap.version, description=cap.description)
-        reg.get(name).upcasters.update(cap.upcasters)
+    register(reg)
     return reg
 
 

@@ -42,6 +42,53 @@
     open();
   }
 
+  // The recorded plan's edges: one arrow per dependency, from the step's card to its dependent's, drawn
+  // again when the layout changes (columns side by side on a wide window, stacked on a narrow one).
+  var graph = document.querySelector(".graph.recorded");
+  var draw = function () {
+    var ns = "http://www.w3.org/2000/svg";
+    var old = graph.querySelector("svg.edges");
+    if (old) old.remove();
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "edges");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("width", graph.scrollWidth);
+    svg.setAttribute("height", graph.scrollHeight);
+    svg.innerHTML = '<defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">' +
+      '<path d="M0,0 L10,5 L0,10 z"></path></marker></defs>';
+    var box = graph.getBoundingClientRect();
+    var at = function (r) {
+      return { l: r.left - box.left + graph.scrollLeft, r: r.right - box.left + graph.scrollLeft,
+               t: r.top - box.top + graph.scrollTop, b: r.bottom - box.top + graph.scrollTop };
+    };
+    graph.querySelectorAll("article.task[data-deps]").forEach(function (card) {
+      card.getAttribute("data-deps").split(" ").filter(Boolean).forEach(function (dep) {
+        var from = graph.querySelector('article.task[data-task="' + CSS.escape(dep) + '"]');
+        if (!from) return;
+        var a = at(from.getBoundingClientRect()), b = at(card.getBoundingClientRect()), d;
+        if (b.l >= a.r - 1) {  // side by side: right edge to left edge
+          var y1 = (a.t + a.b) / 2, y2 = (b.t + b.b) / 2, mx = (a.r + b.l) / 2;
+          d = "M" + a.r + "," + y1 + " C" + mx + "," + y1 + " " + mx + "," + y2 + " " + (b.l - 1) + "," + y2;
+        } else {  // stacked: out of the left edge and down the margin, past the cards in between, into the left edge
+          var ya = (a.t + a.b) / 2, yb = (b.t + b.b) / 2, x = Math.min(a.l, b.l) - 14;
+          d = "M" + a.l + "," + ya + " C" + x + "," + ya + " " + x + "," + yb + " " + (b.l - 1) + "," + yb;
+        }
+        var p = document.createElementNS(ns, "path");
+        p.setAttribute("d", d);
+        p.setAttribute("marker-end", "url(#head)");
+        p.setAttribute("data-from", dep);
+        p.setAttribute("data-to", card.getAttribute("data-task"));
+        svg.appendChild(p);
+      });
+    });
+    graph.insertBefore(svg, graph.firstChild);
+  };
+  if (graph) {
+    draw();
+    window.addEventListener("resize", draw);
+    graph.addEventListener("toggle", draw, true);  // an opened <details> moves the cards below it
+  }
+
   var slider = document.getElementById("slider");
   if (slider) {
     var positions = slider.getAttribute("data-positions").split(",");

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markdown import Markdown
 from rich.panel import Panel
 
 from ledgerbus.cli.common import DataDirOption, UrlOption, console, run
@@ -90,6 +89,8 @@ async def _run_demo(topic: str, subtopics: int, ledger: Path, url: str | None, d
         events = list(mirror.store.read(EventFilter(conversation_ids=(result.conversation_id,))))
         art = result.result or {}
         if art:
+            from rich.markdown import Markdown  # only the demo's article needs it; it costs every CLI start ~30 ms
+
             console.print(Panel(Markdown(f"# {art['title']}\n\n{art['body']}"), title=f"article — {result.status.value}",
                                 subtitle=f"{art['wordCount']} words, {len(art['sources'])} sources"))
             console.print("[bold]editor's changes:[/] " + "; ".join(art["changes"]))

@@ -12,6 +12,16 @@ import pytest
 from uihelp import ARGS, CHROMIUM, Runs, serve_ui
 from world import World
 
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One xdist worker runs every UI test: they share one recorded world (session fixtures) and a browser
+    # per module, which each worker would otherwise build again.
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("ui"))
+
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
